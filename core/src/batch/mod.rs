@@ -1,0 +1,551 @@
+//! The record batch: the unit that is written, CRC-checked and read.
+//!
+//! The byte layout is documented in `docs/log-format.md`; this module is its only implementation.
+//! A batch's CRC covers everything after the CRC field, so the base offset (assigned at append)
+//! can be patched in without recomputing it.
+
+mod varint;
+
+use bytes::Bytes;
+
+use crate::record::{ConsumerRecord, Header, TimestampType};
+use varint::{get_varint, put_varint, varint_len};
+
+/// Format version written in every batch (the `magic` byte).
+pub const FORMAT_VERSION: u8 = 1;
+/// Bytes before `batch_length` counts: base offset (8) + batch length (4).
+pub const LOG_OVERHEAD: usize = 12;
+/// Size of the fixed batch header, records start here.
+pub const HEADER_LEN: usize = 57;
+/// Largest batch accepted (sanity bound when reading lengths from disk).
+pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
+
+const BASE_OFFSET: usize = 0;
+const BATCH_LENGTH: usize = 8;
+const MAGIC: usize = 12;
+const CRC: usize = 13;
+const ATTRIBUTES: usize = 17;
+const LAST_OFFSET_DELTA: usize = 19;
+const BASE_TIMESTAMP: usize = 23;
+const MAX_TIMESTAMP: usize = 31;
+const PRODUCER_ID: usize = 39;
+const PRODUCER_EPOCH: usize = 47;
+const BASE_SEQUENCE: usize = 49;
+const RECORD_COUNT: usize = 53;
+
+/// Attribute bit: timestamps are log-append time.
+const ATTR_LOG_APPEND_TIME: u16 = 1 << 3;
+
+/// The fixed fields of a batch, parsed without touching the records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchHeader {
+    /// Offset of the first record.
+    pub base_offset: u64,
+    /// Bytes after the length field; the whole batch is `LOG_OVERHEAD + batch_length`.
+    pub batch_length: u32,
+    /// Format version.
+    pub magic: u8,
+    /// Stored CRC32C.
+    pub crc: u32,
+    /// Attribute bits.
+    pub attributes: u16,
+    /// Offset of the last record minus `base_offset`.
+    pub last_offset_delta: u32,
+    /// Timestamp of the first record.
+    pub base_timestamp: i64,
+    /// Largest record timestamp.
+    pub max_timestamp: i64,
+    /// Number of records.
+    pub record_count: u32,
+}
+
+impl BatchHeader {
+    /// Parses the header at the start of `buf`; `None` if `buf` is shorter than a header.
+    pub fn parse(buf: &[u8]) -> Option<Self> {
+        if buf.len() < HEADER_LEN {
+            return None;
+        }
+        Some(Self {
+            base_offset: u64_at(buf, BASE_OFFSET),
+            batch_length: u32_at(buf, BATCH_LENGTH),
+            magic: buf[MAGIC],
+            crc: u32_at(buf, CRC),
+            attributes: u16::from_le_bytes([buf[ATTRIBUTES], buf[ATTRIBUTES + 1]]),
+            last_offset_delta: u32_at(buf, LAST_OFFSET_DELTA),
+            base_timestamp: u64_at(buf, BASE_TIMESTAMP) as i64,
+            max_timestamp: u64_at(buf, MAX_TIMESTAMP) as i64,
+            record_count: u32_at(buf, RECORD_COUNT),
+        })
+    }
+
+    /// Total bytes of the batch on disk.
+    pub fn total_len(&self) -> usize {
+        LOG_OVERHEAD + self.batch_length as usize
+    }
+
+    /// Offset of the last record.
+    pub fn last_offset(&self) -> u64 {
+        self.base_offset + u64::from(self.last_offset_delta)
+    }
+
+    /// The offset after this batch.
+    pub fn next_offset(&self) -> u64 {
+        self.last_offset() + 1
+    }
+
+    /// How the timestamps of this batch were assigned.
+    pub fn timestamp_type(&self) -> TimestampType {
+        if self.attributes & ATTR_LOG_APPEND_TIME != 0 {
+            TimestampType::LogAppendTime
+        } else {
+            TimestampType::CreateTime
+        }
+    }
+
+    /// Checks what can be checked without the body: version, length bounds, record count.
+    pub fn check_shape(&self) -> Result<(), String> {
+        if self.magic != FORMAT_VERSION {
+            return Err(format!("unknown format version {}", self.magic));
+        }
+        let len = self.batch_length as usize;
+        if len < HEADER_LEN - LOG_OVERHEAD || len > MAX_BATCH_BYTES {
+            return Err(format!("batch length {len} out of bounds"));
+        }
+        // Compaction leaves gaps, so a batch may hold fewer records than its offset span.
+        if self.record_count == 0 || self.record_count - 1 > self.last_offset_delta {
+            return Err(format!(
+                "record count {} does not fit last offset delta {}",
+                self.record_count, self.last_offset_delta
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Why a batch failed validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BatchError {
+    /// Fewer bytes than the header or the declared length: a torn write at the tail.
+    Incomplete,
+    /// A whole batch whose contents are wrong.
+    Corrupt(String),
+}
+
+/// Validates the batch at the start of `buf` (shape and CRC) and returns its header.
+pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf).ok_or(BatchError::Incomplete)?;
+    header.check_shape().map_err(BatchError::Corrupt)?;
+    let total = header.total_len();
+    if buf.len() < total {
+        return Err(BatchError::Incomplete);
+    }
+    let actual = crc32c::crc32c(&buf[ATTRIBUTES..total]);
+    if actual != header.crc {
+        return Err(BatchError::Corrupt(format!(
+            "crc mismatch: stored {:#010x}, computed {actual:#010x}",
+            header.crc
+        )));
+    }
+    Ok(header)
+}
+
+/// Builds one batch from records, encoding them as they are pushed.
+#[derive(Debug)]
+pub struct BatchBuilder {
+    buf: Vec<u8>,
+    base_timestamp: i64,
+    max_timestamp: i64,
+    record_count: u32,
+    last_offset_delta: u32,
+}
+
+impl BatchBuilder {
+    /// An empty batch with room for `capacity` bytes.
+    pub fn with_capacity(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity.max(HEADER_LEN));
+        buf.resize(HEADER_LEN, 0);
+        Self {
+            buf,
+            base_timestamp: 0,
+            max_timestamp: i64::MIN,
+            record_count: 0,
+            last_offset_delta: 0,
+        }
+    }
+
+    /// Bytes encoded so far, header included.
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Records pushed so far.
+    pub fn record_count(&self) -> u32 {
+        self.record_count
+    }
+
+    /// Whether no record was pushed.
+    pub fn is_empty(&self) -> bool {
+        self.record_count == 0
+    }
+
+    /// Encodes one record; returns its offset delta within the batch.
+    pub fn push(
+        &mut self,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) -> u32 {
+        let offset_delta = if self.record_count == 0 {
+            0
+        } else {
+            self.last_offset_delta + 1
+        };
+        self.push_at(offset_delta, timestamp, key, value, headers);
+        offset_delta
+    }
+
+    /// Encodes one record at an explicit offset delta, which must grow from record to record
+    /// (the cleaner uses it to keep the offsets of the records it retains).
+    pub(crate) fn push_at(
+        &mut self,
+        offset_delta: u32,
+        timestamp: i64,
+        key: Option<&[u8]>,
+        value: Option<&[u8]>,
+        headers: &[Header],
+    ) {
+        if self.record_count == 0 {
+            self.base_timestamp = timestamp;
+        }
+        self.max_timestamp = self.max_timestamp.max(timestamp);
+        let timestamp_delta = timestamp.wrapping_sub(self.base_timestamp);
+        let opt_len = |b: Option<&[u8]>| b.map_or(-1, |b| b.len() as i64);
+
+        let mut body = 1 + varint_len(timestamp_delta) + varint_len(i64::from(offset_delta));
+        body += varint_len(opt_len(key)) + key.map_or(0, <[u8]>::len);
+        body += varint_len(opt_len(value)) + value.map_or(0, <[u8]>::len);
+        body += varint_len(headers.len() as i64);
+        for h in headers {
+            body += varint_len(h.key.len() as i64) + h.key.len();
+            let v = h.value.as_deref();
+            body += varint_len(opt_len(v)) + v.map_or(0, <[u8]>::len);
+        }
+
+        let buf = &mut self.buf;
+        buf.reserve(body + varint_len(body as i64));
+        put_varint(buf, body as i64);
+        buf.push(0); // record attributes, unused
+        put_varint(buf, timestamp_delta);
+        put_varint(buf, i64::from(offset_delta));
+        put_bytes(buf, key);
+        put_bytes(buf, value);
+        put_varint(buf, headers.len() as i64);
+        for h in headers {
+            put_bytes(buf, Some(h.key.as_bytes()));
+            put_bytes(buf, h.value.as_deref());
+        }
+        self.record_count += 1;
+        self.last_offset_delta = offset_delta;
+    }
+
+    /// Writes the header and CRC. The base offset is 0 until the log assigns one.
+    ///
+    /// # Panics
+    /// If no record was pushed (an empty batch is a caller bug).
+    pub fn finish(mut self) -> EncodedBatch {
+        assert!(self.record_count > 0, "empty batch");
+        let buf = &mut self.buf;
+        let batch_length = (buf.len() - LOG_OVERHEAD) as u32;
+        buf[BATCH_LENGTH..MAGIC].copy_from_slice(&batch_length.to_le_bytes());
+        buf[MAGIC] = FORMAT_VERSION;
+        buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&0u16.to_le_bytes());
+        buf[LAST_OFFSET_DELTA..BASE_TIMESTAMP]
+            .copy_from_slice(&self.last_offset_delta.to_le_bytes());
+        buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&self.base_timestamp.to_le_bytes());
+        buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&self.max_timestamp.to_le_bytes());
+        buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&(-1i64).to_le_bytes());
+        buf[PRODUCER_EPOCH..BASE_SEQUENCE].copy_from_slice(&(-1i16).to_le_bytes());
+        buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&(-1i32).to_le_bytes());
+        buf[RECORD_COUNT..HEADER_LEN].copy_from_slice(&self.record_count.to_le_bytes());
+        let mut batch = EncodedBatch { buf: self.buf };
+        batch.update_crc();
+        batch
+    }
+}
+
+fn put_bytes(buf: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(b) => {
+            put_varint(buf, b.len() as i64);
+            buf.extend_from_slice(b);
+        }
+        None => put_varint(buf, -1),
+    }
+}
+
+/// A finished batch, ready to append.
+#[derive(Debug, Clone)]
+pub struct EncodedBatch {
+    buf: Vec<u8>,
+}
+
+impl EncodedBatch {
+    /// The encoded bytes.
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.buf
+    }
+
+    /// The parsed header.
+    pub fn header(&self) -> BatchHeader {
+        // A finished batch always holds a full header.
+        BatchHeader::parse(&self.buf).unwrap_or_else(|| unreachable!("encoded batch has a header"))
+    }
+
+    /// Number of records.
+    pub fn record_count(&self) -> u32 {
+        u32_at(&self.buf, RECORD_COUNT)
+    }
+
+    /// Total size in bytes.
+    pub fn len(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// Always false: a batch holds at least one record.
+    pub fn is_empty(&self) -> bool {
+        false
+    }
+
+    /// Assigns the base offset; outside the CRC, so no recomputation.
+    pub(crate) fn set_base_offset(&mut self, base_offset: u64) {
+        self.buf[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
+    }
+
+    /// Rewrites timestamps to `now` for log-append-time topics, and the CRC with them.
+    pub(crate) fn set_log_append_time(&mut self, now: i64) {
+        let attributes = u16::from_le_bytes([self.buf[ATTRIBUTES], self.buf[ATTRIBUTES + 1]])
+            | ATTR_LOG_APPEND_TIME;
+        self.buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_le_bytes());
+        self.buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&now.to_le_bytes());
+        self.buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&now.to_le_bytes());
+        self.update_crc();
+    }
+
+    fn update_crc(&mut self) {
+        let crc = crc32c::crc32c(&self.buf[ATTRIBUTES..]);
+        self.buf[CRC..ATTRIBUTES].copy_from_slice(&crc.to_le_bytes());
+    }
+
+    /// Wraps bytes already validated by [`validate`].
+    pub(crate) fn from_validated(buf: Vec<u8>) -> Self {
+        Self { buf }
+    }
+}
+
+/// A record decoded from a batch, borrowing nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DecodedRecord {
+    /// Absolute offset.
+    pub offset: u64,
+    /// Timestamp (ms).
+    pub timestamp: i64,
+    /// Key.
+    pub key: Option<Bytes>,
+    /// Value.
+    pub value: Option<Bytes>,
+    /// Headers.
+    pub headers: Vec<Header>,
+}
+
+/// Decodes every record of a validated batch held in `batch` (which starts at the batch).
+/// Keys and values are zero-copy slices of `batch`.
+pub fn decode_records(batch: &Bytes, header: &BatchHeader) -> Result<Vec<DecodedRecord>, String> {
+    let mut out = Vec::with_capacity(header.record_count as usize);
+    for_each_record(batch, header, |r| out.push(r))?;
+    Ok(out)
+}
+
+/// Calls `f` for each record of a validated batch, in offset order.
+pub fn for_each_record(
+    batch: &Bytes,
+    header: &BatchHeader,
+    mut f: impl FnMut(DecodedRecord),
+) -> Result<(), String> {
+    let end = header.total_len();
+    let buf = &batch[..end];
+    let mut pos = HEADER_LEN;
+    let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
+    for i in 0..header.record_count {
+        let bad = |what: &str| format!("record {i}: {what}");
+        let len = get_varint(buf, &mut pos).ok_or_else(|| bad("length"))?;
+        let record_end = usize::try_from(len)
+            .ok()
+            .and_then(|l| pos.checked_add(l))
+            .filter(|&e| e <= end)
+            .ok_or_else(|| bad("length past batch end"))?;
+        pos += 1; // attributes
+        let timestamp_delta = get_varint(buf, &mut pos).ok_or_else(|| bad("timestamp"))?;
+        let offset_delta = get_varint(buf, &mut pos).ok_or_else(|| bad("offset delta"))?;
+        let key = get_bytes(batch, buf, &mut pos, record_end).ok_or_else(|| bad("key"))?;
+        let value = get_bytes(batch, buf, &mut pos, record_end).ok_or_else(|| bad("value"))?;
+        let header_count = get_varint(buf, &mut pos).ok_or_else(|| bad("header count"))?;
+        let mut headers = Vec::new();
+        for _ in 0..header_count {
+            let key = get_bytes(batch, buf, &mut pos, record_end)
+                .flatten()
+                .ok_or_else(|| bad("header key"))?;
+            let key = String::from_utf8(key.to_vec()).map_err(|_| bad("header key utf-8"))?;
+            let value =
+                get_bytes(batch, buf, &mut pos, record_end).ok_or_else(|| bad("header value"))?;
+            headers.push(Header { key, value });
+        }
+        if pos != record_end || offset_delta < 0 {
+            return Err(bad("length disagrees with contents"));
+        }
+        let timestamp = if log_append {
+            header.max_timestamp
+        } else {
+            header.base_timestamp.wrapping_add(timestamp_delta)
+        };
+        f(DecodedRecord {
+            offset: header.base_offset + offset_delta as u64,
+            timestamp,
+            key,
+            value,
+            headers,
+        });
+    }
+    if pos != end {
+        return Err(format!(
+            "{} trailing bytes after the last record",
+            end - pos
+        ));
+    }
+    Ok(())
+}
+
+fn get_bytes(owner: &Bytes, buf: &[u8], pos: &mut usize, limit: usize) -> Option<Option<Bytes>> {
+    let len = get_varint(buf, pos)?;
+    if len == -1 {
+        return Some(None);
+    }
+    let len = usize::try_from(len).ok()?;
+    let end = pos.checked_add(len).filter(|&e| e <= limit)?;
+    let bytes = owner.slice(*pos..end);
+    *pos = end;
+    Some(Some(bytes))
+}
+
+impl DecodedRecord {
+    /// Attaches topic and partition for a consumer.
+    pub fn into_consumer_record(
+        self,
+        topic: &std::sync::Arc<str>,
+        partition: u32,
+        timestamp_type: TimestampType,
+    ) -> ConsumerRecord {
+        ConsumerRecord {
+            topic: topic.clone(),
+            partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            timestamp_type,
+            key: self.key,
+            value: self.value,
+            headers: self.headers,
+        }
+    }
+}
+
+fn u32_at(buf: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+}
+
+fn u64_at(buf: &[u8], at: usize) -> u64 {
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&buf[at..at + 8]);
+    u64::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> EncodedBatch {
+        let mut b = BatchBuilder::with_capacity(256);
+        b.push(1_000, Some(b"k1"), Some(b"v1"), &[]);
+        b.push(
+            999,
+            None,
+            None,
+            &[Header {
+                key: "h".into(),
+                value: Some(Bytes::from_static(b"x")),
+            }],
+        );
+        b.push(
+            1_005,
+            Some(b""),
+            Some(b"value three"),
+            &[Header {
+                key: "n".into(),
+                value: None,
+            }],
+        );
+        b.finish()
+    }
+
+    #[test]
+    fn batch_round_trips_records_and_header() {
+        let mut batch = sample();
+        batch.set_base_offset(42);
+        let header = validate(batch.as_bytes()).expect("valid");
+        assert_eq!(header.base_offset, 42);
+        assert_eq!(header.record_count, 3);
+        assert_eq!(header.last_offset(), 44);
+        assert_eq!(header.max_timestamp, 1_005);
+        let bytes = Bytes::from(batch.as_bytes().to_vec());
+        let records = decode_records(&bytes, &header).expect("decodes");
+        assert_eq!(records[0].key.as_deref(), Some(&b"k1"[..]));
+        assert_eq!(records[1].offset, 43);
+        assert_eq!(records[1].timestamp, 999);
+        assert_eq!(records[1].value, None);
+        assert_eq!(records[1].headers[0].value.as_deref(), Some(&b"x"[..]));
+        assert_eq!(records[2].key.as_deref(), Some(&b""[..]));
+        assert_eq!(records[2].headers[0].value, None);
+    }
+
+    #[test]
+    fn every_flipped_byte_after_the_length_is_detected() {
+        let batch = sample();
+        for i in MAGIC..batch.len() {
+            let mut bytes = batch.as_bytes().to_vec();
+            bytes[i] ^= 0x40;
+            assert!(validate(&bytes).is_err(), "flip at byte {i} went unnoticed");
+        }
+    }
+
+    #[test]
+    fn truncated_batch_is_incomplete() {
+        let batch = sample();
+        for cut in [0, 10, HEADER_LEN, batch.len() - 1] {
+            assert_eq!(
+                validate(&batch.as_bytes()[..cut]),
+                Err(BatchError::Incomplete),
+                "cut {cut}"
+            );
+        }
+    }
+
+    #[test]
+    fn log_append_time_overrides_record_timestamps() {
+        let mut batch = sample();
+        batch.set_log_append_time(7_777);
+        let header = validate(batch.as_bytes()).expect("valid");
+        assert_eq!(header.timestamp_type(), TimestampType::LogAppendTime);
+        let bytes = Bytes::from(batch.as_bytes().to_vec());
+        let records = decode_records(&bytes, &header).expect("decodes");
+        assert!(records.iter().all(|r| r.timestamp == 7_777));
+    }
+}

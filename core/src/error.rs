@@ -1,0 +1,155 @@
+//! Errors returned by the log engine.
+
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+/// Result type of the log engine.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in the log engine. Messages name the topic, partition, file and
+/// byte position involved so an operator can find the problem on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// An I/O call failed on a file or directory.
+    #[error("i/o error on {}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The underlying error.
+        #[source]
+        source: io::Error,
+    },
+    /// A topic name breaks Kafka's naming rule.
+    #[error("invalid topic name {name:?}: {reason}")]
+    InvalidTopicName {
+        /// The rejected name.
+        name: String,
+        /// Which part of the rule it breaks.
+        reason: &'static str,
+    },
+    /// `create_topic` for a name that exists.
+    #[error("topic {0:?} already exists")]
+    TopicExists(String),
+    /// A topic that does not exist.
+    #[error("unknown topic {0:?}")]
+    UnknownTopic(String),
+    /// A partition number past the topic's partition count.
+    #[error("topic {topic:?} has no partition {partition} (it has {partitions})")]
+    UnknownPartition {
+        /// The topic.
+        topic: String,
+        /// The requested partition.
+        partition: u32,
+        /// How many partitions the topic has.
+        partitions: u32,
+    },
+    /// A batch failed its CRC or structure check where data is supposed to be whole.
+    #[error(
+        "corrupt batch in topic {topic:?} partition {partition}, segment {}, at byte {position}: {reason}",
+        segment.display()
+    )]
+    CorruptBatch {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The segment file.
+        segment: PathBuf,
+        /// Byte position of the bad batch within the segment file.
+        position: u64,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A read below the log start offset (deleted by retention).
+    #[error(
+        "offset {offset} is out of range for {topic}-{partition}: the log holds {log_start_offset}..{log_end_offset}"
+    )]
+    OffsetOutOfRange {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The requested offset.
+        offset: u64,
+        /// First offset in the log.
+        log_start_offset: u64,
+        /// End of the log.
+        log_end_offset: u64,
+    },
+    /// Another process holds the data directory's writer lock.
+    #[error("data dir {} is locked by another logbrook process (pid {pid})", path.display())]
+    Locked {
+        /// The data directory.
+        path: PathBuf,
+        /// The pid written in the lock file.
+        pid: String,
+    },
+    /// A configuration value is out of range or malformed.
+    #[error("invalid config {key}: {reason}")]
+    InvalidConfig {
+        /// The config key.
+        key: &'static str,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// A record the log cannot accept.
+    #[error("invalid record for topic {topic:?}: {reason}")]
+    InvalidRecord {
+        /// The topic.
+        topic: String,
+        /// Why it is rejected.
+        reason: &'static str,
+    },
+    /// A metadata file that cannot be parsed.
+    #[error("corrupt metadata file {}: {reason}", path.display())]
+    CorruptMetadata {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A write through a broker opened read-only.
+    #[error("the data dir is open read-only; {operation} needs the writer")]
+    ReadOnly {
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// The broker or partition has been closed.
+    #[error("the log is closed")]
+    Closed,
+    /// An append failed; shared by every record of the failed batch.
+    #[error("append to {topic}-{partition} failed: {source}")]
+    Append {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The error the partition writer hit.
+        #[source]
+        source: Arc<Error>,
+    },
+    /// A group that has no committed offsets and no members.
+    #[error("unknown consumer group {0:?}")]
+    UnknownGroup(String),
+    /// An operation that needs a group without active members.
+    #[error(
+        "consumer group {group:?} has {members} active member(s) in this process; stop them first"
+    )]
+    GroupNotEmpty {
+        /// The group.
+        group: String,
+        /// Active members.
+        members: usize,
+    },
+    /// A consumer used without an assignment, or a group call on a consumer without a group.
+    #[error("consumer: {0}")]
+    Consumer(&'static str),
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}

@@ -1,0 +1,401 @@
+//! The producer: batches records per partition and appends them.
+//!
+//! `send` encodes the record straight into the open batch of its partition. A batch is handed
+//! to the partition's append thread when it reaches `batch_size`, or `linger` after its first
+//! record (a background task watches the deadlines). Each record gets a [`DeliveryFuture`] that
+//! resolves when its batch is acknowledged, i.e. when the topic's flush policy is met.
+//! Memory is bounded by `buffer_memory`: `send` waits while that much is in flight.
+
+mod partitioner;
+
+use std::collections::HashMap;
+use std::future::IntoFuture;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::time::Instant;
+
+pub use partitioner::{Partitioner, partition_for_key};
+
+use crate::batch::BatchBuilder;
+use crate::broker::Broker;
+use crate::error::{Error, Result};
+use crate::record::{ProducerRecord, RecordMetadata, TimestampType, now_ms};
+use crate::topic::Topic;
+
+/// Producer settings, named after Kafka's.
+#[derive(Debug, Clone)]
+pub struct ProducerConfig {
+    /// How long a batch waits for more records before it is sent (`linger.ms`).
+    pub linger: Duration,
+    /// Target batch size in bytes (`batch.size`).
+    pub batch_size: usize,
+    /// Most bytes of records sent but not yet acknowledged (`buffer.memory`).
+    pub buffer_memory: usize,
+    /// Partition choice for records without an explicit partition.
+    pub partitioner: Partitioner,
+}
+
+impl Default for ProducerConfig {
+    fn default() -> Self {
+        Self {
+            linger: Duration::from_millis(5),
+            batch_size: 64 * 1024,
+            buffer_memory: 32 << 20,
+            partitioner: Partitioner::Default,
+        }
+    }
+}
+
+type BatchOutcome = Option<Result<(u64, i64), Arc<Error>>>;
+
+struct OpenBatch {
+    builder: BatchBuilder,
+    deadline: Instant,
+    ack: watch::Sender<BatchOutcome>,
+    buffered_bytes: usize,
+}
+
+#[derive(Default)]
+struct ProducerState {
+    topics: HashMap<String, Arc<Topic>>,
+    open: HashMap<(String, u32), OpenBatch>,
+    /// The last batch handed over per partition, for `flush`.
+    in_flight: HashMap<(String, u32), watch::Receiver<BatchOutcome>>,
+    sticky: HashMap<String, u32>,
+    rotation: HashMap<String, u32>,
+}
+
+struct ProducerInner {
+    broker: Broker,
+    config: ProducerConfig,
+    state: Mutex<ProducerState>,
+    buffer: Arc<Semaphore>,
+    wake: Arc<Notify>,
+}
+
+/// Sends records to topics. Cheap to clone; clones share batches.
+#[derive(Clone)]
+pub struct Producer {
+    inner: Arc<ProducerInner>,
+}
+
+impl std::fmt::Debug for Producer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Producer")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Resolves to the record's metadata once its batch is acknowledged.
+#[derive(Debug)]
+pub struct DeliveryFuture {
+    ack: watch::Receiver<BatchOutcome>,
+    topic: String,
+    partition: u32,
+    offset_delta: u32,
+    timestamp: i64,
+    log_append_time: bool,
+}
+
+impl IntoFuture for DeliveryFuture {
+    type Output = Result<RecordMetadata>;
+    type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
+
+    fn into_future(mut self) -> Self::IntoFuture {
+        Box::pin(async move {
+            let outcome = self
+                .ack
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| Error::Closed)?
+                .clone();
+            match outcome {
+                Some(Ok((base_offset, max_timestamp))) => Ok(RecordMetadata {
+                    partition: self.partition,
+                    offset: base_offset + u64::from(self.offset_delta),
+                    timestamp: if self.log_append_time {
+                        max_timestamp
+                    } else {
+                        self.timestamp
+                    },
+                }),
+                Some(Err(source)) => Err(Error::Append {
+                    topic: self.topic,
+                    partition: self.partition,
+                    source,
+                }),
+                None => Err(Error::Closed),
+            }
+        })
+    }
+}
+
+impl Producer {
+    /// A producer writing to `broker`. Must be called inside a tokio runtime.
+    pub fn new(broker: Broker, config: ProducerConfig) -> Self {
+        let wake = Arc::new(Notify::new());
+        let permits = config.buffer_memory.min(Semaphore::MAX_PERMITS);
+        let inner = Arc::new(ProducerInner {
+            broker,
+            config,
+            state: Mutex::new(ProducerState::default()),
+            buffer: Arc::new(Semaphore::new(permits)),
+            wake: wake.clone(),
+        });
+        tokio::spawn(linger_loop(Arc::downgrade(&inner), wake));
+        Self { inner }
+    }
+
+    /// Adds a record to its partition's batch. Waits only while `buffer_memory` is exhausted.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::InvalidRecord`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a cancelled call has not added the record.
+    pub async fn send(&self, record: ProducerRecord) -> Result<DeliveryFuture> {
+        let inner = &self.inner;
+        let size = record_size(&record);
+        if size > inner.config.buffer_memory {
+            return Err(Error::InvalidRecord {
+                topic: record.topic,
+                reason: "record is larger than buffer_memory",
+            });
+        }
+        let permits = size as u32;
+        match inner.buffer.try_acquire_many(permits) {
+            Ok(p) => p.forget(),
+            Err(_) => inner
+                .buffer
+                .acquire_many(permits)
+                .await
+                .map_err(|_| Error::Closed)?
+                .forget(),
+        }
+        let result = self.append_to_batch(record, size);
+        if result.is_err() {
+            inner.buffer.add_permits(size);
+        }
+        result
+    }
+
+    fn append_to_batch(&self, record: ProducerRecord, size: usize) -> Result<DeliveryFuture> {
+        let inner = &self.inner;
+        let mut state = inner.lock();
+        let topic = match state.topics.get(&record.topic) {
+            Some(t) => t.clone(),
+            None => {
+                let t = inner.broker.topic(&record.topic)?;
+                state.topics.insert(record.topic.clone(), t.clone());
+                t
+            }
+        };
+        let partitions = topic.partition_count();
+        let partition = match (record.partition, &record.key) {
+            (Some(p), _) => {
+                topic.partition(p)?;
+                p
+            }
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => match inner.config.partitioner {
+                Partitioner::Default => {
+                    *state.sticky.entry(record.topic.clone()).or_insert(0) % partitions
+                }
+                Partitioner::RoundRobin => {
+                    let next = state.rotation.entry(record.topic.clone()).or_insert(0);
+                    let p = *next % partitions;
+                    *next = next.wrapping_add(1);
+                    p
+                }
+            },
+        };
+        let timestamp = record.timestamp.unwrap_or_else(now_ms);
+        let key = (record.topic, partition);
+        let batch_size = inner.config.batch_size;
+        if state
+            .open
+            .get(&key)
+            .is_some_and(|b| !b.builder.is_empty() && b.builder.size() + size > batch_size)
+        {
+            inner.dispatch(&mut state, &key);
+        }
+        let linger = inner.config.linger;
+        let mut created = false;
+        let batch = state.open.entry(key.clone()).or_insert_with(|| {
+            created = true;
+            OpenBatch {
+                builder: BatchBuilder::with_capacity(
+                    batch_size.min(size.max(1024) * 4).max(batch_size / 4),
+                ),
+                deadline: Instant::now() + linger,
+                ack: watch::channel(None).0,
+                buffered_bytes: 0,
+            }
+        });
+        let offset_delta = batch.builder.push(
+            timestamp,
+            record.key.as_deref(),
+            record.value.as_deref(),
+            &record.headers,
+        );
+        batch.buffered_bytes += size;
+        let ack = batch.ack.subscribe();
+        let full = batch.builder.size() >= batch_size;
+        let (topic_name, partition) = key.clone();
+        if full {
+            inner.dispatch(&mut state, &key);
+        } else if created {
+            inner.wake.notify_one();
+        }
+        Ok(DeliveryFuture {
+            ack,
+            topic: topic_name,
+            partition,
+            offset_delta,
+            timestamp,
+            log_append_time: topic.config().timestamp_type == TimestampType::LogAppendTime,
+        })
+    }
+
+    /// Sends every open batch now and waits until all records sent so far are acknowledged.
+    ///
+    /// # Errors
+    /// The first failed batch's error.
+    pub async fn flush(&self) -> Result<()> {
+        let waiting: Vec<_> = {
+            let mut state = self.inner.lock();
+            let keys: Vec<_> = state.open.keys().cloned().collect();
+            for key in keys {
+                self.inner.dispatch(&mut state, &key);
+            }
+            state.in_flight.drain().collect()
+        };
+        for ((topic, partition), mut ack) in waiting {
+            let outcome = ack
+                .wait_for(Option::is_some)
+                .await
+                .map_err(|_| Error::Closed)?
+                .clone();
+            if let Some(Err(source)) = outcome {
+                return Err(Error::Append {
+                    topic,
+                    partition,
+                    source,
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ProducerInner {
+    fn lock(&self) -> MutexGuard<'_, ProducerState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Hands the open batch of `key` to its partition.
+    fn dispatch(&self, state: &mut ProducerState, key: &(String, u32)) {
+        let Some(batch) = state.open.remove(key) else {
+            return;
+        };
+        if batch.builder.is_empty() {
+            return;
+        }
+        if state.sticky.get(&key.0) == Some(&key.1) {
+            // The sticky partitioner moves on once its batch is sent.
+            let partitions = state.topics.get(&key.0).map_or(1, |t| t.partition_count());
+            state.sticky.insert(key.0.clone(), (key.1 + 1) % partitions);
+        }
+        state.in_flight.insert(key.clone(), batch.ack.subscribe());
+        let OpenBatch {
+            builder,
+            ack,
+            buffered_bytes,
+            ..
+        } = batch;
+        let buffer = self.buffer.clone();
+        let done = {
+            let ack = ack.clone();
+            move |result: Result<crate::log::AppendInfo, Arc<Error>>| {
+                ack.send_replace(Some(
+                    result.map(|info| (info.base_offset, info.max_timestamp)),
+                ));
+                buffer.add_permits(buffered_bytes);
+            }
+        };
+        let partition = state
+            .topics
+            .get(&key.0)
+            .and_then(|t| t.partition(key.1).ok().cloned());
+        let queued = match partition {
+            Some(p) => p.append_with(builder.finish(), Box::new(done)),
+            None => Err(Error::UnknownTopic(key.0.clone())),
+        };
+        if let Err(e) = queued {
+            ack.send_replace(Some(Err(Arc::new(e))));
+            self.buffer.add_permits(buffered_bytes);
+        }
+    }
+
+    /// Dispatches batches whose linger expired; returns the next deadline.
+    fn dispatch_due(&self) -> Option<Instant> {
+        let mut state = self.lock();
+        let now = Instant::now();
+        let due: Vec<_> = state
+            .open
+            .iter()
+            .filter(|(_, b)| b.deadline <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for key in due {
+            self.dispatch(&mut state, &key);
+        }
+        state.open.values().map(|b| b.deadline).min()
+    }
+}
+
+impl Drop for ProducerInner {
+    fn drop(&mut self) {
+        // Records already accepted by `send` are still written.
+        let mut state = self.lock();
+        let keys: Vec<_> = state.open.keys().cloned().collect();
+        for key in keys {
+            self.dispatch(&mut state, &key);
+        }
+        drop(state);
+        self.wake.notify_one();
+    }
+}
+
+async fn linger_loop(inner: Weak<ProducerInner>, wake: Arc<Notify>) {
+    loop {
+        let next = match inner.upgrade() {
+            Some(inner) => inner.dispatch_due(),
+            None => return,
+        };
+        match next {
+            Some(deadline) => {
+                tokio::select! {
+                    () = tokio::time::sleep_until(deadline) => {}
+                    () = wake.notified() => {}
+                }
+            }
+            None => wake.notified().await,
+        }
+    }
+}
+
+fn record_size(record: &ProducerRecord) -> usize {
+    let headers: usize = record
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, |v| v.len()) + 4)
+        .sum();
+    24 + record.key.as_ref().map_or(0, |k| k.len())
+        + record.value.as_ref().map_or(0, |v| v.len())
+        + headers
+}
