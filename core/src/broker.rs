@@ -74,7 +74,8 @@ struct BrokerInner {
     groups: GroupCoordinator,
     /// Serializes topic creation and deletion.
     admin: Mutex<()>,
-    _lock: Option<File>,
+    /// The writer lock, released by `close`.
+    lock: Mutex<Option<File>>,
     cancel: CancellationToken,
     tasks: TaskTracker,
 }
@@ -292,7 +293,7 @@ impl Broker {
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
         let topics: Vec<Arc<Topic>> = self.inner.topics.iter().map(|t| t.clone()).collect();
-        tokio::task::spawn_blocking(move || {
+        let result = tokio::task::spawn_blocking(move || {
             let mut first = None;
             for topic in topics {
                 if let Err(e) = topic.close() {
@@ -302,7 +303,14 @@ impl Broker {
             first.map_or(Ok(()), Err)
         })
         .await
-        .map_err(|_| Error::Closed)?
+        .map_err(|_| Error::Closed)?;
+        // Another process may take over the directory now.
+        self.inner
+            .lock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        result
     }
 
     fn writable(&self, operation: &'static str) -> Result<()> {
@@ -468,7 +476,7 @@ fn load(config: BrokerConfig) -> Result<BrokerInner> {
         groups: GroupCoordinator::default(),
         topics,
         admin: Mutex::new(()),
-        _lock: lock,
+        lock: Mutex::new(lock),
         cancel: CancellationToken::new(),
         tasks: TaskTracker::new(),
         config,

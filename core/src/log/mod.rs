@@ -354,10 +354,11 @@ impl Log {
         let records = u64::from(batch.record_count());
         let roll = active.size > 0
             && (active.size + batch.len() as u64 > self.config.segment_bytes
+                // As Kafka: the incoming batch's timestamp against the segment's first batch,
+                // so replaying old data does not roll a segment per batch.
                 || self.config.segment_ms.is_some_and(|ms| {
-                    active
-                        .first_batch_timestamp
-                        .is_some_and(|t| now_ms.saturating_sub(t) >= ms as i64)
+                    let incoming = batch.header().max_timestamp;
+                    active.first_batch_timestamp.is_some_and(|t| incoming.saturating_sub(t) >= ms as i64)
                 })
                 || active.next_offset - active.base_offset + records > u64::from(u32::MAX));
         if roll {
