@@ -10,6 +10,7 @@ mod retention;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
@@ -68,6 +69,8 @@ pub struct Log {
     config: TopicConfig,
     writable: bool,
     state: Mutex<LogState>,
+    /// Fsyncs of the active segment so far (each covers one group commit).
+    fsyncs: AtomicU64,
 }
 
 #[derive(Debug)]
@@ -141,6 +144,7 @@ impl Log {
                 unflushed: Vec::new(),
                 dir_dirty: false,
             }),
+            fsyncs: AtomicU64::new(0),
         };
         log.load()?;
         Ok(log)
@@ -324,6 +328,12 @@ impl Log {
         self.lock().high_watermark.offset
     }
 
+    /// How many times the active segment was fsynced since open (one per group commit under
+    /// `flush = always`).
+    pub fn fsync_count(&self) -> u64 {
+        self.fsyncs.load(Ordering::Relaxed)
+    }
+
     /// Offsets, size and segment count.
     pub fn stats(&self) -> PartitionStats {
         let state = self.lock();
@@ -438,6 +448,7 @@ impl Log {
             sync_dir(&self.dir).map_err(Error::io(&self.dir))?;
         }
         active.0.sync_data().map_err(Error::io(&active.1))?;
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
         let mut state = self.lock();
         state.recovery_point = state.recovery_point.max(end);
         Ok(())
