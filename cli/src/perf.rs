@@ -1,0 +1,270 @@
+//! `logbrook perf produce|consume`: throughput and latency, as Kafka's perf-test tools.
+//!
+//! Figures only mean something next to the machine's own limits; `scripts/bench.sh` runs these
+//! beside `dd` and `fio` on the same disk and prints the ratios.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::{Args, Subcommand};
+use hdrhistogram::Histogram;
+use indicatif::{ProgressBar, ProgressStyle};
+use logbrook_core::{
+    Broker, BrokerConfig, Consumer, ConsumerConfig, DeliveryFuture, FlushPolicy, OffsetReset, Producer,
+    ProducerConfig, ProducerRecord, SeekTo, TopicConfig,
+};
+
+/// Benchmarks of the embedded log.
+#[derive(Debug, Subcommand)]
+pub enum PerfCommand {
+    /// Produce records as fast as possible; print records/s, MB/s and ack latency percentiles.
+    Produce(PerfProduceArgs),
+    /// Consume a topic from its start; print records/s and MB/s.
+    Consume(PerfConsumeArgs),
+}
+
+/// Flags of `perf produce`.
+#[derive(Debug, Args)]
+pub struct PerfProduceArgs {
+    /// Topic to write (created with the flags below if missing).
+    #[arg(long, default_value = "perf-test")]
+    topic: String,
+    /// Number of records.
+    #[arg(long, default_value_t = 1_000_000)]
+    records: u64,
+    /// Value size in bytes.
+    #[arg(long, default_value_t = 100)]
+    record_size: usize,
+    /// Producer batch size in bytes.
+    #[arg(long, default_value_t = 64 * 1024)]
+    batch_size: usize,
+    /// Producer linger in milliseconds.
+    #[arg(long, default_value_t = 5)]
+    linger_ms: u64,
+    /// Flush policy of a created topic: always, never or interval:MS.
+    #[arg(long, default_value = "always")]
+    flush: FlushPolicy,
+    /// Partitions of a created topic.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Wait for each batch's acknowledgement before sending the next, so every fsync covers
+    /// exactly one batch (comparable with `fio --fdatasync=1` at the same block size).
+    #[arg(long)]
+    wait_each_batch: bool,
+    /// Producer buffer memory in MiB.
+    #[arg(long, default_value_t = 64)]
+    buffer_mb: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Flags of `perf consume`.
+#[derive(Debug, Args)]
+pub struct PerfConsumeArgs {
+    /// Topic to read.
+    #[arg(long, default_value = "perf-test")]
+    topic: String,
+    /// Stop after this many records (default: everything up to the end at start).
+    #[arg(long)]
+    records: Option<u64>,
+    /// Bytes per partition fetch.
+    #[arg(long, default_value_t = 4 << 20)]
+    fetch_max_bytes: usize,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs a perf command.
+///
+/// # Errors
+/// Broker, topic and append errors.
+pub async fn run(data_dir: &Path, command: PerfCommand) -> Result<()> {
+    match command {
+        PerfCommand::Produce(args) => produce(data_dir, args).await,
+        PerfCommand::Consume(args) => consume(data_dir, args).await,
+    }
+}
+
+fn progress(total: u64, what: &str) -> ProgressBar {
+    let bar = ProgressBar::new(total);
+    bar.set_style(
+        ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    bar.set_message(what.to_string());
+    bar
+}
+
+async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
+    let broker = Broker::open_with(BrokerConfig::new(data_dir))
+        .await
+        .with_context(|| format!("opening {}", data_dir.display()))?;
+    let topic = match broker.topic(&args.topic) {
+        Ok(topic) => topic,
+        Err(_) => broker.create_topic(
+            &args.topic,
+            TopicConfig { partitions: args.partitions, flush: args.flush, ..TopicConfig::default() },
+        )?,
+    };
+    let fsyncs_before: u64 = topic.partitions().iter().map(|p| p.log().fsync_count()).sum();
+    let producer = Producer::new(
+        broker.clone(),
+        ProducerConfig {
+            linger: Duration::from_millis(args.linger_ms),
+            batch_size: args.batch_size,
+            buffer_memory: args.buffer_mb << 20,
+            ..ProducerConfig::default()
+        },
+    );
+    let value = Bytes::from(vec![b'x'; args.record_size]);
+    let per_batch = (args.batch_size / (args.record_size + 12)).max(1) as u64;
+    // Latency is sampled (every record when waiting per batch) to keep the send loop cheap.
+    let sample_every = if args.wait_each_batch { 1 } else { 997 };
+    let (samples_tx, mut samples_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
+    let latencies = tokio::spawn(async move {
+        let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+        while let Some((sent, delivery)) = samples_rx.recv().await {
+            delivery.await?;
+            histogram.saturating_record(sent.elapsed().as_micros() as u64);
+        }
+        anyhow::Ok(histogram)
+    });
+    let bar = progress(args.records, "producing");
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    for i in 0..args.records {
+        let record = ProducerRecord { topic: args.topic.clone(), value: Some(value.clone()), ..ProducerRecord::default() };
+        let sent = Instant::now();
+        let delivery = producer.send(record).await?;
+        if i % sample_every == 0 {
+            let _ = samples_tx.send((sent, delivery));
+        }
+        if args.wait_each_batch && (i + 1) % per_batch == 0 {
+            producer.flush().await?;
+        }
+        if i % 65_536 == 0 {
+            bar.set_position(i);
+        }
+    }
+    producer.flush().await?;
+    let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    bar.finish_and_clear();
+    drop(samples_tx);
+    let histogram = latencies.await??;
+    let fsyncs = topic.partitions().iter().map(|p| p.log().fsync_count()).sum::<u64>() - fsyncs_before;
+    drop(producer);
+    broker.close().await?;
+
+    let secs = elapsed.as_secs_f64();
+    let bytes = args.records as f64 * args.record_size as f64;
+    let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "records": args.records, "record_size": args.record_size, "batch_size": args.batch_size,
+                "flush": args.flush.to_string(), "seconds": secs,
+                "records_per_sec": args.records as f64 / secs, "mb_per_sec": bytes / secs / 1e6,
+                "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0},
+                "fsyncs": fsyncs, "fsyncs_per_sec": fsyncs as f64 / secs,
+                "cpu_seconds": cpu.as_secs_f64(), "max_rss_mb": max_rss_mb(),
+            })
+        );
+    } else {
+        println!(
+            "produced {} records of {} B to {:?} in {secs:.2} s (flush {}, batch {} B, linger {} ms)",
+            args.records, args.record_size, args.topic, args.flush, args.batch_size, args.linger_ms
+        );
+        println!("  throughput: {:.0} records/s, {:.1} MB/s", args.records as f64 / secs, bytes / secs / 1e6);
+        println!(
+            "  ack latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            ms(0.5),
+            ms(0.99),
+            ms(0.999),
+            histogram.max() as f64 / 1000.0
+        );
+        println!(
+            "  fsyncs: {fsyncs} ({:.0}/s, {:.0} B each)",
+            fsyncs as f64 / secs,
+            if fsyncs > 0 { bytes / fsyncs as f64 } else { 0.0 }
+        );
+        println!("  cpu: {:.2} s, max RSS {:.1} MB", cpu.as_secs_f64(), max_rss_mb());
+    }
+    Ok(())
+}
+
+async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
+    let broker = Broker::open_with(BrokerConfig::new(data_dir).read_only())
+        .await
+        .with_context(|| format!("opening {}", data_dir.display()))?;
+    let topic = broker.topic(&args.topic)?;
+    let available: u64 = topic
+        .partitions()
+        .iter()
+        .map(|p| {
+            let s = p.log().stats();
+            s.log_end_offset - s.log_start_offset
+        })
+        .sum();
+    let target = args.records.unwrap_or(available).min(available);
+    let mut consumer = Consumer::new(
+        broker.clone(),
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            max_poll_records: 1_000_000,
+            fetch_max_bytes: args.fetch_max_bytes,
+            ..ConsumerConfig::default()
+        },
+    );
+    consumer.subscribe(&[&args.topic])?;
+    consumer.seek_all(SeekTo::Earliest)?;
+    let bar = progress(target, "consuming");
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    let (mut count, mut bytes) = (0u64, 0u64);
+    while count < target {
+        let records = consumer.poll(Duration::from_secs(5)).await?;
+        anyhow::ensure!(!records.is_empty(), "no records for 5 s after {count} of {target}");
+        for r in &records {
+            bytes += r.value.as_ref().map_or(0, |v| v.len() as u64) + r.key.as_ref().map_or(0, |k| k.len() as u64);
+        }
+        count += records.len() as u64;
+        bar.set_position(count);
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    bar.finish_and_clear();
+    let secs = elapsed.as_secs_f64();
+    if args.json {
+        println!(
+            "{}",
+            serde_json::json!({
+                "records": count, "bytes": bytes, "seconds": secs,
+                "records_per_sec": count as f64 / secs, "mb_per_sec": bytes as f64 / secs / 1e6,
+                "cpu_seconds": cpu.as_secs_f64(), "max_rss_mb": max_rss_mb(),
+            })
+        );
+    } else {
+        println!("consumed {count} records ({:.1} MB) from {:?} in {secs:.2} s", bytes as f64 / 1e6, args.topic);
+        println!("  throughput: {:.0} records/s, {:.1} MB/s", count as f64 / secs, bytes as f64 / secs / 1e6);
+        println!("  cpu: {:.2} s, max RSS {:.1} MB", cpu.as_secs_f64(), max_rss_mb());
+    }
+    Ok(())
+}
+
+/// User plus system CPU time of this process.
+fn cpu_time() -> Duration {
+    let usage = rustix::process::getrusage(rustix::process::UsageWho::Self_);
+    let tv = |t: rustix::process::Timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
+    tv(usage.ru_utime) + tv(usage.ru_stime)
+}
+
+/// Peak resident memory of this process in MB.
+fn max_rss_mb() -> f64 {
+    rustix::process::getrusage(rustix::process::UsageWho::Self_).ru_maxrss as f64 / 1024.0
+}
