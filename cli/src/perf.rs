@@ -257,14 +257,17 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
     Ok(())
 }
 
-/// User plus system CPU time of this process.
+/// User plus system CPU time of this process (getrusage).
 fn cpu_time() -> Duration {
-    let usage = rustix::process::getrusage(rustix::process::UsageWho::Self_);
-    let tv = |t: rustix::process::Timeval| Duration::new(t.tv_sec as u64, t.tv_usec as u32 * 1000);
-    tv(usage.ru_utime) + tv(usage.ru_stime)
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
+        let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+        tv(usage.user_time()) + tv(usage.system_time())
+    })
 }
 
-/// Peak resident memory of this process in MB.
+/// Peak resident memory of this process in MB (getrusage's `ru_maxrss`, KiB on Linux).
 fn max_rss_mb() -> f64 {
-    rustix::process::getrusage(rustix::process::UsageWho::Self_).ru_maxrss as f64 / 1024.0
+    use nix::sys::resource::{UsageWho, getrusage};
+    getrusage(UsageWho::RUSAGE_SELF).map_or(0.0, |usage| usage.max_rss() as f64 / 1024.0)
 }
