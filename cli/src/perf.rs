@@ -138,9 +138,9 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     let started = Instant::now();
     for i in 0..args.records {
         let record = ProducerRecord { topic: args.topic.clone(), value: Some(value.clone()), ..ProducerRecord::default() };
-        let sent = Instant::now();
+        let sent = (i % sample_every == 0).then(Instant::now);
         let delivery = producer.send(record).await?;
-        if i % sample_every == 0 {
+        if let Some(sent) = sent {
             let _ = samples_tx.send((sent, delivery));
         }
         if args.wait_each_batch && (i + 1) % per_batch == 0 {

@@ -59,13 +59,25 @@ struct OpenBatch {
 }
 
 #[derive(Default)]
+struct PartitionSlot {
+    open: Option<OpenBatch>,
+    /// The last batch handed over, for `flush`.
+    in_flight: Option<watch::Receiver<BatchOutcome>>,
+}
+
+/// Everything the producer keeps per topic, found with one lookup per record.
+struct TopicSlot {
+    topic: Arc<Topic>,
+    name: Arc<str>,
+    log_append_time: bool,
+    partitions: Vec<PartitionSlot>,
+    sticky: u32,
+    rotation: u32,
+}
+
+#[derive(Default)]
 struct ProducerState {
-    topics: HashMap<String, Arc<Topic>>,
-    open: HashMap<(String, u32), OpenBatch>,
-    /// The last batch handed over per partition, for `flush`.
-    in_flight: HashMap<(String, u32), watch::Receiver<BatchOutcome>>,
-    sticky: HashMap<String, u32>,
-    rotation: HashMap<String, u32>,
+    topics: HashMap<Arc<str>, TopicSlot>,
 }
 
 struct ProducerInner {
@@ -94,7 +106,7 @@ impl std::fmt::Debug for Producer {
 #[derive(Debug)]
 pub struct DeliveryFuture {
     ack: watch::Receiver<BatchOutcome>,
-    topic: String,
+    topic: Arc<str>,
     partition: u32,
     offset_delta: u32,
     timestamp: i64,
@@ -124,7 +136,7 @@ impl IntoFuture for DeliveryFuture {
                     },
                 }),
                 Some(Err(source)) => Err(Error::Append {
-                    topic: self.topic,
+                    topic: self.topic.to_string(),
                     partition: self.partition,
                     source,
                 }),
@@ -185,56 +197,60 @@ impl Producer {
 
     fn append_to_batch(&self, record: ProducerRecord, size: usize) -> Result<DeliveryFuture> {
         let inner = &self.inner;
-        let mut state = inner.lock();
-        let topic = match state.topics.get(&record.topic) {
-            Some(t) => t.clone(),
-            None => {
-                let t = inner.broker.topic(&record.topic)?;
-                state.topics.insert(record.topic.clone(), t.clone());
-                t
-            }
+        let mut guard = inner.lock();
+        let state = &mut *guard;
+        if !state.topics.contains_key(record.topic.as_str()) {
+            let topic = inner.broker.topic(&record.topic)?;
+            let name: Arc<str> = record.topic.as_str().into();
+            let slot = TopicSlot {
+                log_append_time: topic.config().timestamp_type == TimestampType::LogAppendTime,
+                partitions: (0..topic.partition_count())
+                    .map(|_| PartitionSlot::default())
+                    .collect(),
+                topic,
+                name: name.clone(),
+                sticky: 0,
+                rotation: 0,
+            };
+            state.topics.insert(name, slot);
+        }
+        let Some(slot) = state.topics.get_mut(record.topic.as_str()) else {
+            return Err(Error::UnknownTopic(record.topic));
         };
-        let partitions = topic.partition_count();
+        let partitions = slot.partitions.len() as u32;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => {
-                topic.partition(p)?;
+                slot.topic.partition(p)?;
                 p
             }
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => match inner.config.partitioner {
-                Partitioner::Default => {
-                    *state.sticky.entry(record.topic.clone()).or_insert(0) % partitions
-                }
+                Partitioner::Default => slot.sticky % partitions,
                 Partitioner::RoundRobin => {
-                    let next = state.rotation.entry(record.topic.clone()).or_insert(0);
-                    let p = *next % partitions;
-                    *next = next.wrapping_add(1);
-                    p
+                    slot.rotation = slot.rotation.wrapping_add(1);
+                    (slot.rotation - 1) % partitions
                 }
             },
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let key = (record.topic, partition);
         let batch_size = inner.config.batch_size;
-        if state
+        let full_before = slot.partitions[partition as usize]
             .open
-            .get(&key)
-            .is_some_and(|b| !b.builder.is_empty() && b.builder.size() + size > batch_size)
-        {
-            inner.dispatch(&mut state, &key);
+            .as_ref()
+            .is_some_and(|b| !b.builder.is_empty() && b.builder.size() + size > batch_size);
+        if full_before {
+            inner.dispatch(slot, partition);
         }
         let linger = inner.config.linger;
-        let mut created = false;
-        let batch = state.open.entry(key.clone()).or_insert_with(|| {
-            created = true;
-            OpenBatch {
-                builder: BatchBuilder::with_capacity(
-                    batch_size.min(size.max(1024) * 4).max(batch_size / 4),
-                ),
-                deadline: Instant::now() + linger,
-                ack: watch::channel(None).0,
-                buffered_bytes: 0,
-            }
+        let open = &mut slot.partitions[partition as usize].open;
+        let created = open.is_none();
+        let batch = open.get_or_insert_with(|| OpenBatch {
+            builder: BatchBuilder::with_capacity(
+                batch_size.min(size.max(1024) * 4).max(batch_size / 4),
+            ),
+            deadline: Instant::now() + linger,
+            ack: watch::channel(None).0,
+            buffered_bytes: 0,
         });
         let offset_delta = batch.builder.push(
             timestamp,
@@ -245,19 +261,18 @@ impl Producer {
         batch.buffered_bytes += size;
         let ack = batch.ack.subscribe();
         let full = batch.builder.size() >= batch_size;
-        let (topic_name, partition) = key.clone();
         if full {
-            inner.dispatch(&mut state, &key);
+            inner.dispatch(slot, partition);
         } else if created {
             inner.wake.notify_one();
         }
         Ok(DeliveryFuture {
             ack,
-            topic: topic_name,
+            topic: slot.name.clone(),
             partition,
             offset_delta,
             timestamp,
-            log_append_time: topic.config().timestamp_type == TimestampType::LogAppendTime,
+            log_append_time: slot.log_append_time,
         })
     }
 
@@ -268,13 +283,18 @@ impl Producer {
     pub async fn flush(&self) -> Result<()> {
         let waiting: Vec<_> = {
             let mut state = self.inner.lock();
-            let keys: Vec<_> = state.open.keys().cloned().collect();
-            for key in keys {
-                self.inner.dispatch(&mut state, &key);
+            let mut waiting = Vec::new();
+            for slot in state.topics.values_mut() {
+                for p in 0..slot.partitions.len() as u32 {
+                    self.inner.dispatch(slot, p);
+                    if let Some(ack) = slot.partitions[p as usize].in_flight.take() {
+                        waiting.push((slot.name.clone(), p, ack));
+                    }
+                }
             }
-            state.in_flight.drain().collect()
+            waiting
         };
-        for ((topic, partition), mut ack) in waiting {
+        for (topic, partition, mut ack) in waiting {
             let outcome = ack
                 .wait_for(Option::is_some)
                 .await
@@ -282,7 +302,7 @@ impl Producer {
                 .clone();
             if let Some(Err(source)) = outcome {
                 return Err(Error::Append {
-                    topic,
+                    topic: topic.to_string(),
                     partition,
                     source,
                 });
@@ -297,20 +317,19 @@ impl ProducerInner {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Hands the open batch of `key` to its partition.
-    fn dispatch(&self, state: &mut ProducerState, key: &(String, u32)) {
-        let Some(batch) = state.open.remove(key) else {
+    /// Hands the open batch of a partition to its append thread.
+    fn dispatch(&self, slot: &mut TopicSlot, partition: u32) {
+        let Some(batch) = slot.partitions[partition as usize].open.take() else {
             return;
         };
         if batch.builder.is_empty() {
             return;
         }
-        if state.sticky.get(&key.0) == Some(&key.1) {
+        if slot.sticky % slot.partitions.len() as u32 == partition {
             // The sticky partitioner moves on once its batch is sent.
-            let partitions = state.topics.get(&key.0).map_or(1, |t| t.partition_count());
-            state.sticky.insert(key.0.clone(), (key.1 + 1) % partitions);
+            slot.sticky = (partition + 1) % slot.partitions.len() as u32;
         }
-        state.in_flight.insert(key.clone(), batch.ack.subscribe());
+        slot.partitions[partition as usize].in_flight = Some(batch.ack.subscribe());
         let OpenBatch {
             builder,
             ack,
@@ -327,13 +346,9 @@ impl ProducerInner {
                 buffer.add_permits(buffered_bytes);
             }
         };
-        let partition = state
-            .topics
-            .get(&key.0)
-            .and_then(|t| t.partition(key.1).ok().cloned());
-        let queued = match partition {
-            Some(p) => p.append_with(builder.finish(), Box::new(done)),
-            None => Err(Error::UnknownTopic(key.0.clone())),
+        let queued = match slot.topic.partition(partition) {
+            Ok(p) => p.append_with(builder.finish(), Box::new(done)),
+            Err(e) => Err(e),
         };
         if let Err(e) = queued {
             ack.send_replace(Some(Err(Arc::new(e))));
@@ -341,20 +356,32 @@ impl ProducerInner {
         }
     }
 
+    fn dispatch_all(&self, state: &mut ProducerState) {
+        for slot in state.topics.values_mut() {
+            for p in 0..slot.partitions.len() as u32 {
+                self.dispatch(slot, p);
+            }
+        }
+    }
+
     /// Dispatches batches whose linger expired; returns the next deadline.
     fn dispatch_due(&self) -> Option<Instant> {
         let mut state = self.lock();
         let now = Instant::now();
-        let due: Vec<_> = state
-            .open
-            .iter()
-            .filter(|(_, b)| b.deadline <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
-        for key in due {
-            self.dispatch(&mut state, &key);
+        let mut next: Option<Instant> = None;
+        for slot in state.topics.values_mut() {
+            for p in 0..slot.partitions.len() {
+                let Some(deadline) = slot.partitions[p].open.as_ref().map(|b| b.deadline) else {
+                    continue;
+                };
+                if deadline <= now {
+                    self.dispatch(slot, p as u32);
+                } else {
+                    next = Some(next.map_or(deadline, |n| n.min(deadline)));
+                }
+            }
         }
-        state.open.values().map(|b| b.deadline).min()
+        next
     }
 }
 
@@ -362,10 +389,7 @@ impl Drop for ProducerInner {
     fn drop(&mut self) {
         // Records already accepted by `send` are still written.
         let mut state = self.lock();
-        let keys: Vec<_> = state.open.keys().cloned().collect();
-        for key in keys {
-            self.dispatch(&mut state, &key);
-        }
+        self.dispatch_all(&mut state);
         drop(state);
         self.wake.notify_one();
     }
