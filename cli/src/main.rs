@@ -1,1 +1,178 @@
-fn main() {}
+//! `logbrook`: the command-line tool for Logbrook's embedded log.
+//!
+//! Every command works on a data directory (`--data-dir`, env `LOGBROOK_DATA_DIR`). Commands that
+//! only read open it read-only, so they can run beside a writer process; commands that write take
+//! the directory's writer lock and always close the broker before exiting so data is flushed.
+
+mod consume;
+mod demo;
+mod group;
+mod output;
+mod perf;
+mod produce;
+mod topic;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use logbrook_core::{Broker, BrokerConfig};
+
+/// Logbrook: a Kafka-like durable log, embedded, with no external service.
+#[derive(Debug, Parser)]
+#[command(name = "logbrook", version, propagate_version = true)]
+struct Cli {
+    /// Data directory holding the topics.
+    #[arg(
+        long,
+        global = true,
+        env = "LOGBROOK_DATA_DIR",
+        default_value = "./logbrook-data",
+        value_name = "DIR"
+    )]
+    data_dir: PathBuf,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create, list, describe and delete topics.
+    Topic {
+        #[command(subcommand)]
+        command: topic::TopicCommand,
+    },
+    /// Append one record per stdin line to a topic.
+    Produce(produce::ProduceArgs),
+    /// Print a topic's records, optionally as a consumer group.
+    Consume(consume::ConsumeArgs),
+    /// List, describe and reset consumer groups.
+    Group {
+        #[command(subcommand)]
+        command: group::GroupCommand,
+    },
+    /// Measure produce and consume throughput.
+    Perf {
+        #[command(subcommand)]
+        command: perf::PerfCommand,
+    },
+    /// Produce, consume and replay a click stream end to end on the embedded log.
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            // Help and version go to stdout and succeed; usage errors fail like every other error.
+            let _ = e.print();
+            return if e.use_stderr() {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            };
+        }
+    };
+    init_tracing();
+    let outcome = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the tokio runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    let data_dir = cli.data_dir.as_path();
+    match cli.command {
+        Command::Topic { command } => topic::run(data_dir, command).await,
+        Command::Produce(args) => produce::run(data_dir, args).await,
+        Command::Consume(args) => consume::run(data_dir, args).await,
+        Command::Group { command } => group::run(data_dir, command).await,
+        Command::Perf { command } => perf::run(data_dir, command).await,
+        Command::Demo(args) => demo::run(data_dir, args).await,
+    }
+}
+
+/// Logs to stderr at `warn` unless `RUST_LOG` says otherwise.
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// Opens an existing data directory without the writer lock.
+///
+/// # Errors
+/// If the directory does not exist, or the broker fails to open it.
+pub async fn open_read_only(data_dir: &Path) -> Result<Broker> {
+    require_data_dir(data_dir)?;
+    Broker::open_with(BrokerConfig::new(data_dir).read_only())
+        .await
+        .with_context(|| format!("opening data dir {} read-only", data_dir.display()))
+}
+
+/// Opens a data directory for writing, taking its writer lock. With `create`, a missing directory
+/// is created; otherwise it must exist, so a typo in `--data-dir` is not silently a new log.
+///
+/// # Errors
+/// If the directory is missing (without `create`), or locked by another process (the error names
+/// its pid), or fails to open.
+pub async fn open_writable(data_dir: &Path, create: bool) -> Result<Broker> {
+    if !create {
+        require_data_dir(data_dir)?;
+    }
+    // The core's lock error already names the directory and the holder's pid.
+    Ok(Broker::open(data_dir).await?)
+}
+
+fn require_data_dir(data_dir: &Path) -> Result<()> {
+    if !data_dir.is_dir() {
+        bail!(
+            "data dir {} does not exist (create a topic with `logbrook topic create`, or pass --data-dir)",
+            data_dir.display()
+        );
+    }
+    Ok(())
+}
+
+/// Parses an RFC 3339 time into milliseconds since the Unix epoch.
+///
+/// # Errors
+/// A message naming the rejected text.
+pub fn parse_time(text: &str) -> Result<i64, String> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.timestamp_millis())
+        .map_err(|e| format!("{text:?} is not an RFC 3339 time ({e}), e.g. 2025-01-31T12:00:00Z"))
+}
+
+/// Resolves on Ctrl-C or SIGTERM; never if the handlers cannot be installed.
+pub async fn shutdown_signal() {
+    let interrupt = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = interrupt => {}
+        () = terminate => {}
+    }
+}

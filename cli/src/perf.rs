@@ -12,8 +12,8 @@ use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
 use logbrook_core::{
-    Broker, BrokerConfig, Consumer, ConsumerConfig, DeliveryFuture, FlushPolicy, OffsetReset, Producer,
-    ProducerConfig, ProducerRecord, SeekTo, TopicConfig,
+    Broker, BrokerConfig, Consumer, ConsumerConfig, DeliveryFuture, FlushPolicy, OffsetReset,
+    Producer, ProducerConfig, ProducerRecord, SeekTo, TopicConfig,
 };
 
 /// Benchmarks of the embedded log.
@@ -26,7 +26,7 @@ pub enum PerfCommand {
 }
 
 /// Flags of `perf produce`.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct PerfProduceArgs {
     /// Topic to write (created with the flags below if missing).
     #[arg(long, default_value = "perf-test")]
@@ -49,8 +49,9 @@ pub struct PerfProduceArgs {
     /// Partitions of a created topic.
     #[arg(long, default_value_t = 1)]
     partitions: u32,
-    /// Wait for each batch's acknowledgement before sending the next, so every fsync covers
-    /// exactly one batch (comparable with `fio --fdatasync=1` at the same block size).
+    /// Append ready-encoded batches of `batch_size` bytes straight to partition 0, one at a time,
+    /// waiting for each acknowledgement: every fsync covers exactly one batch, as each write of
+    /// `fio --fdatasync=1` does at the same block size. Measures the log's append path alone.
     #[arg(long)]
     wait_each_batch: bool,
     /// Producer buffer memory in MiB.
@@ -107,10 +108,21 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         Ok(topic) => topic,
         Err(_) => broker.create_topic(
             &args.topic,
-            TopicConfig { partitions: args.partitions, flush: args.flush, ..TopicConfig::default() },
+            TopicConfig {
+                partitions: args.partitions,
+                flush: args.flush,
+                ..TopicConfig::default()
+            },
         )?,
     };
-    let fsyncs_before: u64 = topic.partitions().iter().map(|p| p.log().fsync_count()).sum();
+    if args.wait_each_batch {
+        return append_batches_one_by_one(&broker, &topic, &args).await;
+    }
+    let fsyncs_before: u64 = topic
+        .partitions()
+        .iter()
+        .map(|p| p.log().fsync_count())
+        .sum();
     let producer = Producer::new(
         broker.clone(),
         ProducerConfig {
@@ -121,10 +133,10 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         },
     );
     let value = Bytes::from(vec![b'x'; args.record_size]);
-    let per_batch = (args.batch_size / (args.record_size + 12)).max(1) as u64;
-    // Latency is sampled (every record when waiting per batch) to keep the send loop cheap.
-    let sample_every = if args.wait_each_batch { 1 } else { 997 };
-    let (samples_tx, mut samples_rx) = tokio::sync::mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
+    // Latency is sampled to keep the send loop cheap.
+    let sample_every = 997;
+    let (samples_tx, mut samples_rx) =
+        tokio::sync::mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
     let latencies = tokio::spawn(async move {
         let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
         while let Some((sent, delivery)) = samples_rx.recv().await {
@@ -137,14 +149,15 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     let cpu_before = cpu_time();
     let started = Instant::now();
     for i in 0..args.records {
-        let record = ProducerRecord { topic: args.topic.clone(), value: Some(value.clone()), ..ProducerRecord::default() };
+        let record = ProducerRecord {
+            topic: args.topic.clone(),
+            value: Some(value.clone()),
+            ..ProducerRecord::default()
+        };
         let sent = (i % sample_every == 0).then(Instant::now);
         let delivery = producer.send(record).await?;
         if let Some(sent) = sent {
             let _ = samples_tx.send((sent, delivery));
-        }
-        if args.wait_each_batch && (i + 1) % per_batch == 0 {
-            producer.flush().await?;
         }
         if i % 65_536 == 0 {
             bar.set_position(i);
@@ -156,10 +169,62 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     bar.finish_and_clear();
     drop(samples_tx);
     let histogram = latencies.await??;
-    let fsyncs = topic.partitions().iter().map(|p| p.log().fsync_count()).sum::<u64>() - fsyncs_before;
+    let fsyncs = topic
+        .partitions()
+        .iter()
+        .map(|p| p.log().fsync_count())
+        .sum::<u64>()
+        - fsyncs_before;
     drop(producer);
     broker.close().await?;
 
+    report(&args, elapsed, cpu, &histogram, fsyncs);
+    Ok(())
+}
+
+/// The `--wait-each-batch` mode: no producer, one pre-encoded batch per append and fsync.
+async fn append_batches_one_by_one(
+    broker: &Broker,
+    topic: &logbrook_core::Topic,
+    args: &PerfProduceArgs,
+) -> Result<()> {
+    let partition = topic.partition(0)?.clone();
+    let value = vec![b'x'; args.record_size];
+    let mut builder = logbrook_core::batch::BatchBuilder::with_capacity(args.batch_size);
+    while builder.is_empty() || builder.size() + args.record_size + 16 <= args.batch_size {
+        builder.push(logbrook_core::now_ms(), None, Some(&value), &[]);
+    }
+    let batch = builder.finish();
+    let per_batch = u64::from(batch.record_count());
+    let batches = args.records.div_ceil(per_batch);
+    let fsyncs_before = partition.log().fsync_count();
+    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    for _ in 0..batches {
+        let sent = Instant::now();
+        partition.append(batch.clone()).await?;
+        histogram.saturating_record(sent.elapsed().as_micros() as u64);
+    }
+    let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    let fsyncs = partition.log().fsync_count() - fsyncs_before;
+    broker.close().await?;
+    let args = PerfProduceArgs {
+        records: batches * per_batch,
+        ..args.clone()
+    };
+    report(&args, elapsed, cpu, &histogram, fsyncs);
+    Ok(())
+}
+
+fn report(
+    args: &PerfProduceArgs,
+    elapsed: Duration,
+    cpu: Duration,
+    histogram: &Histogram<u64>,
+    fsyncs: u64,
+) {
     let secs = elapsed.as_secs_f64();
     let bytes = args.records as f64 * args.record_size as f64;
     let ms = |q: f64| histogram.value_at_quantile(q) as f64 / 1000.0;
@@ -180,7 +245,11 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
             "produced {} records of {} B to {:?} in {secs:.2} s (flush {}, batch {} B, linger {} ms)",
             args.records, args.record_size, args.topic, args.flush, args.batch_size, args.linger_ms
         );
-        println!("  throughput: {:.0} records/s, {:.1} MB/s", args.records as f64 / secs, bytes / secs / 1e6);
+        println!(
+            "  throughput: {:.0} records/s, {:.1} MB/s",
+            args.records as f64 / secs,
+            bytes / secs / 1e6
+        );
         println!(
             "  ack latency: p50 {:.2} ms, p99 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
             ms(0.5),
@@ -191,11 +260,18 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         println!(
             "  fsyncs: {fsyncs} ({:.0}/s, {:.0} B each)",
             fsyncs as f64 / secs,
-            if fsyncs > 0 { bytes / fsyncs as f64 } else { 0.0 }
+            if fsyncs > 0 {
+                bytes / fsyncs as f64
+            } else {
+                0.0
+            }
         );
-        println!("  cpu: {:.2} s, max RSS {:.1} MB", cpu.as_secs_f64(), max_rss_mb());
+        println!(
+            "  cpu: {:.2} s, max RSS {:.1} MB",
+            cpu.as_secs_f64(),
+            max_rss_mb()
+        );
     }
-    Ok(())
 }
 
 async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
@@ -229,9 +305,13 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
     let (mut count, mut bytes) = (0u64, 0u64);
     while count < target {
         let records = consumer.poll(Duration::from_secs(5)).await?;
-        anyhow::ensure!(!records.is_empty(), "no records for 5 s after {count} of {target}");
+        anyhow::ensure!(
+            !records.is_empty(),
+            "no records for 5 s after {count} of {target}"
+        );
         for r in &records {
-            bytes += r.value.as_ref().map_or(0, |v| v.len() as u64) + r.key.as_ref().map_or(0, |k| k.len() as u64);
+            bytes += r.value.as_ref().map_or(0, |v| v.len() as u64)
+                + r.key.as_ref().map_or(0, |k| k.len() as u64);
         }
         count += records.len() as u64;
         bar.set_position(count);
@@ -250,9 +330,21 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
             })
         );
     } else {
-        println!("consumed {count} records ({:.1} MB) from {:?} in {secs:.2} s", bytes as f64 / 1e6, args.topic);
-        println!("  throughput: {:.0} records/s, {:.1} MB/s", count as f64 / secs, bytes as f64 / secs / 1e6);
-        println!("  cpu: {:.2} s, max RSS {:.1} MB", cpu.as_secs_f64(), max_rss_mb());
+        println!(
+            "consumed {count} records ({:.1} MB) from {:?} in {secs:.2} s",
+            bytes as f64 / 1e6,
+            args.topic
+        );
+        println!(
+            "  throughput: {:.0} records/s, {:.1} MB/s",
+            count as f64 / secs,
+            bytes as f64 / secs / 1e6
+        );
+        println!(
+            "  cpu: {:.2} s, max RSS {:.1} MB",
+            cpu.as_secs_f64(),
+            max_rss_mb()
+        );
     }
     Ok(())
 }
@@ -261,7 +353,9 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
 fn cpu_time() -> Duration {
     use nix::sys::resource::{UsageWho, getrusage};
     getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
-        let tv = |t: nix::sys::time::TimeVal| Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000);
+        let tv = |t: nix::sys::time::TimeVal| {
+            Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
+        };
         tv(usage.user_time()) + tv(usage.system_time())
     })
 }

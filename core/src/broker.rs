@@ -242,10 +242,11 @@ impl Broker {
             let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
                 continue;
             };
-            if !self.inner.topics.contains_key(&name) && dir.join(TOPIC_FILE).exists() {
-                if let Ok(topic) = Topic::open(&self.inner.config.storage, dir, false) {
-                    self.inner.topics.insert(name, Arc::new(topic));
-                }
+            if !self.inner.topics.contains_key(&name)
+                && dir.join(TOPIC_FILE).exists()
+                && let Ok(topic) = Topic::open(&self.inner.config.storage, dir, false)
+            {
+                self.inner.topics.insert(name, Arc::new(topic));
             }
         }
         for topic in self.inner.topics.iter() {

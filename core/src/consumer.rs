@@ -271,17 +271,18 @@ impl Consumer {
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if let Some(m) = &self.membership {
-                if m.generation.has_changed().unwrap_or(false) {
-                    self.rebalance()?;
-                }
+            if let Some(m) = &self.membership
+                && m.generation.has_changed().unwrap_or(false)
+            {
+                self.rebalance()?;
             }
             self.resolve_positions()?;
-            if self.buffer.is_empty() {
-                self.fetch().await?;
-            }
+            let progressed = self.buffer.is_empty() && self.fetch().await?;
             if !self.buffer.is_empty() {
                 return Ok(self.drain_buffer());
+            }
+            if progressed {
+                continue;
             }
             if !self.wait_for_data(deadline).await? {
                 return Ok(Vec::new());
@@ -338,9 +339,11 @@ impl Consumer {
         out
     }
 
-    /// Fetches from the assigned partitions in turn until one has data.
-    async fn fetch(&mut self) -> Result<()> {
+    /// Fetches from the assigned partitions in turn until one has data. Returns whether any
+    /// position moved (records buffered, or a gap stepped over).
+    async fn fetch(&mut self) -> Result<bool> {
         let n = self.assigned.len();
+        let mut progressed = false;
         for step in 0..n {
             let index = (self.next_fetch + step) % n;
             let a = &mut self.assigned[index];
@@ -348,15 +351,16 @@ impl Consumer {
             let log = a.partition.log().clone();
             let from = a.fetch_position;
             let max_bytes = self.config.fetch_max_bytes;
-            let fetched = tokio::task::spawn_blocking(move || -> Result<Vec<ConsumerRecord>> {
-                let chunk = log.read(from, max_bytes)?;
-                let mut records = Vec::new();
-                chunk.records(from, &mut records)?;
-                Ok(records)
-            })
-            .await
-            .map_err(|_| Error::Closed)?;
-            let records = match fetched {
+            let fetched =
+                tokio::task::spawn_blocking(move || -> Result<(Vec<ConsumerRecord>, u64)> {
+                    let chunk = log.read(from, max_bytes)?;
+                    let mut records = Vec::new();
+                    chunk.records(from, &mut records)?;
+                    Ok((records, chunk.next_offset))
+                })
+                .await
+                .map_err(|_| Error::Closed)?;
+            let (records, next_offset) = match fetched {
                 Ok(r) => r,
                 Err(Error::OffsetOutOfRange {
                     log_start_offset, ..
@@ -375,10 +379,19 @@ impl Consumer {
                 self.assigned[index].fetch_position = last.offset + 1;
                 self.buffer.extend(records.into_iter().map(|r| (index, r)));
                 self.next_fetch = (index + 1) % n;
-                return Ok(());
+                return Ok(true);
+            }
+            if next_offset > from {
+                // Batches whose records compaction removed: step over the gap.
+                let a = &mut self.assigned[index];
+                a.fetch_position = next_offset;
+                if a.position == Some(from) {
+                    a.position = Some(next_offset);
+                }
+                progressed = true;
             }
         }
-        Ok(())
+        Ok(progressed)
     }
 
     /// Waits until a partition's high watermark moves, the group rebalances, or `deadline`.

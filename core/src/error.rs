@@ -12,13 +12,14 @@ pub type Result<T, E = Error> = std::result::Result<T, E>;
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// An I/O call failed on a file or directory.
-    #[error("i/o error on {}: {source}", path.display())]
+    // The cause is part of the message rather than a `source()`, so `{:#}` chains
+    // do not print it twice.
+    #[error("i/o error on {}: {cause}", path.display())]
     Io {
         /// The file or directory.
         path: PathBuf,
         /// The underlying error.
-        #[source]
-        source: io::Error,
+        cause: io::Error,
     },
     /// A topic name breaks Kafka's naming rule.
     #[error("invalid topic name {name:?}: {reason}")]
@@ -119,15 +120,14 @@ pub enum Error {
     #[error("the log is closed")]
     Closed,
     /// An append failed; shared by every record of the failed batch.
-    #[error("append to {topic}-{partition} failed: {source}")]
+    #[error("append to {topic}-{partition} failed: {cause}")]
     Append {
         /// The topic.
         topic: String,
         /// The partition.
         partition: u32,
         /// The error the partition writer hit.
-        #[source]
-        source: Arc<Error>,
+        cause: Arc<Error>,
     },
     /// A group that has no committed offsets and no members.
     #[error("unknown consumer group {0:?}")]
@@ -150,6 +150,6 @@ pub enum Error {
 impl Error {
     pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
         let path = path.into();
-        move |source| Error::Io { path, source }
+        move |cause| Error::Io { path, cause }
     }
 }

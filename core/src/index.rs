@@ -96,7 +96,7 @@ impl<E: IndexEntry> SparseIndex<E> {
             Err(e) => return Err(e),
         };
         let len = file.len()? as usize;
-        if len % E::SIZE != 0 {
+        if !len.is_multiple_of(E::SIZE) {
             return Ok(None);
         }
         let mut buf = vec![0u8; len];

@@ -104,7 +104,7 @@ impl Partition {
                 Ok(Err(source)) => Err(Error::Append {
                     topic,
                     partition,
-                    source,
+                    cause: source,
                 }),
                 Err(_) => Err(Error::Closed),
             }
@@ -159,6 +159,25 @@ impl Partition {
     }
 }
 
+/// How long the append thread polls for the next request before it sleeps. A producer waiting
+/// on an acknowledgement usually sends again within microseconds; catching that without a
+/// futex sleep and wake-up saves tens of microseconds per group commit.
+const SPIN_BEFORE_SLEEP: std::time::Duration = std::time::Duration::from_micros(100);
+
+fn next_request(requests: &mpsc::Receiver<AppendRequest>) -> Option<AppendRequest> {
+    let started = std::time::Instant::now();
+    loop {
+        match requests.try_recv() {
+            Ok(request) => return Some(request),
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+            Err(mpsc::TryRecvError::Empty) if started.elapsed() < SPIN_BEFORE_SLEEP => {
+                std::thread::yield_now()
+            }
+            Err(mpsc::TryRecvError::Empty) => return requests.recv().ok(),
+        }
+    }
+}
+
 fn run_appender(
     log: &Log,
     high_watermark: &watch::Sender<u64>,
@@ -167,7 +186,7 @@ fn run_appender(
     let flush_always = log.config().flush == FlushPolicy::Always;
     let mut group: Vec<AppendRequest> = Vec::new();
     let mut results: Vec<Result<AppendInfo, Arc<Error>>> = Vec::new();
-    while let Ok(first) = requests.recv() {
+    while let Some(first) = next_request(requests) {
         let mut bytes = first.batch.len();
         group.push(first);
         while bytes < MAX_GROUP_BYTES {
@@ -186,17 +205,18 @@ fn run_appender(
                 .map(|r| log.append(&mut r.batch, now).map_err(Arc::new)),
         );
         let mut publish = true;
-        if flush_always && results.iter().any(Result::is_ok) {
-            if let Err(e) = log.flush() {
-                tracing::error!(topic = %log.topic(), partition = log.partition(), error = %e, "fsync failed; failing the group");
-                let e = Arc::new(e);
-                for r in &mut results {
-                    if r.is_ok() {
-                        *r = Err(e.clone());
-                    }
+        if flush_always
+            && results.iter().any(Result::is_ok)
+            && let Err(e) = log.flush()
+        {
+            tracing::error!(topic = %log.topic(), partition = log.partition(), error = %e, "fsync failed; failing the group");
+            let e = Arc::new(e);
+            for r in &mut results {
+                if r.is_ok() {
+                    *r = Err(e.clone());
                 }
-                publish = false;
             }
+            publish = false;
         }
         if publish {
             high_watermark.send_replace(log.publish());

@@ -193,35 +193,36 @@ impl LogSegment {
         let time_path = segment_path(dir, base_offset, "timeindex");
         let offsets = SparseIndex::<OffsetEntry>::read_all(storage, &offset_path)?;
         let times = SparseIndex::<TimeEntry>::read_all(storage, &time_path)?;
-        if let (Some(offsets), Some(times)) = (offsets, times) {
-            if offsets_are_sound(&offsets, size) && times_are_sound(&times) {
-                let walk_from = offsets.last().map_or(0, |e| u64::from(e.position));
-                let walk_base = offsets
-                    .last()
-                    .map_or(base_offset, |e| base_offset + u64::from(e.relative_offset));
-                if let Some(next_offset) = walk_to_end(&*file, walk_from, size, walk_base)? {
-                    let (offset_count, time_count) = (offsets.len(), times.len());
-                    let max_timestamp = times.last().map_or(i64::MIN, |e| e.timestamp);
-                    let first = read_header(&*file, 0, size)?;
-                    return Ok(Ok(Self {
-                        base_offset,
-                        path,
-                        file,
-                        offset_index: SparseIndex::open_file(storage, offset_path, offset_count)?,
-                        time_index: SparseIndex::open_file(storage, time_path, time_count)?,
-                        size,
-                        next_offset,
-                        max_timestamp,
-                        first_batch_timestamp: match first {
-                            HeaderRead::Header(h) => Some(h.max_timestamp),
-                            _ => None,
-                        },
-                        bytes_since_offset_entry: 0,
-                        bytes_since_time_entry: 0,
-                        allocated: size,
-                        preallocate: false,
-                    }));
-                }
+        if let (Some(offsets), Some(times)) = (offsets, times)
+            && offsets_are_sound(&offsets, size)
+            && times_are_sound(&times)
+        {
+            let walk_from = offsets.last().map_or(0, |e| u64::from(e.position));
+            let walk_base = offsets
+                .last()
+                .map_or(base_offset, |e| base_offset + u64::from(e.relative_offset));
+            if let Some(next_offset) = walk_to_end(&*file, walk_from, size, walk_base)? {
+                let (offset_count, time_count) = (offsets.len(), times.len());
+                let max_timestamp = times.last().map_or(i64::MIN, |e| e.timestamp);
+                let first = read_header(&*file, 0, size)?;
+                return Ok(Ok(Self {
+                    base_offset,
+                    path,
+                    file,
+                    offset_index: SparseIndex::open_file(storage, offset_path, offset_count)?,
+                    time_index: SparseIndex::open_file(storage, time_path, time_count)?,
+                    size,
+                    next_offset,
+                    max_timestamp,
+                    first_batch_timestamp: match first {
+                        HeaderRead::Header(h) => Some(h.max_timestamp),
+                        _ => None,
+                    },
+                    bytes_since_offset_entry: 0,
+                    bytes_since_time_entry: 0,
+                    allocated: size,
+                    preallocate: false,
+                }));
             }
         }
         tracing::warn!(segment = %path.display(), "index missing or inconsistent, rebuilding from the log");

@@ -9,6 +9,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 /// One open file.
+#[allow(clippy::len_without_is_empty)] // a file's length, not a collection's
 pub trait StorageFile: Send + Sync + Debug {
     /// Reads up to `buf.len()` bytes at `offset`; returns how many were read (0 at end of file).
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize>;

@@ -1,4 +1,5 @@
 //! Producer batching and partitioning, consumer waking, seeking and group commits.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Retention by size and time, and log compaction.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Damaged files: flipped bytes, torn tails, truncated segments, lost or garbage indexes.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

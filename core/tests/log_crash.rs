@@ -3,6 +3,7 @@
 //!
 //! The test re-runs its own binary as the child (selected by an environment variable), so the
 //! child is the real engine in a real separate process.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Model-based test: random appends, rolls, retention and reopens, compared with a `Vec`.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Appending, rolling, indexes and reopening a partition log.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
 

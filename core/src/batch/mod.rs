@@ -108,7 +108,7 @@ impl BatchHeader {
             return Err(format!("unknown format version {}", self.magic));
         }
         let len = self.batch_length as usize;
-        if len < HEADER_LEN - LOG_OVERHEAD || len > MAX_BATCH_BYTES {
+        if !(HEADER_LEN - LOG_OVERHEAD..=MAX_BATCH_BYTES).contains(&len) {
             return Err(format!("batch length {len} out of bounds"));
         }
         // Compaction leaves gaps, so a batch may hold fewer records than its offset span.

@@ -16,7 +16,7 @@ pub(crate) fn put_varint(buf: &mut Vec<u8>, value: i64) {
 pub(crate) fn varint_len(value: i64) -> usize {
     let v = ((value << 1) ^ (value >> 63)) as u64;
     // 1 byte per started group of 7 bits, at least 1.
-    ((64 - (v | 1).leading_zeros() as usize) + 6) / 7
+    (64 - (v | 1).leading_zeros() as usize).div_ceil(7)
 }
 
 /// Reads a zig-zag varint at `*pos`, advancing it. `None` if the input ends or overflows.

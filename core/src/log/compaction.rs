@@ -210,10 +210,10 @@ impl Log {
         file.sync_data().map_err(Error::io(&cleaned))?;
         for ext in ["index", "timeindex"] {
             let path = segment_path(&self.dir, segment.base, ext);
-            if let Err(e) = std::fs::remove_file(&path) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    return Err(Error::io(path)(e));
-                }
+            if let Err(e) = std::fs::remove_file(&path)
+                && e.kind() != std::io::ErrorKind::NotFound
+            {
+                return Err(Error::io(path)(e));
             }
         }
         std::fs::rename(&cleaned, &segment.path).map_err(Error::io(&segment.path))?;

@@ -138,7 +138,7 @@ impl IntoFuture for DeliveryFuture {
                 Some(Err(source)) => Err(Error::Append {
                     topic: self.topic.to_string(),
                     partition: self.partition,
-                    source,
+                    cause: source,
                 }),
                 None => Err(Error::Closed),
             }
@@ -304,7 +304,7 @@ impl Producer {
                 return Err(Error::Append {
                     topic: topic.to_string(),
                     partition,
-                    source,
+                    cause: source,
                 });
             }
         }

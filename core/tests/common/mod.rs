@@ -1,4 +1,5 @@
 //! Helpers shared by the core integration tests.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
 #![allow(dead_code)]
 
 use std::path::Path;

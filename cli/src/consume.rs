@@ -1,0 +1,398 @@
+//! `logbrook consume`: prints a topic's records, one per line.
+//!
+//! Without `--follow` it stops at the end offsets seen at start. With `--group` it starts from the
+//! group's committed offsets and commits after each printed batch, so a record counts as consumed
+//! once it has been written to stdout; this needs the writer lock. Without a group the data dir
+//! is opened read-only and the command can run beside a writer process.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use clap::{Args, ValueEnum};
+use logbrook_core::{
+    Broker, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo, TopicPartition,
+};
+use serde_json::{Value, json};
+use tokio::io::AsyncWriteExt;
+
+/// How long one poll waits for records before checking the stop conditions again.
+const POLL_TIMEOUT: Duration = Duration::from_millis(500);
+
+/// Arguments of `logbrook consume`.
+#[derive(Debug, Args)]
+pub struct ConsumeArgs {
+    /// Topic to read.
+    topic: String,
+    /// Consumer group: start from its committed offsets and commit as records are printed.
+    #[arg(long)]
+    group: Option<String>,
+    /// Where to start: earliest, latest, offset:N or time:RFC3339
+    /// [default: the group's committed offset, else earliest].
+    #[arg(long, value_name = "POSITION")]
+    from: Option<StartPosition>,
+    /// Where to stop: offset:N (each partition stops before N) or time:RFC3339 (each partition
+    /// stops at its first record at or after that time).
+    #[arg(long, value_name = "POSITION")]
+    until: Option<EndPosition>,
+    /// Read only this partition.
+    #[arg(long)]
+    partition: Option<u32>,
+    /// Stop after printing this many records.
+    #[arg(long, value_name = "N")]
+    max: Option<u64>,
+    /// Wait for new records instead of stopping at the end offsets seen at start.
+    #[arg(long)]
+    follow: bool,
+    /// Output: the value alone, or a JSON object per record.
+    #[arg(long, value_enum, default_value_t = Format::Value)]
+    format: Format,
+}
+
+/// `--format` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// The record's value as stored.
+    Value,
+    /// `{"topic","partition","offset","timestamp","key","value","headers"}`, lossy UTF-8.
+    Json,
+}
+
+/// `--from` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StartPosition {
+    /// The log start.
+    Earliest,
+    /// The log end.
+    Latest,
+    /// An offset, clamped into the log.
+    Offset(u64),
+    /// The first record at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+impl FromStr for StartPosition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "earliest" => Ok(Self::Earliest),
+            "latest" => Ok(Self::Latest),
+            _ => match parse_bound(s)? {
+                Some(EndPosition::Offset(n)) => Ok(Self::Offset(n)),
+                Some(EndPosition::Time(t)) => Ok(Self::Time(t)),
+                None => Err(format!(
+                    "{s:?} is not one of earliest, latest, offset:N, time:RFC3339"
+                )),
+            },
+        }
+    }
+}
+
+impl From<StartPosition> for SeekTo {
+    fn from(position: StartPosition) -> Self {
+        match position {
+            StartPosition::Earliest => Self::Earliest,
+            StartPosition::Latest => Self::Latest,
+            StartPosition::Offset(n) => Self::Offset(n),
+            StartPosition::Time(t) => Self::Timestamp(t),
+        }
+    }
+}
+
+/// `--until` values.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndPosition {
+    /// Stop each partition before this offset.
+    Offset(u64),
+    /// Stop each partition at its first record at or after this time (ms since the epoch).
+    Time(i64),
+}
+
+impl FromStr for EndPosition {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        parse_bound(s)?.ok_or_else(|| format!("{s:?} is not one of offset:N, time:RFC3339"))
+    }
+}
+
+/// Parses `offset:N` or `time:RFC3339`; `None` for any other form.
+fn parse_bound(s: &str) -> Result<Option<EndPosition>, String> {
+    if let Some(n) = s.strip_prefix("offset:") {
+        let offset = n
+            .parse()
+            .map_err(|_| format!("{n:?} in {s:?} is not an offset"))?;
+        Ok(Some(EndPosition::Offset(offset)))
+    } else if let Some(t) = s.strip_prefix("time:") {
+        Ok(Some(EndPosition::Time(crate::parse_time(t)?)))
+    } else {
+        Ok(None)
+    }
+}
+
+/// Where one partition stands.
+#[derive(Debug, Clone)]
+struct PartitionState {
+    tp: TopicPartition,
+    /// Offset after the last printed record (or the start position).
+    next: u64,
+    /// Offset the group has committed for this run; `next` is committed when it moves past it.
+    committed: u64,
+    /// Stop before this offset.
+    limit: Option<u64>,
+    done: bool,
+}
+
+/// Runs `logbrook consume`.
+///
+/// # Errors
+/// Unknown topic or partition, a missing or locked data dir, read or commit errors.
+pub async fn run(data_dir: &Path, args: ConsumeArgs) -> Result<()> {
+    let broker = match args.group {
+        Some(_) => crate::open_writable(data_dir, false).await?,
+        None => crate::open_read_only(data_dir).await?,
+    };
+    let result = consume(&broker, &args).await;
+    let closed = broker.close().await.context("closing the data dir");
+    result?;
+    closed
+}
+
+async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
+    let topic = broker.topic(&args.topic)?;
+    let partitions: Vec<u32> = match args.partition {
+        Some(p) => {
+            topic.partition(p)?;
+            vec![p]
+        }
+        None => (0..topic.partition_count()).collect(),
+    };
+    let tps: Vec<TopicPartition> = partitions
+        .iter()
+        .map(|&p| TopicPartition::new(args.topic.clone(), p))
+        .collect();
+    let config = ConsumerConfig {
+        group_id: args.group.clone(),
+        auto_offset_reset: OffsetReset::Earliest,
+        ..ConsumerConfig::default()
+    };
+    let mut consumer = Consumer::new(broker.clone(), config);
+    // One CLI process is the whole group, so it reads its partitions directly and commits
+    // exactly what it printed.
+    consumer.assign(tps.clone())?;
+    let ends: BTreeMap<u32, u64> = consumer
+        .end_offsets()
+        .into_iter()
+        .map(|(tp, end)| (tp.partition, end))
+        .collect();
+    let until_offset = match args.until {
+        Some(EndPosition::Offset(n)) => Some(n),
+        _ => None,
+    };
+    let until_time = match args.until {
+        Some(EndPosition::Time(t)) => Some(t),
+        _ => None,
+    };
+    let mut states: BTreeMap<u32, PartitionState> = BTreeMap::new();
+    for tp in tps {
+        let to = match (args.from, &args.group) {
+            (Some(from), _) => from.into(),
+            (None, Some(group)) => broker
+                .committed_offset(group, &tp)
+                .map_or(SeekTo::Earliest, SeekTo::Offset),
+            (None, None) => SeekTo::Earliest,
+        };
+        let start = consumer
+            .seek(&tp, to)
+            .with_context(|| format!("seeking {tp} to {to:?}"))?;
+        let end = ends.get(&tp.partition).copied().unwrap_or(0);
+        let limit = match (args.follow, until_offset) {
+            (true, limit) => limit,
+            (false, Some(n)) => Some(n.min(end)),
+            (false, None) => Some(end),
+        };
+        states.insert(
+            tp.partition,
+            PartitionState {
+                tp,
+                next: start,
+                committed: start,
+                limit,
+                done: limit.is_some_and(|l| start >= l),
+            },
+        );
+    }
+    if states.values().any(|s| s.done) {
+        narrow(&mut consumer, &states)?;
+    }
+
+    let mut stdout = tokio::io::stdout();
+    let mut printed = 0u64;
+    let mut out = Vec::new();
+    let shutdown = crate::shutdown_signal();
+    tokio::pin!(shutdown);
+    loop {
+        if states.values().all(|s| s.done) || args.max.is_some_and(|m| printed >= m) {
+            break;
+        }
+        let records = tokio::select! {
+            records = consumer.poll(POLL_TIMEOUT) => records?,
+            () = &mut shutdown => break,
+        };
+        if records.is_empty() {
+            // Nothing readable below the current end: without --follow there is no more to wait
+            // for (this also ends runs whose last offsets were removed by compaction).
+            if args.follow {
+                continue;
+            }
+            break;
+        }
+        let before = states.clone();
+        let mut finished_partition = false;
+        out.clear();
+        for record in &records {
+            let Some(state) = states.get_mut(&record.partition) else {
+                continue;
+            };
+            if state.done {
+                continue;
+            }
+            if state.limit.is_some_and(|l| record.offset >= l)
+                || until_time.is_some_and(|t| record.timestamp >= t)
+            {
+                state.done = true;
+                finished_partition = true;
+                continue;
+            }
+            if args.max.is_some_and(|m| printed >= m) {
+                break;
+            }
+            write_record(&mut out, record, args.format);
+            printed += 1;
+            state.next = record.offset + 1;
+            if state.limit.is_some_and(|l| state.next >= l) {
+                state.done = true;
+                finished_partition = true;
+            }
+        }
+        if let Err(e) = write_stdout(&mut stdout, &out).await {
+            if e.kind() == std::io::ErrorKind::BrokenPipe {
+                // The reader is gone (`| head`): not an error, but this batch was not delivered,
+                // so it is not committed either.
+                states = before;
+                break;
+            }
+            return Err(e).context("writing to stdout");
+        }
+        if let Some(group) = &args.group {
+            commit(broker, group, &mut states).await?;
+        }
+        if finished_partition && !states.values().all(|s| s.done) {
+            narrow(&mut consumer, &states)?;
+        }
+    }
+    if let Some(group) = &args.group {
+        commit(broker, group, &mut states).await?;
+    }
+    Ok(())
+}
+
+/// Stops fetching finished partitions, so a bounded read is not slowed by a busy one.
+fn narrow(consumer: &mut Consumer, states: &BTreeMap<u32, PartitionState>) -> Result<()> {
+    let remaining: Vec<&PartitionState> = states.values().filter(|s| !s.done).collect();
+    consumer.assign(remaining.iter().map(|s| s.tp.clone()).collect())?;
+    for state in remaining {
+        consumer.seek(&state.tp, SeekTo::Offset(state.next))?;
+    }
+    Ok(())
+}
+
+async fn commit(
+    broker: &Broker,
+    group: &str,
+    states: &mut BTreeMap<u32, PartitionState>,
+) -> Result<()> {
+    let offsets: Vec<(TopicPartition, u64)> = states
+        .values()
+        .filter(|s| s.next != s.committed)
+        .map(|s| (s.tp.clone(), s.next))
+        .collect();
+    if offsets.is_empty() {
+        return Ok(());
+    }
+    broker
+        .commit_offsets(group, &offsets)
+        .await
+        .with_context(|| format!("committing offsets of group {group:?}"))?;
+    for state in states.values_mut() {
+        state.committed = state.next;
+    }
+    Ok(())
+}
+
+async fn write_stdout(stdout: &mut tokio::io::Stdout, bytes: &[u8]) -> std::io::Result<()> {
+    if bytes.is_empty() {
+        return Ok(());
+    }
+    stdout.write_all(bytes).await?;
+    stdout.flush().await
+}
+
+fn write_record(out: &mut Vec<u8>, record: &ConsumerRecord, format: Format) {
+    match format {
+        Format::Value => {
+            if let Some(value) = &record.value {
+                out.extend_from_slice(value);
+            }
+        }
+        Format::Json => {
+            // Written by hand to keep the documented field order (serde_json's map sorts keys).
+            let headers: Vec<Value> = record
+                .headers
+                .iter()
+                .map(|h| json!({ "key": h.key, "value": lossy(h.value.as_ref()) }))
+                .collect();
+            let line = format!(
+                r#"{{"topic":{},"partition":{},"offset":{},"timestamp":{},"key":{},"value":{},"headers":{}}}"#,
+                Value::from(&*record.topic),
+                record.partition,
+                record.offset,
+                record.timestamp,
+                lossy(record.key.as_ref()),
+                lossy(record.value.as_ref()),
+                Value::from(headers),
+            );
+            out.extend_from_slice(line.as_bytes());
+        }
+    }
+    out.push(b'\n');
+}
+
+fn lossy(bytes: Option<&Bytes>) -> Value {
+    bytes.map_or(Value::Null, |b| {
+        Value::String(String::from_utf8_lossy(b).into_owned())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn positions_parse_every_documented_form() {
+        assert_eq!("earliest".parse(), Ok(StartPosition::Earliest));
+        assert_eq!("latest".parse(), Ok(StartPosition::Latest));
+        assert_eq!("offset:7".parse(), Ok(StartPosition::Offset(7)));
+        assert_eq!(
+            "time:1970-01-01T00:00:01.5Z".parse(),
+            Ok(StartPosition::Time(1500))
+        );
+        assert_eq!("offset:3".parse(), Ok(EndPosition::Offset(3)));
+        assert!("latest".parse::<EndPosition>().is_err());
+        assert!("offset:x".parse::<StartPosition>().is_err());
+        assert!("time:yesterday".parse::<StartPosition>().is_err());
+        assert!("yesterday".parse::<StartPosition>().is_err());
+    }
+}

@@ -1,0 +1,219 @@
+//! `logbrook topic`: create, list, describe and delete topics.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::str::FromStr;
+
+use anyhow::{Context, Result};
+use clap::{Args, Subcommand, ValueEnum};
+use logbrook_core::{CleanupPolicy, FlushPolicy, OFFSETS_TOPIC, TimestampType, TopicConfig};
+
+use crate::output::{self, Table};
+
+/// `logbrook topic` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum TopicCommand {
+    /// Create a topic.
+    Create(CreateArgs),
+    /// List topic names, one per line.
+    List {
+        /// Also list internal topics such as __consumer_offsets.
+        #[arg(long)]
+        include_internal: bool,
+    },
+    /// Show a topic's config and, per partition, its offsets, size and segments.
+    Describe {
+        /// Topic name.
+        name: String,
+    },
+    /// Delete a topic, its data and the consumer groups' committed offsets for it.
+    Delete {
+        /// Topic name.
+        name: String,
+    },
+}
+
+/// Arguments of `logbrook topic create`; unset options keep the defaults of `TopicConfig`.
+#[derive(Debug, Args)]
+pub struct CreateArgs {
+    /// Topic name: 1 to 249 characters of [a-zA-Z0-9._-].
+    name: String,
+    /// Number of partitions.
+    #[arg(long, default_value_t = 1)]
+    partitions: u32,
+    /// Delete sealed segments older than this; `none` keeps them forever [default: 7 days].
+    #[arg(long, value_name = "MS")]
+    retention_ms: Option<Limit>,
+    /// Delete the oldest sealed segments while a partition is larger than this [default: none].
+    #[arg(long, value_name = "BYTES")]
+    retention_bytes: Option<Limit>,
+    /// Roll the active segment when it would exceed this size [default: 1 GiB].
+    #[arg(long, value_name = "BYTES")]
+    segment_bytes: Option<u64>,
+    /// Roll the active segment when it is older than this; `none` never [default: 7 days].
+    #[arg(long, value_name = "MS")]
+    segment_ms: Option<Limit>,
+    /// What happens to old data: delete (retention) or compact (latest value per key).
+    #[arg(long, value_name = "delete|compact")]
+    cleanup_policy: Option<CleanupPolicy>,
+    /// When appends are fsynced: always, never or interval:MS.
+    #[arg(long, value_name = "always|never|interval:MS")]
+    flush: Option<FlushPolicy>,
+    /// Which time records carry.
+    #[arg(long, value_enum)]
+    timestamp_type: Option<TimestampTypeArg>,
+}
+
+/// An optional limit on the command line: a number, or `none` (also `-1`, as in Kafka).
+#[derive(Debug, Clone, Copy)]
+pub struct Limit(Option<u64>);
+
+impl FromStr for Limit {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "none" | "-1" => Ok(Self(None)),
+            _ => s
+                .parse()
+                .map(|n| Self(Some(n)))
+                .map_err(|_| format!("{s:?} is not a non-negative number or none")),
+        }
+    }
+}
+
+/// `--timestamp-type` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum TimestampTypeArg {
+    /// The producer's time.
+    CreateTime,
+    /// The time the log appended the record.
+    LogAppendTime,
+}
+
+impl From<TimestampTypeArg> for TimestampType {
+    fn from(arg: TimestampTypeArg) -> Self {
+        match arg {
+            TimestampTypeArg::CreateTime => Self::CreateTime,
+            TimestampTypeArg::LogAppendTime => Self::LogAppendTime,
+        }
+    }
+}
+
+impl CreateArgs {
+    fn config(&self) -> TopicConfig {
+        let defaults = TopicConfig::default();
+        TopicConfig {
+            partitions: self.partitions,
+            retention_ms: self.retention_ms.map_or(defaults.retention_ms, |l| l.0),
+            retention_bytes: self
+                .retention_bytes
+                .map_or(defaults.retention_bytes, |l| l.0),
+            segment_bytes: self.segment_bytes.unwrap_or(defaults.segment_bytes),
+            segment_ms: self.segment_ms.map_or(defaults.segment_ms, |l| l.0),
+            cleanup_policy: self.cleanup_policy.unwrap_or(defaults.cleanup_policy),
+            flush: self.flush.unwrap_or(defaults.flush),
+            timestamp_type: self
+                .timestamp_type
+                .map_or(defaults.timestamp_type, Into::into),
+            ..defaults
+        }
+    }
+}
+
+/// Runs a `logbrook topic` subcommand.
+///
+/// # Errors
+/// Bad names or configs, unknown topics, a locked or missing data dir; each names the culprit.
+pub async fn run(data_dir: &Path, command: TopicCommand) -> Result<()> {
+    match command {
+        TopicCommand::Create(args) => {
+            let broker = crate::open_writable(data_dir, true).await?;
+            let created = broker
+                .create_topic(&args.name, args.config())
+                .with_context(|| format!("creating topic {:?}", args.name));
+            broker.close().await?;
+            let topic = created?;
+            output::print(&format!(
+                "created topic {:?} with {} partition(s)\n",
+                topic.name(),
+                topic.partition_count()
+            ))
+        }
+        TopicCommand::List { include_internal } => {
+            let broker = crate::open_read_only(data_dir).await?;
+            let mut text = String::new();
+            for name in broker.topic_names() {
+                if include_internal || name != OFFSETS_TOPIC {
+                    text.push_str(&name);
+                    text.push('\n');
+                }
+            }
+            output::print(&text)
+        }
+        TopicCommand::Describe { name } => {
+            let broker = crate::open_read_only(data_dir).await?;
+            output::print(&describe(&broker, &name)?)
+        }
+        TopicCommand::Delete { name } => {
+            let broker = crate::open_writable(data_dir, false).await?;
+            let deleted = broker
+                .delete_topic(&name)
+                .await
+                .with_context(|| format!("deleting topic {name:?}"));
+            broker.close().await?;
+            deleted?;
+            output::print(&format!("deleted topic {name:?}\n"))
+        }
+    }
+}
+
+fn describe(broker: &logbrook_core::Broker, name: &str) -> Result<String> {
+    let description = broker.describe_topic(name)?;
+    let config = &description.config;
+    let limit = |l: Option<u64>| l.map_or_else(|| "none".to_string(), |n| n.to_string());
+    let timestamp_type = match config.timestamp_type {
+        TimestampType::CreateTime => "create-time",
+        TimestampType::LogAppendTime => "log-append-time",
+    };
+    let cleanup_policy = match config.cleanup_policy {
+        CleanupPolicy::Delete => "delete",
+        CleanupPolicy::Compact => "compact",
+    };
+    let mut settings = Table::new(&["topic", &description.name]);
+    for (key, value) in [
+        ("partitions", config.partitions.to_string()),
+        ("cleanup_policy", cleanup_policy.to_string()),
+        ("retention_ms", limit(config.retention_ms)),
+        ("retention_bytes", limit(config.retention_bytes)),
+        ("segment_bytes", config.segment_bytes.to_string()),
+        ("segment_ms", limit(config.segment_ms)),
+        (
+            "delete_retention_ms",
+            config.delete_retention_ms.to_string(),
+        ),
+        ("flush", config.flush.to_string()),
+        ("timestamp_type", timestamp_type.to_string()),
+        ("preallocate", config.preallocate.to_string()),
+    ] {
+        settings.row(vec![key.to_string(), value]);
+    }
+    let mut partitions = Table::new(&[
+        "PARTITION",
+        "START OFFSET",
+        "END OFFSET",
+        "BYTES",
+        "SEGMENTS",
+    ]);
+    for (partition, stats) in description.partitions.iter().enumerate() {
+        partitions.row(vec![
+            partition.to_string(),
+            stats.log_start_offset.to_string(),
+            stats.log_end_offset.to_string(),
+            stats.size_bytes.to_string(),
+            stats.segments.to_string(),
+        ]);
+    }
+    let mut text = settings.render();
+    let _ = write!(text, "\n{}", partitions.render());
+    Ok(text)
+}
