@@ -22,13 +22,17 @@ record() { # name json
   printf '{"name":"%s","result":%s}\n' "$1" "$2" >>"$results"
 }
 
-echo "==> dd: 4 GiB sequential write to the page cache (bs=1M)"
+# 2 GiB stays under the kernel's dirty-page limits here, so dd and the 1 KiB run below both
+# measure writing to the page cache rather than the disk's writeback speed.
+echo "==> dd: 2 GiB sequential write to the page cache (bs=1M)"
+sync
 start=$(date +%s.%N)
-dd if=/dev/zero of="$bench_dir/dd.bin" bs=1M count=4096 status=none
+dd if=/dev/zero of="$bench_dir/dd.bin" bs=1M count=2048 status=none
 end=$(date +%s.%N)
-dd_mbs=$(python3 -c "print(4096*1048576/($end-$start)/1e6)")
+dd_mbs=$(python3 -c "print(2048*1048576/($end-$start)/1e6)")
 record dd_page_cache "{\"mb_per_sec\":$dd_mbs}"
 rm -f "$bench_dir/dd.bin"
+sync
 echo "    ${dd_mbs%.*} MB/s"
 
 echo "==> fio: 16 KiB writes, fdatasync after each (the disk's fsync rate at batch size 16 KiB)"
@@ -53,7 +57,15 @@ echo "==> perf consume: the same 10M x 100 B from the page cache"
 run_perf consume_100b "$bench_dir/d100" consume
 rm -rf "$bench_dir/d100"
 
-echo "==> perf produce: 10M x 1 KiB (10 GB), flush never (also: memory stays flat)"
+echo "==> perf produce: 2M x 1 KiB (2 GiB, as dd above), flush never"
+run_perf produce_1k_2g "$bench_dir/d2g" produce --records 2097152 --record-size 1024 --flush never --batch-size 262144
+rm -rf "$bench_dir/d2g"; sync
+
+echo "==> perf produce: 1M x 1 KiB (1 GB), flush never: memory baseline"
+run_perf produce_1k_1g "$bench_dir/d1g" produce --records 1000000 --record-size 1024 --flush never --batch-size 262144
+rm -rf "$bench_dir/d1g"; sync
+
+echo "==> perf produce: 10M x 1 KiB (10 GB), flush never: memory must stay at the baseline"
 run_perf produce_1k_never "$bench_dir/d1k" produce --records 10000000 --record-size 1024 --flush never --batch-size 262144
 echo "==> perf consume: the same 10 GB"
 run_perf consume_1k "$bench_dir/d1k" consume
@@ -76,15 +88,18 @@ for line in open(sys.argv[1]):
 dd = r["dd_page_cache"]["mb_per_sec"]; fio = r["fio_fdatasync_16k"]["fsyncs_per_sec"]
 p100 = r["produce_100b_never"]; c100 = r["consume_100b"]; p1k = r["produce_1k_never"]; c1k = r["consume_1k"]
 each = r["produce_always_each_batch"]; pipe = r["produce_always_pipelined"]
+p2g = r["produce_1k_2g"]; p1g = r["produce_1k_1g"]
 rows = [
-  ("append 100 B, flush never", f'{p100["records_per_sec"]/1e6:.2f} M records/s', "target >= 3 M/s", p100["records_per_sec"]/3e6),
-  ("append 1 KiB, flush never", f'{p1k["mb_per_sec"]:.0f} MB/s vs dd {dd:.0f} MB/s', "target >= 0.7x dd", p1k["mb_per_sec"]/dd),
-  ("flush always, 16 KiB per fsync", f'{each["fsyncs_per_sec"]:.0f} fsyncs/s vs fio {fio:.0f}/s', "target >= 0.8x fio", each["fsyncs_per_sec"]/fio),
-  ("flush always, pipelined", f'{pipe["records_per_sec"]/1e3:.0f} k records/s, {pipe["fsyncs_per_sec"]:.0f} fsyncs/s, p99 {pipe["latency_ms"]["p99"]:.1f} ms', "", None),
-  ("consume 100 B, page cache", f'{c100["records_per_sec"]/1e6:.2f} M records/s', "target >= 5 M/s", c100["records_per_sec"]/5e6),
-  ("consume 1 KiB, page cache", f'{c1k["mb_per_sec"]:.0f} MB/s', "", None),
-  ("max RSS, 10 GB produce / consume", f'{p1k["max_rss_mb"]:.0f} MB / {c1k["max_rss_mb"]:.0f} MB', "flat", None),
+  ("append 100 B, flush never", f'{p100["records_per_sec"]/1e6:.2f} M records/s', "target >= 3 M records/s"),
+  ("append 1 KiB, flush never (2 GiB)", f'{p2g["mb_per_sec"]:.0f} MB/s vs dd {dd:.0f} MB/s = {p2g["mb_per_sec"]/dd:.2f}x', "target >= 0.7x dd"),
+  ("flush always, 16 KiB per fsync", f'{each["fsyncs_per_sec"]:.0f} vs fio {fio:.0f} fsyncs/s = {each["fsyncs_per_sec"]/fio:.2f}x', "target >= 0.8x fio"),
+  ("flush always, pipelined", f'{pipe["records_per_sec"]/1e6:.2f} M records/s, {pipe["fsyncs_per_sec"]:.0f} fsyncs/s, p99 {pipe["latency_ms"]["p99"]:.1f} ms', ""),
+  ("consume 100 B, page cache", f'{c100["records_per_sec"]/1e6:.2f} M records/s', "target >= 5 M records/s"),
+  ("consume 1 KiB (10 GB)", f'{c1k["mb_per_sec"]:.0f} MB/s, {c1k["records_per_sec"]/1e6:.2f} M records/s', ""),
+  ("max RSS producing 1 GB / 10 GB", f'{p1g["max_rss_mb"]:.0f} MB / {p1k["max_rss_mb"]:.0f} MB', "flat"),
+  ("max RSS consuming 10 GB", f'{c1k["max_rss_mb"]:.0f} MB', "flat"),
+  ("append 1 KiB, flush never (10 GB)", f'{p1k["mb_per_sec"]:.0f} MB/s (past the dirty-page limit: writeback-bound)', ""),
 ]
-for name, figure, target, ratio in rows:
-    print(f"{name:36} {figure:55} {target:20} {'' if ratio is None else f'{ratio:.2f}x of target'}")
+for name, figure, target in rows:
+    print(f"{name:36} {figure:62} {target}")
 PY

@@ -349,3 +349,30 @@ async fn members_of_a_group_share_partitions_and_take_over_when_one_leaves() {
     drop(first);
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_consumer_is_a_stream_of_records() {
+    use futures::StreamExt;
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    for i in 0..5 {
+        producer
+            .send(ProducerRecord::new("t", format!("v{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+    let mut consumer = Consumer::new(broker.clone(), earliest(None));
+    consumer.subscribe(&["t"]).unwrap();
+    let values: Vec<String> = consumer
+        .stream()
+        .take(5)
+        .map(|r| String::from_utf8(r.unwrap().value.unwrap().to_vec()).unwrap())
+        .collect()
+        .await;
+    assert_eq!(values, vec!["v0", "v1", "v2", "v3", "v4"]);
+    drop(consumer);
+    broker.close().await.unwrap();
+}

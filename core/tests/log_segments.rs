@@ -258,3 +258,88 @@ async fn a_second_writer_is_refused_with_the_holders_pid() {
     );
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn segments_roll_by_age_of_their_first_batch() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let config = TopicConfig {
+        segment_ms: Some(60_000),
+        ..small_topic(1, 1 << 20)
+    };
+    broker.create_topic("t", config).unwrap();
+    append(&broker, "t", 0, &[("k", "a", 1_000_000)]).await;
+    append(&broker, "t", 0, &[("k", "b", 1_030_000)]).await;
+    assert_eq!(
+        broker.describe_topic("t").unwrap().partitions[0].segments,
+        1,
+        "30 s later: same segment"
+    );
+    append(&broker, "t", 0, &[("k", "c", 1_060_000)]).await;
+    assert_eq!(
+        broker.describe_topic("t").unwrap().partitions[0].segments,
+        2,
+        "60 s after the first batch: rolled"
+    );
+    broker.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn interval_flush_policy_fsyncs_in_the_background() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let config = TopicConfig {
+        flush: logbrook_core::FlushPolicy::Interval { ms: 20 },
+        ..TopicConfig::default()
+    };
+    broker.create_topic("t", config).unwrap();
+    append(&broker, "t", 0, &[("k", "v", 1)]).await;
+    let log = broker
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log()
+        .clone();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while log.fsync_count() == 0 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no background fsync within 10 s"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    broker.close().await.unwrap();
+}
+
+#[tokio::test]
+async fn flush_never_acknowledges_without_fsync_and_always_fsyncs_every_group() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker
+        .create_topic("never", small_topic(1, 1 << 20))
+        .unwrap();
+    broker
+        .create_topic("always", TopicConfig::default())
+        .unwrap();
+    for i in 0..5 {
+        append(&broker, "never", 0, &[("k", "v", i)]).await;
+        append(&broker, "always", 0, &[("k", "v", i)]).await;
+    }
+    let fsyncs = |t: &str| {
+        broker
+            .topic(t)
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log()
+            .fsync_count()
+    };
+    assert_eq!(fsyncs("never"), 0);
+    assert_eq!(
+        fsyncs("always"),
+        5,
+        "one fsync per acknowledged append when they come one by one"
+    );
+    broker.close().await.unwrap();
+}
