@@ -11,17 +11,19 @@ mod partitioner;
 use std::collections::HashMap;
 use std::future::IntoFuture;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard, Weak};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, Weak};
 use std::time::Duration;
 
-use tokio::sync::{Notify, Semaphore, watch};
+use tokio::sync::{Notify, Semaphore};
 use tokio::time::Instant;
 
 pub use partitioner::{Partitioner, partition_for_key};
 
 use crate::batch::BatchBuilder;
 use crate::broker::Broker;
+use crate::config::CleanupPolicy;
 use crate::error::{Error, Result};
+use crate::log::AppendInfo;
 use crate::record::{ProducerRecord, RecordMetadata, TimestampType, now_ms};
 use crate::topic::Topic;
 
@@ -49,12 +51,44 @@ impl Default for ProducerConfig {
     }
 }
 
-type BatchOutcome = Option<Result<(u64, i64), Arc<Error>>>;
+type Outcome = Result<(u64, i64), Arc<Error>>;
+
+/// The outcome of one batch, shared by the futures of all its records (one `Arc` clone per
+/// record keeps `send` cheap).
+#[derive(Debug)]
+struct BatchAck {
+    topic: Arc<str>,
+    partition: u32,
+    log_append_time: bool,
+    /// Base offset and max timestamp, or the error.
+    outcome: OnceLock<Outcome>,
+    done: Notify,
+}
+
+impl BatchAck {
+    fn complete(&self, outcome: Outcome) {
+        let _ = self.outcome.set(outcome);
+        self.done.notify_waiters();
+    }
+
+    async fn wait(&self) -> &Outcome {
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a completion in between is not missed.
+            notified.as_mut().enable();
+            if let Some(outcome) = self.outcome.get() {
+                return outcome;
+            }
+            notified.await;
+        }
+    }
+}
 
 struct OpenBatch {
     builder: BatchBuilder,
     deadline: Instant,
-    ack: watch::Sender<BatchOutcome>,
+    ack: Arc<BatchAck>,
     buffered_bytes: usize,
 }
 
@@ -62,14 +96,15 @@ struct OpenBatch {
 struct PartitionSlot {
     open: Option<OpenBatch>,
     /// The last batch handed over, for `flush`.
-    in_flight: Option<watch::Receiver<BatchOutcome>>,
+    in_flight: Option<Arc<BatchAck>>,
 }
 
-/// Everything the producer keeps per topic, found with one lookup per record.
+/// Everything the producer keeps per topic.
 struct TopicSlot {
     topic: Arc<Topic>,
     name: Arc<str>,
     log_append_time: bool,
+    compacted: bool,
     partitions: Vec<PartitionSlot>,
     sticky: u32,
     rotation: u32,
@@ -77,8 +112,13 @@ struct TopicSlot {
 
 #[derive(Default)]
 struct ProducerState {
-    topics: HashMap<Arc<str>, TopicSlot>,
+    slots: Vec<TopicSlot>,
+    by_name: HashMap<Arc<str>, usize>,
+    /// The slot of the previous record: most producers write one topic, so this skips hashing.
+    last: usize,
 }
+
+type Failure = (Arc<str>, u32, Arc<Error>);
 
 struct ProducerInner {
     broker: Broker,
@@ -86,6 +126,8 @@ struct ProducerInner {
     state: Mutex<ProducerState>,
     buffer: Arc<Semaphore>,
     wake: Arc<Notify>,
+    /// The first batch failure since the last `flush`, which reports it.
+    first_failure: Arc<Mutex<Option<Failure>>>,
 }
 
 /// Sends records to topics. Cheap to clone; clones share batches.
@@ -105,42 +147,33 @@ impl std::fmt::Debug for Producer {
 /// Resolves to the record's metadata once its batch is acknowledged.
 #[derive(Debug)]
 pub struct DeliveryFuture {
-    ack: watch::Receiver<BatchOutcome>,
-    topic: Arc<str>,
-    partition: u32,
+    ack: Arc<BatchAck>,
     offset_delta: u32,
     timestamp: i64,
-    log_append_time: bool,
 }
 
 impl IntoFuture for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;
 
-    fn into_future(mut self) -> Self::IntoFuture {
+    fn into_future(self) -> Self::IntoFuture {
         Box::pin(async move {
-            let outcome = self
-                .ack
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| Error::Closed)?
-                .clone();
-            match outcome {
-                Some(Ok((base_offset, max_timestamp))) => Ok(RecordMetadata {
-                    partition: self.partition,
+            let ack = &self.ack;
+            match ack.wait().await {
+                Ok((base_offset, max_timestamp)) => Ok(RecordMetadata {
+                    partition: ack.partition,
                     offset: base_offset + u64::from(self.offset_delta),
-                    timestamp: if self.log_append_time {
-                        max_timestamp
+                    timestamp: if ack.log_append_time {
+                        *max_timestamp
                     } else {
                         self.timestamp
                     },
                 }),
-                Some(Err(source)) => Err(Error::Append {
-                    topic: self.topic.to_string(),
-                    partition: self.partition,
-                    cause: source,
+                Err(cause) => Err(Error::Append {
+                    topic: ack.topic.to_string(),
+                    partition: ack.partition,
+                    cause: cause.clone(),
                 }),
-                None => Err(Error::Closed),
             }
         })
     }
@@ -157,6 +190,7 @@ impl Producer {
             state: Mutex::new(ProducerState::default()),
             buffer: Arc::new(Semaphore::new(permits)),
             wake: wake.clone(),
+            first_failure: Arc::default(),
         });
         tokio::spawn(linger_loop(Arc::downgrade(&inner), wake));
         Self { inner }
@@ -165,7 +199,8 @@ impl Producer {
     /// Adds a record to its partition's batch. Waits only while `buffer_memory` is exhausted.
     ///
     /// # Errors
-    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::InvalidRecord`].
+    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::InvalidRecord`] (e.g. no
+    /// key on a compacted topic).
     ///
     /// # Cancel safety
     /// Cancel safe: a cancelled call has not added the record.
@@ -199,24 +234,39 @@ impl Producer {
         let inner = &self.inner;
         let mut guard = inner.lock();
         let state = &mut *guard;
-        if !state.topics.contains_key(record.topic.as_str()) {
-            let topic = inner.broker.topic(&record.topic)?;
-            let name: Arc<str> = record.topic.as_str().into();
-            let slot = TopicSlot {
-                log_append_time: topic.config().timestamp_type == TimestampType::LogAppendTime,
-                partitions: (0..topic.partition_count())
-                    .map(|_| PartitionSlot::default())
-                    .collect(),
-                topic,
-                name: name.clone(),
-                sticky: 0,
-                rotation: 0,
-            };
-            state.topics.insert(name, slot);
-        }
-        let Some(slot) = state.topics.get_mut(record.topic.as_str()) else {
-            return Err(Error::UnknownTopic(record.topic));
+        let index = match state.slots.get(state.last) {
+            Some(slot) if *slot.name == *record.topic => state.last,
+            _ => match state.by_name.get(record.topic.as_str()) {
+                Some(&index) => index,
+                None => {
+                    let topic = inner.broker.topic(&record.topic)?;
+                    let name: Arc<str> = record.topic.as_str().into();
+                    state.slots.push(TopicSlot {
+                        log_append_time: topic.config().timestamp_type
+                            == TimestampType::LogAppendTime,
+                        compacted: topic.config().cleanup_policy == CleanupPolicy::Compact,
+                        partitions: (0..topic.partition_count())
+                            .map(|_| PartitionSlot::default())
+                            .collect(),
+                        topic,
+                        name: name.clone(),
+                        sticky: 0,
+                        rotation: 0,
+                    });
+                    state.by_name.insert(name, state.slots.len() - 1);
+                    state.slots.len() - 1
+                }
+            },
         };
+        state.last = index;
+        let slot = &mut state.slots[index];
+        if slot.compacted && record.key.is_none() {
+            // Rejected here, not at append, so one keyless record does not fail its whole batch.
+            return Err(Error::InvalidRecord {
+                topic: record.topic,
+                reason: "a compacted topic needs a key on every record",
+            });
+        }
         let partitions = slot.partitions.len() as u32;
         let partition = match (record.partition, &record.key) {
             (Some(p), _) => {
@@ -242,6 +292,7 @@ impl Producer {
             inner.dispatch(slot, partition);
         }
         let linger = inner.config.linger;
+        let (name, log_append_time) = (&slot.name, slot.log_append_time);
         let open = &mut slot.partitions[partition as usize].open;
         let created = open.is_none();
         let batch = open.get_or_insert_with(|| OpenBatch {
@@ -249,7 +300,13 @@ impl Producer {
                 batch_size.min(size.max(1024) * 4).max(batch_size / 4),
             ),
             deadline: Instant::now() + linger,
-            ack: watch::channel(None).0,
+            ack: Arc::new(BatchAck {
+                topic: name.clone(),
+                partition,
+                log_append_time,
+                outcome: OnceLock::new(),
+                done: Notify::new(),
+            }),
             buffered_bytes: 0,
         });
         let offset_delta = batch.builder.push(
@@ -259,56 +316,53 @@ impl Producer {
             &record.headers,
         );
         batch.buffered_bytes += size;
-        let ack = batch.ack.subscribe();
-        let full = batch.builder.size() >= batch_size;
-        if full {
+        let ack = batch.ack.clone();
+        if batch.builder.size() >= batch_size {
             inner.dispatch(slot, partition);
         } else if created {
             inner.wake.notify_one();
         }
         Ok(DeliveryFuture {
             ack,
-            topic: slot.name.clone(),
-            partition,
             offset_delta,
             timestamp,
-            log_append_time: slot.log_append_time,
         })
     }
 
     /// Sends every open batch now and waits until all records sent so far are acknowledged.
     ///
     /// # Errors
-    /// The first failed batch's error.
+    /// The first batch that failed since the previous `flush`, whichever record it held.
     pub async fn flush(&self) -> Result<()> {
-        let waiting: Vec<_> = {
+        let waiting: Vec<Arc<BatchAck>> = {
             let mut state = self.inner.lock();
             let mut waiting = Vec::new();
-            for slot in state.topics.values_mut() {
+            for slot in &mut state.slots {
                 for p in 0..slot.partitions.len() as u32 {
                     self.inner.dispatch(slot, p);
-                    if let Some(ack) = slot.partitions[p as usize].in_flight.take() {
-                        waiting.push((slot.name.clone(), p, ack));
-                    }
+                    waiting.extend(slot.partitions[p as usize].in_flight.take());
                 }
             }
             waiting
         };
-        for (topic, partition, mut ack) in waiting {
-            let outcome = ack
-                .wait_for(Option::is_some)
-                .await
-                .map_err(|_| Error::Closed)?
-                .clone();
-            if let Some(Err(source)) = outcome {
-                return Err(Error::Append {
-                    topic: topic.to_string(),
-                    partition,
-                    cause: source,
-                });
-            }
+        for ack in waiting {
+            // Appends of a partition complete in order: the last one done means all are.
+            ack.wait().await;
         }
-        Ok(())
+        let failure = self
+            .inner
+            .first_failure
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        match failure {
+            Some((topic, partition, cause)) => Err(Error::Append {
+                topic: topic.to_string(),
+                partition,
+                cause,
+            }),
+            None => Ok(()),
+        }
     }
 }
 
@@ -325,39 +379,43 @@ impl ProducerInner {
         if batch.builder.is_empty() {
             return;
         }
-        if slot.sticky % slot.partitions.len() as u32 == partition {
+        let count = slot.partitions.len() as u32;
+        if slot.sticky % count == partition {
             // The sticky partitioner moves on once its batch is sent.
-            slot.sticky = (partition + 1) % slot.partitions.len() as u32;
+            slot.sticky = (partition + 1) % count;
         }
-        slot.partitions[partition as usize].in_flight = Some(batch.ack.subscribe());
+        slot.partitions[partition as usize].in_flight = Some(batch.ack.clone());
         let OpenBatch {
             builder,
             ack,
             buffered_bytes,
             ..
         } = batch;
-        let buffer = self.buffer.clone();
         let done = {
-            let ack = ack.clone();
-            move |result: Result<crate::log::AppendInfo, Arc<Error>>| {
-                ack.send_replace(Some(
-                    result.map(|info| (info.base_offset, info.max_timestamp)),
-                ));
+            let (ack, buffer, first_failure) =
+                (ack.clone(), self.buffer.clone(), self.first_failure.clone());
+            move |result: Result<AppendInfo, Arc<Error>>| {
+                if let Err(e) = &result {
+                    record_failure(&first_failure, &ack, e);
+                }
+                ack.complete(result.map(|info| (info.base_offset, info.max_timestamp)));
                 buffer.add_permits(buffered_bytes);
             }
         };
-        let queued = match slot.topic.partition(partition) {
-            Ok(p) => p.append_with(builder.finish(), Box::new(done)),
-            Err(e) => Err(e),
-        };
+        let queued = slot
+            .topic
+            .partition(partition)
+            .and_then(|p| p.append_with(builder.finish(), Box::new(done)));
         if let Err(e) = queued {
-            ack.send_replace(Some(Err(Arc::new(e))));
+            let e = Arc::new(e);
+            record_failure(&self.first_failure, &ack, &e);
+            ack.complete(Err(e));
             self.buffer.add_permits(buffered_bytes);
         }
     }
 
     fn dispatch_all(&self, state: &mut ProducerState) {
-        for slot in state.topics.values_mut() {
+        for slot in &mut state.slots {
             for p in 0..slot.partitions.len() as u32 {
                 self.dispatch(slot, p);
             }
@@ -369,7 +427,7 @@ impl ProducerInner {
         let mut state = self.lock();
         let now = Instant::now();
         let mut next: Option<Instant> = None;
-        for slot in state.topics.values_mut() {
+        for slot in &mut state.slots {
             for p in 0..slot.partitions.len() {
                 let Some(deadline) = slot.partitions[p].open.as_ref().map(|b| b.deadline) else {
                     continue;
@@ -383,6 +441,11 @@ impl ProducerInner {
         }
         next
     }
+}
+
+fn record_failure(first_failure: &Mutex<Option<Failure>>, ack: &BatchAck, error: &Arc<Error>) {
+    let mut failure = first_failure.lock().unwrap_or_else(|p| p.into_inner());
+    failure.get_or_insert_with(|| (ack.topic.clone(), ack.partition, error.clone()));
 }
 
 impl Drop for ProducerInner {
