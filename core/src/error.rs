@@ -116,6 +116,18 @@ pub enum Error {
         /// What was attempted.
         operation: &'static str,
     },
+    /// A partition that stopped taking writes after an fsync failed.
+    #[error(
+        "partition {topic}-{partition} takes no more writes after a failed fsync ({reason}); reopen the data dir to recover"
+    )]
+    LogFailed {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The fsync error.
+        reason: String,
+    },
     /// The broker or partition has been closed.
     #[error("the log is closed")]
     Closed,

@@ -161,6 +161,13 @@ impl LogSegment {
                     "batch base offset {} is below the previous batch's end {}",
                     h.base_offset, self.next_offset
                 ),
+                Ok(h) if h.next_offset() - self.base_offset > u64::from(u32::MAX) => {
+                    format!(
+                        "batch offsets {}..{} do not fit the segment",
+                        h.base_offset,
+                        h.next_offset()
+                    )
+                }
                 Ok(h) => {
                     self.track_batch(&h);
                     continue;
@@ -171,6 +178,28 @@ impl LogSegment {
             break Some(ScanStop { position, reason });
         };
         Ok(stop)
+    }
+
+    /// Whether a whole, valid batch starts right after the bad one at `stop`: then the bad batch
+    /// is damage in the middle of the data, not a torn write at its end.
+    pub(crate) fn valid_batch_follows(&self, stop: &ScanStop) -> io::Result<bool> {
+        let file_len = self.file.len()?;
+        let HeaderRead::Header(bad) = read_header(&*self.file, stop.position, file_len)? else {
+            return Ok(false);
+        };
+        if bad.check_shape().is_err() {
+            return Ok(false);
+        }
+        let next = stop.position + bad.total_len() as u64;
+        let HeaderRead::Header(h) = read_header(&*self.file, next, file_len)? else {
+            return Ok(false);
+        };
+        if h.check_shape().is_err() || next + h.total_len() as u64 > file_len {
+            return Ok(false);
+        }
+        let mut buf = vec![0u8; h.total_len()];
+        self.file.read_exact_at(&mut buf, next)?;
+        Ok(batch::validate(&buf).is_ok())
     }
 
     /// Opens a sealed segment, using its index files when they are sound and rebuilding them
@@ -201,7 +230,13 @@ impl LogSegment {
             let walk_base = offsets
                 .last()
                 .map_or(base_offset, |e| base_offset + u64::from(e.relative_offset));
-            if let Some(next_offset) = walk_to_end(&*file, walk_from, size, walk_base)? {
+            let walked = walk_to_end(&*file, walk_from, size, walk_base)?;
+            // The final time entry, written at seal, must describe the segment's end.
+            let time_end_ok = |next: u64| match times.last() {
+                Some(e) => base_offset + u64::from(e.relative_offset) == next,
+                None => size == 0,
+            };
+            if let Some(next_offset) = walked.filter(|&next| time_end_ok(next)) {
                 let (offset_count, time_count) = (offsets.len(), times.len());
                 let max_timestamp = times.last().map_or(i64::MIN, |e| e.timestamp);
                 let first = read_header(&*file, 0, size)?;
@@ -365,6 +400,9 @@ impl LogSegment {
             let HeaderRead::Header(h) = read_header(&*self.file, position, limit)? else {
                 return Ok(None);
             };
+            if h.check_shape().is_err() {
+                return Ok(None);
+            }
             if h.max_timestamp >= timestamp {
                 let mut buf = vec![0u8; h.total_len()];
                 self.file.read_exact_at(&mut buf, position)?;
@@ -394,6 +432,9 @@ enum HeaderRead {
 }
 
 fn read_header(file: &dyn StorageFile, position: u64, limit: u64) -> io::Result<HeaderRead> {
+    if position >= limit {
+        return Ok(HeaderRead::Short);
+    }
     if position + HEADER_LEN as u64 > limit {
         let mut rest = vec![0u8; (limit - position) as usize];
         file.read_exact_at(&mut rest, position)?;

@@ -115,12 +115,15 @@ pub(crate) mod faulty {
     pub(crate) struct FaultyStorage {
         /// Bytes that may still be written before the crash; shared by all files.
         pub(crate) budget: Arc<AtomicI64>,
+        /// When set, every fsync fails (as with EIO from a dying disk).
+        pub(crate) fail_sync: Arc<std::sync::atomic::AtomicBool>,
     }
 
     #[derive(Debug)]
     struct FaultyFile {
         inner: Arc<dyn StorageFile>,
         budget: Arc<AtomicI64>,
+        fail_sync: Arc<std::sync::atomic::AtomicBool>,
     }
 
     fn crashed() -> io::Error {
@@ -133,6 +136,7 @@ pub(crate) mod faulty {
             Ok(Arc::new(FaultyFile {
                 inner,
                 budget: self.budget.clone(),
+                fail_sync: self.fail_sync.clone(),
             }))
         }
         fn open_read_only(&self, path: &Path) -> io::Result<Arc<dyn StorageFile>> {
@@ -156,7 +160,7 @@ pub(crate) mod faulty {
             Err(crashed())
         }
         fn sync_data(&self) -> io::Result<()> {
-            if self.budget.load(Ordering::SeqCst) < 0 {
+            if self.budget.load(Ordering::SeqCst) < 0 || self.fail_sync.load(Ordering::SeqCst) {
                 Err(crashed())
             } else {
                 self.inner.sync_data()

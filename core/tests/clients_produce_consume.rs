@@ -376,3 +376,36 @@ async fn a_consumer_is_a_stream_of_records() {
     drop(consumer);
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_fetch_size_smaller_than_a_batch_still_returns_whole_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    for i in 0..3 {
+        producer
+            .send(ProducerRecord::new(
+                "t",
+                format!("value-{i}-{}", "z".repeat(500)),
+            ))
+            .await
+            .unwrap();
+        producer.flush().await.unwrap();
+    }
+    let mut consumer = Consumer::new(
+        broker.clone(),
+        ConsumerConfig {
+            fetch_max_bytes: 1,
+            ..earliest(None)
+        },
+    );
+    consumer.subscribe(&["t"]).unwrap();
+    let records = drain(&mut consumer, 3).await;
+    assert_eq!(
+        records.iter().map(|r| r.offset).collect::<Vec<_>>(),
+        vec![0, 1, 2]
+    );
+    drop(consumer);
+    broker.close().await.unwrap();
+}

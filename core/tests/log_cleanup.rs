@@ -149,6 +149,10 @@ async fn compaction_keeps_the_latest_value_per_key_and_drops_expired_tombstones(
         before.size_bytes,
         after.size_bytes
     );
+    assert_eq!(
+        after.log_start_offset, 0,
+        "compaction never moves the log start"
+    );
 
     let check = |records: Vec<logbrook_core::ConsumerRecord>| {
         let mut seen: HashMap<String, (u64, Option<String>)> = HashMap::new();

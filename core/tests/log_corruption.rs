@@ -200,3 +200,51 @@ async fn missing_and_garbage_indexes_are_rebuilt_from_the_log() {
     assert_ne!(std::fs::read(&indexes[1]).unwrap(), b"garbage!garbage!");
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn damage_followed_by_valid_batches_is_reported_even_above_a_stale_recovery_point() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdir = filled_topic(dir.path(), FlushPolicy::Always).await;
+    let active = segment_files(&pdir, "log").last().unwrap().clone();
+    let positions = batch_positions(&active);
+    flip_byte(&active, positions[1] + 70);
+    // As after a crash before the checkpoint: the scan covers the whole segment.
+    std::fs::write(pdir.join("recovery-point"), "0\n").unwrap();
+    let err = logbrook_core::Broker::open(dir.path()).await.unwrap_err();
+    assert!(
+        matches!(err, Error::CorruptBatch { position, .. } if position == positions[1] as u64),
+        "{err}"
+    );
+    assert_eq!(
+        batch_positions(&active).len(),
+        positions.len(),
+        "nothing was truncated"
+    );
+}
+
+#[tokio::test]
+async fn zeroed_durable_bytes_fail_the_open_instead_of_ending_the_log_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let pdir = filled_topic(dir.path(), FlushPolicy::Always).await;
+    let active = segment_files(&pdir, "log").last().unwrap().clone();
+    let positions = batch_positions(&active);
+    let mut bytes = std::fs::read(&active).unwrap();
+    bytes[positions[1]..positions[2]].fill(0);
+    std::fs::write(&active, bytes).unwrap();
+    let err = logbrook_core::Broker::open(dir.path()).await.unwrap_err();
+    assert!(matches!(err, Error::CorruptBatch { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn batches_over_64_mib_are_refused_at_append() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let mut builder = logbrook_core::batch::BatchBuilder::with_capacity(1024);
+    builder.push(1, None, Some(&vec![7u8; 65 << 20]), &[]);
+    let partition = broker.topic("t").unwrap().partition(0).unwrap().clone();
+    let err = partition.append(builder.finish()).await.unwrap_err();
+    assert!(err.to_string().contains("64 MiB"), "{err}");
+    assert_eq!(partition.log().high_watermark(), 0);
+    broker.close().await.unwrap();
+}

@@ -111,6 +111,13 @@ impl BatchHeader {
         if !(HEADER_LEN - LOG_OVERHEAD..=MAX_BATCH_BYTES).contains(&len) {
             return Err(format!("batch length {len} out of bounds"));
         }
+        if self
+            .base_offset
+            .checked_add(u64::from(self.last_offset_delta) + 1)
+            .is_none()
+        {
+            return Err(format!("base offset {} overflows", self.base_offset));
+        }
         // Compaction leaves gaps, so a batch may hold fewer records than its offset span.
         if self.record_count == 0 || self.record_count - 1 > self.last_offset_delta {
             return Err(format!(
@@ -361,7 +368,8 @@ pub struct DecodedRecord {
 /// Decodes every record of a validated batch held in `batch` (which starts at the batch).
 /// Keys and values are zero-copy slices of `batch`.
 pub fn decode_records(batch: &Bytes, header: &BatchHeader) -> Result<Vec<DecodedRecord>, String> {
-    let mut out = Vec::with_capacity(header.record_count as usize);
+    // A record takes at least 7 bytes, which bounds what a lying count can make us allocate.
+    let mut out = Vec::with_capacity((header.record_count as usize).min(batch.len() / 7));
     for_each_record(batch, header, |r| out.push(r))?;
     Ok(out)
 }
@@ -376,6 +384,7 @@ pub fn for_each_record(
     let buf = &batch[..end];
     let mut pos = HEADER_LEN;
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
+    let mut previous_delta: i64 = -1;
     for i in 0..header.record_count {
         let bad = |what: &str| format!("record {i}: {what}");
         let len = get_varint(buf, &mut pos).ok_or_else(|| bad("length"))?;
@@ -400,9 +409,13 @@ pub fn for_each_record(
                 get_bytes(batch, buf, &mut pos, record_end).ok_or_else(|| bad("header value"))?;
             headers.push(Header { key, value });
         }
-        if pos != record_end || offset_delta < 0 {
+        if pos != record_end {
             return Err(bad("length disagrees with contents"));
         }
+        if offset_delta <= previous_delta || offset_delta > i64::from(header.last_offset_delta) {
+            return Err(bad("offset delta out of order or past the batch"));
+        }
+        previous_delta = offset_delta;
         let timestamp = if log_append {
             header.max_timestamp
         } else {

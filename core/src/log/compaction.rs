@@ -47,6 +47,9 @@ impl Log {
         if !self.writable || self.config.cleanup_policy != CleanupPolicy::Compact {
             return Ok(outcome);
         }
+        let Some(_maintenance) = self.begin_maintenance() else {
+            return Ok(outcome);
+        };
         let sealed: Vec<SealedSegment> = {
             let state = self.lock();
             state
@@ -158,6 +161,9 @@ impl Log {
                 .map_err(Error::io(&segment.path))?;
             let header = BatchHeader::parse(&buf)
                 .ok_or_else(|| corrupt(position, "truncated batch header".into()))?;
+            header
+                .check_shape()
+                .map_err(|reason| corrupt(position, reason))?;
             if header.total_len() > len {
                 buf.resize(header.total_len(), 0);
                 segment
@@ -183,37 +189,43 @@ impl Log {
     }
 
     /// Writes `batches` as the new content of `segment` and swaps it in; returns its size.
+    /// The first segment is kept even when emptied, so compaction never moves the log start.
     fn replace_segment(&self, segment: &SealedSegment, batches: &[EncodedBatch]) -> Result<u64> {
-        let cleaned = self.dir.join(format!("{:020}.log.cleaned", segment.base));
-        let size: u64 = batches.iter().map(|b| b.len() as u64).sum();
-        let mut state = self.lock();
-        if !state.segments.contains_key(&segment.base) {
-            return Ok(0); // deleted meanwhile
-        }
-        if batches.is_empty() {
-            state.segments.remove(&segment.base);
-            self.delete_segment_files(segment.base)?;
-            state.dir_dirty = true;
+        let first = self.lock().segments.keys().next().copied() == Some(segment.base);
+        if batches.is_empty() && !first {
+            let mut state = self.lock();
+            if state.segments.remove(&segment.base).is_some() {
+                self.delete_segment_files(segment.base)?;
+                state.dir_dirty = true;
+            }
             return Ok(0);
         }
+        // Written and fsynced before taking the state lock: appends and reads go on meanwhile.
+        let cleaned = self.dir.join(format!("{:020}.log.cleaned", segment.base));
         let file = self
             .storage
             .open(&cleaned, true)
             .map_err(Error::io(&cleaned))?;
         file.set_len(0).map_err(Error::io(&cleaned))?;
-        let mut position = 0;
+        let mut size = 0;
         for batch in batches {
-            file.write_all_at(batch.as_bytes(), position)
+            file.write_all_at(batch.as_bytes(), size)
                 .map_err(Error::io(&cleaned))?;
-            position += batch.len() as u64;
+            size += batch.len() as u64;
         }
         file.sync_data().map_err(Error::io(&cleaned))?;
+        drop(file);
+        let mut state = self.lock();
+        if !state.segments.contains_key(&segment.base) {
+            let _ = std::fs::remove_file(&cleaned);
+            return Ok(0);
+        }
         for ext in ["index", "timeindex"] {
             let path = segment_path(&self.dir, segment.base, ext);
-            if let Err(e) = std::fs::remove_file(&path)
-                && e.kind() != std::io::ErrorKind::NotFound
-            {
-                return Err(Error::io(path)(e));
+            match std::fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path)(e)),
             }
         }
         std::fs::rename(&cleaned, &segment.path).map_err(Error::io(&segment.path))?;

@@ -71,6 +71,9 @@ pub struct Log {
     state: Mutex<LogState>,
     /// Fsyncs of the active segment so far (each covers one group commit).
     fsyncs: AtomicU64,
+    /// Held by background maintenance (cleaner, checkpoints) and by `close`, so a closed log's
+    /// files are never touched again, e.g. after its topic is deleted and recreated.
+    maintenance: Mutex<bool>,
 }
 
 #[derive(Debug)]
@@ -85,6 +88,10 @@ struct LogState {
     unflushed: Vec<Arc<dyn StorageFile>>,
     /// A segment file was created or removed since the last flush.
     dir_dirty: bool,
+    /// Set when an fsync failed: what was written may not be on disk, and the page cache may
+    /// already have dropped it, so the log takes no more writes until it is reopened (as Kafka
+    /// takes a log directory offline).
+    failed: Option<String>,
 }
 
 impl LogState {
@@ -141,10 +148,12 @@ impl Log {
                 },
                 recovery_point: 0,
                 checkpointed: 0,
+                failed: None,
                 unflushed: Vec::new(),
                 dir_dirty: false,
             }),
             fsyncs: AtomicU64::new(0),
+            maintenance: Mutex::new(false),
         };
         log.load()?;
         Ok(log)
@@ -153,13 +162,18 @@ impl Log {
     fn load(&self) -> Result<()> {
         let storage = &*self.storage;
         let dir = &self.dir;
-        if self.writable {
+        let mut needs_flush = false;
+        if self.writable && !dir.is_dir() {
             std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
+            if let Some(parent) = dir.parent() {
+                sync_dir(parent).map_err(Error::io(parent))?;
+            }
+            needs_flush = true;
         }
         let bases = self.list_segments()?;
         let recovery_point = self.read_recovery_point()?;
         let mut segments = BTreeMap::new();
-        let mut truncated = false;
+        let mut scanned = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
             let next_base = bases.get(i + 1).copied();
             let may_hold_unflushed = next_base.is_none_or(|next| next > recovery_point);
@@ -171,16 +185,31 @@ impl Log {
                 continue;
             }
             let preallocate = self.writable && self.config.preallocate && next_base.is_none();
-            let (mut segment, stop) =
+            let (mut segment, mut stop) =
                 LogSegment::open_by_scan(storage, dir, base, 0, self.writable, preallocate)
                     .map_err(Error::io(segment_path(dir, base, "log")))?;
+            let file_len = segment.file.len().map_err(Error::io(&segment.path))?;
+            if stop.is_none() && next_base.is_some() && segment.size < file_len {
+                // Zeros are only the end of data in the active segment's reserved tail.
+                stop = Some(ScanStop {
+                    position: segment.size,
+                    reason: "zeroed bytes inside a sealed segment".into(),
+                });
+            }
             if let Some(stop) = stop {
                 if !self.writable {
                     tracing::debug!(topic = %self.topic, partition = self.partition, position = stop.position, "read-only view ends at an incomplete batch");
                     segments.insert(base, segment);
                     break;
                 }
-                if segment.next_offset < recovery_point {
+                // Below the recovery point the data was fsynced, and a valid batch after the bad
+                // one means damage in the middle: neither is a torn write, so nothing is cut.
+                let durable = segment.next_offset < recovery_point;
+                if durable
+                    || segment
+                        .valid_batch_follows(&stop)
+                        .map_err(Error::io(&segment.path))?
+                {
                     return Err(self.corrupt(base, stop));
                 }
                 tracing::warn!(
@@ -196,12 +225,15 @@ impl Log {
                     tracing::warn!(topic = %self.topic, partition = self.partition, base_offset = later, "deleting segment after the truncation point");
                     self.delete_segment_files(later)?;
                 }
+                scanned.push(segment.file.clone());
                 segments.insert(base, segment);
-                truncated = true;
+                needs_flush = true;
                 break;
             }
+            scanned.push(segment.file.clone());
             if next_base.is_some() && self.writable {
-                segment.seal(storage).map_err(Error::io(&segment.path))?;
+                let index_files = segment.seal(storage).map_err(Error::io(&segment.path))?;
+                scanned.extend(index_files);
             }
             segments.insert(base, segment);
         }
@@ -215,22 +247,38 @@ impl Log {
             let segment = LogSegment::create(storage, dir, 0, self.config.preallocate)
                 .map_err(Error::io(segment_path(dir, 0, "log")))?;
             segments.insert(0, segment);
+            needs_flush = true;
         }
         let mut state = self.lock();
         state.segments = segments;
-        state.high_watermark = state.end();
-        let end = state.high_watermark.offset;
-        if recovery_point > end {
-            tracing::warn!(topic = %self.topic, partition = self.partition, recovery_point, log_end_offset = end, "log ends before its recovery point; segments were removed by hand?");
+        let end = state.end();
+        if self.writable && recovery_point > end.offset {
+            let active = state.active();
+            return Err(Error::CorruptBatch {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                segment: active.path.clone(),
+                position: active.size,
+                reason: format!(
+                    "the log ends at offset {} but offsets below {recovery_point} were fsynced",
+                    end.offset
+                ),
+            });
         }
-        state.recovery_point = recovery_point.min(end);
+        // After a crash the scanned bytes may sit only in the page cache: make them durable
+        // before anything is served, so nothing visible can vanish later.
+        needs_flush |= self.writable && recovery_point < end.offset;
+        state.recovery_point = recovery_point;
         state.checkpointed = recovery_point;
-        state.dir_dirty = truncated;
+        state.unflushed = scanned;
+        state.dir_dirty = needs_flush;
         drop(state);
-        if truncated {
+        if needs_flush {
             self.flush()?;
             self.checkpoint_recovery_point()?;
         }
+        let mut state = self.lock();
+        state.high_watermark = state.end();
         Ok(())
     }
 
@@ -359,7 +407,14 @@ impl Log {
         if self.config.cleanup_policy == crate::config::CleanupPolicy::Compact {
             self.check_keys(batch)?;
         }
+        if batch.len() > crate::batch::MAX_BATCH_BYTES {
+            return Err(Error::InvalidRecord {
+                topic: self.topic.to_string(),
+                reason: "batch is larger than 64 MiB",
+            });
+        }
         let mut state = self.lock();
+        self.check_not_failed(&state)?;
         let active = state.active();
         let records = u64::from(batch.record_count());
         let roll = active.size > 0
@@ -383,6 +438,17 @@ impl Log {
             last_offset: base_offset + records - 1,
             max_timestamp: batch.header().max_timestamp,
         })
+    }
+
+    fn check_not_failed(&self, state: &LogState) -> Result<()> {
+        match &state.failed {
+            Some(reason) => Err(Error::LogFailed {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                reason: reason.clone(),
+            }),
+            None => Ok(()),
+        }
     }
 
     fn check_keys(&self, batch: &EncodedBatch) -> Result<()> {
@@ -427,10 +493,12 @@ impl Log {
         state.high_watermark.offset
     }
 
-    /// Fsyncs everything appended so far and advances the recovery point.
+    /// Fsyncs everything appended so far and advances the recovery point. A failure poisons
+    /// the log (see `LogState::failed`).
     pub(crate) fn flush(&self) -> Result<()> {
         let (sealed, active, end, dir_dirty) = {
             let mut state = self.lock();
+            self.check_not_failed(&state)?;
             let active = state.active();
             let (file, path, end) = (active.file.clone(), active.path.clone(), active.next_offset);
             let dir_dirty = std::mem::take(&mut state.dir_dirty);
@@ -441,15 +509,22 @@ impl Log {
                 dir_dirty,
             )
         };
-        for file in &sealed {
-            file.sync_data().map_err(Error::io(&self.dir))?;
-        }
-        if dir_dirty {
-            sync_dir(&self.dir).map_err(Error::io(&self.dir))?;
-        }
-        active.0.sync_data().map_err(Error::io(&active.1))?;
-        self.fsyncs.fetch_add(1, Ordering::Relaxed);
+        let synced = (|| {
+            for file in &sealed {
+                file.sync_data().map_err(Error::io(&self.dir))?;
+            }
+            if dir_dirty {
+                sync_dir(&self.dir).map_err(Error::io(&self.dir))?;
+            }
+            active.0.sync_data().map_err(Error::io(&active.1))
+        })();
         let mut state = self.lock();
+        if let Err(e) = synced {
+            tracing::error!(topic = %self.topic, partition = self.partition, error = %e, "fsync failed; the partition takes no more writes until reopened");
+            state.failed = Some(e.to_string());
+            return Err(e);
+        }
+        self.fsyncs.fetch_add(1, Ordering::Relaxed);
         state.recovery_point = state.recovery_point.max(end);
         Ok(())
     }
@@ -457,6 +532,13 @@ impl Log {
     /// Writes the recovery point to disk if it moved. Everything below it is skipped by the
     /// CRC scan on the next open.
     pub(crate) fn checkpoint_recovery_point(&self) -> Result<()> {
+        let Some(_maintenance) = self.begin_maintenance() else {
+            return Ok(());
+        };
+        self.write_recovery_point()
+    }
+
+    fn write_recovery_point(&self) -> Result<()> {
         let recovery_point = {
             let state = self.lock();
             if state.recovery_point == state.checkpointed {
@@ -478,11 +560,21 @@ impl Log {
         Ok(())
     }
 
-    /// Flushes, checkpoints and releases the active segment's preallocated space.
+    /// Takes the maintenance lock unless the log is closed.
+    pub(crate) fn begin_maintenance(&self) -> Option<MutexGuard<'_, bool>> {
+        let guard = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        if *guard { None } else { Some(guard) }
+    }
+
+    /// Flushes, checkpoints and releases the active segment's preallocated space. Waits for
+    /// running maintenance; none runs afterwards.
     pub(crate) fn close(&self) -> Result<()> {
-        if !self.writable {
+        let mut closed = self.maintenance.lock().unwrap_or_else(|p| p.into_inner());
+        if !self.writable || *closed {
+            *closed = true;
             return Ok(());
         }
+        *closed = true;
         {
             let mut state = self.lock();
             let active = state.active_mut();
@@ -491,7 +583,7 @@ impl Log {
                 .map_err(Error::io(&active.path))?;
         }
         self.flush()?;
-        self.checkpoint_recovery_point()
+        self.write_recovery_point()
     }
 
     /// Reads whole batches holding `offset` and after, about `max_bytes` of them (at least one
@@ -500,6 +592,7 @@ impl Log {
     /// # Errors
     /// [`Error::OffsetOutOfRange`] below the log start; I/O errors.
     pub fn read(&self, offset: u64, max_bytes: usize) -> Result<FetchedChunk> {
+        let max_bytes = max_bytes.max(crate::batch::HEADER_LEN);
         let state = self.lock();
         let end = state.high_watermark;
         let log_start = state.segments.values().next().map_or(0, |s| s.base_offset);
@@ -779,6 +872,7 @@ mod tests {
             let dir = tempfile::tempdir().unwrap();
             let storage = Arc::new(FaultyStorage {
                 budget: Arc::new(AtomicI64::new(budget)),
+                fail_sync: Arc::default(),
             });
             let mut acknowledged = 0u32;
             if let Ok(log) = open(dir.path(), storage) {
@@ -826,5 +920,29 @@ mod tests {
                 u64::from(batches) * 2
             );
         }
+    }
+
+    #[test]
+    fn a_failed_fsync_stops_the_partition_from_taking_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let fail_sync = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let storage = Arc::new(FaultyStorage {
+            budget: Arc::new(AtomicI64::new(i64::MAX)),
+            fail_sync: fail_sync.clone(),
+        });
+        let log = open(dir.path(), storage).unwrap();
+        log.append(&mut batch(0), 0).unwrap();
+        log.flush().unwrap();
+        assert_eq!(log.publish(), 2);
+        fail_sync.store(true, std::sync::atomic::Ordering::SeqCst);
+        log.append(&mut batch(1), 0).unwrap();
+        assert!(log.flush().is_err());
+        fail_sync.store(false, std::sync::atomic::Ordering::SeqCst);
+        // Even with the disk back, writes stay refused: the failed data may be gone from the cache.
+        assert!(matches!(
+            log.append(&mut batch(2), 0),
+            Err(Error::LogFailed { .. })
+        ));
+        assert!(matches!(log.flush(), Err(Error::LogFailed { .. })));
     }
 }

@@ -22,12 +22,19 @@ impl Log {
         if !self.writable || self.config.cleanup_policy != CleanupPolicy::Delete {
             return Ok(outcome);
         }
+        let Some(_maintenance) = self.begin_maintenance() else {
+            return Ok(outcome);
+        };
         let mut state = self.lock();
         let mut total: u64 = state.segments.values().map(|s| s.size).sum();
+        // Only segments wholly below the high watermark: anything above may not be
+        // acknowledged (or fsynced) yet.
+        let high_watermark = state.high_watermark.offset;
         let sealed: Vec<(u64, u64, i64)> = state
             .segments
             .values()
             .take(state.segments.len() - 1)
+            .filter(|s| s.next_offset <= high_watermark)
             .map(|s| (s.base_offset, s.size, s.max_timestamp))
             .collect();
         for (base, size, max_timestamp) in sealed {

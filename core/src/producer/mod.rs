@@ -340,13 +340,14 @@ impl Producer {
             for slot in &mut state.slots {
                 for p in 0..slot.partitions.len() as u32 {
                     self.inner.dispatch(slot, p);
-                    waiting.extend(slot.partitions[p as usize].in_flight.take());
+                    waiting.extend(slot.partitions[p as usize].in_flight.clone());
                 }
             }
             waiting
         };
         for ack in waiting {
-            // Appends of a partition complete in order: the last one done means all are.
+            // Appends of a partition complete in order: the last one done means all are. The
+            // batches were cloned, not taken, so a concurrent flush waits for them too.
             ack.wait().await;
         }
         let failure = self
