@@ -146,6 +146,8 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         anyhow::Ok(histogram)
     });
     let bar = progress(args.records, "producing");
+    // Peak memory after a tenth of the run, to compare with the end: flat memory means equal.
+    let mut rss_at_tenth = 0.0;
     let cpu_before = cpu_time();
     let started = Instant::now();
     for i in 0..args.records {
@@ -161,6 +163,9 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         }
         if i % 65_536 == 0 {
             bar.set_position(i);
+        }
+        if i == args.records / 10 {
+            rss_at_tenth = max_rss_mb();
         }
     }
     producer.flush().await?;
@@ -178,7 +183,7 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     drop(producer);
     broker.close().await?;
 
-    report(&args, elapsed, cpu, &histogram, fsyncs);
+    report(&args, elapsed, cpu, &histogram, fsyncs, rss_at_tenth);
     Ok(())
 }
 
@@ -214,7 +219,7 @@ async fn append_batches_one_by_one(
         records: batches * per_batch,
         ..args.clone()
     };
-    report(&args, elapsed, cpu, &histogram, fsyncs);
+    report(&args, elapsed, cpu, &histogram, fsyncs, 0.0);
     Ok(())
 }
 
@@ -224,6 +229,7 @@ fn report(
     cpu: Duration,
     histogram: &Histogram<u64>,
     fsyncs: u64,
+    rss_at_tenth: f64,
 ) {
     let secs = elapsed.as_secs_f64();
     let bytes = args.records as f64 * args.record_size as f64;
@@ -238,6 +244,7 @@ fn report(
                 "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0},
                 "fsyncs": fsyncs, "fsyncs_per_sec": fsyncs as f64 / secs,
                 "cpu_seconds": cpu.as_secs_f64(), "max_rss_mb": max_rss_mb(),
+                "max_rss_mb_at_tenth": rss_at_tenth,
             })
         );
     } else {

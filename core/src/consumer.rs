@@ -88,7 +88,9 @@ pub struct Consumer {
     broker: Broker,
     config: ConsumerConfig,
     assigned: Vec<Assigned>,
-    buffer: VecDeque<(usize, ConsumerRecord)>,
+    /// Records of one fetch not yet handed out, all from partition `assigned[buffered_from]`.
+    buffer: VecDeque<ConsumerRecord>,
+    buffered_from: usize,
     next_fetch: usize,
     membership: Option<Membership>,
 }
@@ -101,6 +103,7 @@ impl Consumer {
             config,
             assigned: Vec::new(),
             buffer: VecDeque::new(),
+            buffered_from: 0,
             next_fetch: 0,
             membership: None,
         }
@@ -228,7 +231,9 @@ impl Consumer {
         };
         a.position = Some(offset);
         a.fetch_position = offset;
-        self.buffer.retain(|(i, _)| *i != index);
+        if self.buffered_from == index {
+            self.buffer.clear();
+        }
         Ok(offset)
     }
 
@@ -270,6 +275,45 @@ impl Consumer {
     /// Cancel safe: records are only handed out (and positions moved) when this returns.
     pub async fn poll(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
         let deadline = tokio::time::Instant::now() + timeout;
+        if !self.fill(deadline).await? {
+            return Ok(Vec::new());
+        }
+        let n = self.buffer.len().min(self.config.max_poll_records);
+        let out: Vec<ConsumerRecord> = if n == self.buffer.len() {
+            // The common case hands over the fetched vector without moving each record.
+            Vec::from(std::mem::take(&mut self.buffer))
+        } else {
+            self.buffer.drain(..n).collect()
+        };
+        if let Some(last) = out.last() {
+            self.assigned[self.buffered_from].position = Some(last.offset + 1);
+        }
+        Ok(out)
+    }
+
+    /// Waits for the next record.
+    ///
+    /// # Errors
+    /// As [`Consumer::poll`].
+    ///
+    /// # Cancel safety
+    /// Cancel safe, as [`Consumer::poll`].
+    pub async fn recv(&mut self) -> Result<ConsumerRecord> {
+        loop {
+            if self
+                .fill(tokio::time::Instant::now() + Duration::from_secs(3600))
+                .await?
+            {
+                if let Some(record) = self.buffer.pop_front() {
+                    self.assigned[self.buffered_from].position = Some(record.offset + 1);
+                    return Ok(record);
+                }
+            }
+        }
+    }
+
+    /// Makes the buffer non-empty, fetching and waiting until `deadline`; false on timeout.
+    async fn fill(&mut self, deadline: tokio::time::Instant) -> Result<bool> {
         loop {
             if let Some(m) = &self.membership
                 && m.generation.has_changed().unwrap_or(false)
@@ -279,44 +323,13 @@ impl Consumer {
             self.resolve_positions()?;
             let progressed = self.buffer.is_empty() && self.fetch().await?;
             if !self.buffer.is_empty() {
-                return Ok(self.drain_buffer());
+                return Ok(true);
             }
             if progressed {
                 continue;
             }
             if !self.wait_for_data(deadline).await? {
-                return Ok(Vec::new());
-            }
-        }
-    }
-
-    /// Waits for the next record.
-    ///
-    /// # Errors
-    /// As [`Consumer::poll`].
-    pub async fn recv(&mut self) -> Result<ConsumerRecord> {
-        loop {
-            if let Some((index, record)) = self.buffer.pop_front() {
-                self.assigned[index].position = Some(record.offset + 1);
-                return Ok(record);
-            }
-            let records = self.poll(Duration::from_secs(3600)).await?;
-            let mut iter = records.into_iter();
-            if let Some(first) = iter.next() {
-                // Put the rest back; positions of returned records were already advanced, so
-                // rewind them to the first record handed out later.
-                let rest: Vec<_> = iter.collect();
-                for r in rest.iter().rev() {
-                    if let Some(i) = self
-                        .assigned
-                        .iter()
-                        .position(|a| *a.tp.topic == *r.topic && a.tp.partition == r.partition)
-                    {
-                        self.assigned[i].position = Some(r.offset);
-                        self.buffer.push_front((i, r.clone()));
-                    }
-                }
-                return Ok(first);
+                return Ok(false);
             }
         }
     }
@@ -327,16 +340,6 @@ impl Consumer {
             let item = consumer.recv().await;
             Some((item, consumer))
         })
-    }
-
-    fn drain_buffer(&mut self) -> Vec<ConsumerRecord> {
-        let n = self.buffer.len().min(self.config.max_poll_records);
-        let mut out = Vec::with_capacity(n);
-        for (index, record) in self.buffer.drain(..n) {
-            self.assigned[index].position = Some(record.offset + 1);
-            out.push(record);
-        }
-        out
     }
 
     /// Fetches from the assigned partitions in turn until one has data. Returns whether any
@@ -377,7 +380,8 @@ impl Consumer {
             };
             if let Some(last) = records.last() {
                 self.assigned[index].fetch_position = last.offset + 1;
-                self.buffer.extend(records.into_iter().map(|r| (index, r)));
+                self.buffer = VecDeque::from(records);
+                self.buffered_from = index;
                 self.next_fetch = (index + 1) % n;
                 return Ok(true);
             }

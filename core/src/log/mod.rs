@@ -798,6 +798,7 @@ impl FetchedChunk {
     /// # Errors
     /// [`Error::CorruptBatch`] with the segment and byte position of the first bad batch.
     pub fn records(&self, from_offset: u64, out: &mut Vec<ConsumerRecord>) -> Result<()> {
+        out.reserve(self.record_count());
         let mut pos = 0;
         while pos < self.data.len() {
             let rest = self.data.slice(pos..);
@@ -818,6 +819,19 @@ impl FetchedChunk {
             pos += header.total_len();
         }
         Ok(())
+    }
+
+    /// Records in the chunk by the batch headers (bounded by what the bytes could hold).
+    fn record_count(&self) -> usize {
+        let (mut pos, mut count) = (0, 0usize);
+        while let Some(header) = BatchHeader::parse(&self.data[pos..]) {
+            if header.check_shape().is_err() || pos + header.total_len() > self.data.len() {
+                break;
+            }
+            count += header.record_count as usize;
+            pos += header.total_len();
+        }
+        count.min(self.data.len() / 7)
     }
 
     fn corrupt(&self, pos: usize, reason: String) -> Error {
