@@ -146,8 +146,8 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         anyhow::Ok(histogram)
     });
     let bar = progress(args.records, "producing");
-    // Peak memory after a tenth of the run, to compare with the end: flat memory means equal.
-    let mut rss_at_tenth = 0.0;
+    // Peak memory at half of the run, to compare with the end: flat memory means equal.
+    let mut rss_at_half = 0.0;
     let cpu_before = cpu_time();
     let started = Instant::now();
     for i in 0..args.records {
@@ -164,8 +164,8 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
         if i % 65_536 == 0 {
             bar.set_position(i);
         }
-        if i == args.records / 10 {
-            rss_at_tenth = max_rss_mb();
+        if i == args.records / 2 {
+            rss_at_half = max_rss_mb();
         }
     }
     producer.flush().await?;
@@ -183,7 +183,7 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     drop(producer);
     broker.close().await?;
 
-    report(&args, elapsed, cpu, &histogram, fsyncs, rss_at_tenth);
+    report(&args, elapsed, cpu, &histogram, fsyncs, rss_at_half);
     Ok(())
 }
 
@@ -229,7 +229,7 @@ fn report(
     cpu: Duration,
     histogram: &Histogram<u64>,
     fsyncs: u64,
-    rss_at_tenth: f64,
+    rss_at_half: f64,
 ) {
     let secs = elapsed.as_secs_f64();
     let bytes = args.records as f64 * args.record_size as f64;
@@ -244,7 +244,7 @@ fn report(
                 "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0},
                 "fsyncs": fsyncs, "fsyncs_per_sec": fsyncs as f64 / secs,
                 "cpu_seconds": cpu.as_secs_f64(), "max_rss_mb": max_rss_mb(),
-                "max_rss_mb_at_tenth": rss_at_tenth,
+                "max_rss_mb_at_half": rss_at_half,
             })
         );
     } else {
@@ -274,7 +274,7 @@ fn report(
             }
         );
         println!(
-            "  cpu: {:.2} s, max RSS {:.1} MB ({rss_at_tenth:.1} MB after a tenth of the records)",
+            "  cpu: {:.2} s, max RSS {:.1} MB ({rss_at_half:.1} MB after half of the records)",
             cpu.as_secs_f64(),
             max_rss_mb()
         );
