@@ -303,11 +303,10 @@ impl Consumer {
             if self
                 .fill(tokio::time::Instant::now() + Duration::from_secs(3600))
                 .await?
+                && let Some(record) = self.buffer.pop_front()
             {
-                if let Some(record) = self.buffer.pop_front() {
-                    self.assigned[self.buffered_from].position = Some(record.offset + 1);
-                    return Ok(record);
-                }
+                self.assigned[self.buffered_from].position = Some(record.offset + 1);
+                return Ok(record);
             }
         }
     }

@@ -78,7 +78,7 @@ proptest! {
             // Make the garbage look unflushed, as a crash would leave it.
             std::fs::write(dir.path().join("topics/f/0/recovery-point"), "0\n").unwrap();
             let broker = common::open(dir.path()).await;
-            let log = broker.topic("f").unwrap().partition(0).unwrap().log().clone();
+            let log = common::log_of(&broker, "f", 0);
             let records = common::read_all(&log, 0).unwrap();
             assert_eq!(records.iter().map(common::value).collect::<Vec<_>>(), vec!["v1", "v2"]);
             broker.close().await.unwrap();

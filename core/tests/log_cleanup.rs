@@ -35,13 +35,7 @@ async fn retention_bytes_deletes_the_oldest_sealed_segments() {
     assert!(after.segments < before.segments);
     assert_eq!(after.log_end_offset, 40);
 
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     assert!(matches!(
         read_all(&log, 0),
         Err(Error::OffsetOutOfRange { .. })
@@ -86,13 +80,7 @@ async fn retention_ms_deletes_segments_whose_newest_record_is_too_old() {
         append(&broker, "t", 0, &[("k", &pad, now_ms() + i)]).await;
     }
     broker.run_cleaner().await.unwrap();
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     let start = log.log_start_offset();
     assert!(
         start > 10 && start <= 20,
@@ -177,13 +165,7 @@ async fn compaction_keeps_the_latest_value_per_key_and_drops_expired_tombstones(
     broker.close().await.unwrap();
 
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("c")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "c", 0);
     check(read_all(&log, log.log_start_offset()).unwrap());
     broker.close().await.unwrap();
 }

@@ -55,13 +55,7 @@ async fn flipped_byte_in_a_sealed_segment_is_reported_with_its_location() {
     flip_byte(first, positions[2] + 80);
 
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     match read_all(&log, 0) {
         Err(Error::CorruptBatch {
             topic,
@@ -100,13 +94,7 @@ async fn torn_tail_of_the_active_segment_is_truncated_after_the_last_whole_batch
     drop(file);
 
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     assert_eq!(read_all(&log, 0).unwrap().len(), 30);
     assert_eq!(
         std::fs::metadata(&active).unwrap().len(),
@@ -168,13 +156,7 @@ async fn missing_and_garbage_indexes_are_rebuilt_from_the_log() {
     let dir = tempfile::tempdir().unwrap();
     let pdir = filled_topic(dir.path(), FlushPolicy::Never).await;
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     let expected = read_all(&log, 0).unwrap();
     let expected_seek = log.offset_for_timestamp(17).unwrap();
     broker.close().await.unwrap();
@@ -186,13 +168,7 @@ async fn missing_and_garbage_indexes_are_rebuilt_from_the_log() {
     std::fs::write(&time_indexes[2], [0xffu8; 24]).unwrap();
 
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     assert_eq!(read_all(&log, 0).unwrap(), expected);
     assert_eq!(log.offset_for_timestamp(17).unwrap(), expected_seek);
     assert_eq!(expected_seek, Some(17));

@@ -115,13 +115,7 @@ fn acknowledged_records_survive_repeated_kill_9() {
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let broker = common::open(dir.path()).await;
-        let log = broker
-            .topic("crash")
-            .unwrap()
-            .partition(0)
-            .unwrap()
-            .log()
-            .clone();
+        let log = common::log_of(&broker, "crash", 0);
         let records = common::read_all(&log, 0).expect("no corrupt data after crashes");
         for (i, r) in records.iter().enumerate() {
             assert_eq!(r.offset, i as u64, "offsets are contiguous");

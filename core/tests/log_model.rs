@@ -36,13 +36,7 @@ struct Stored {
 }
 
 async fn check(broker: &Broker, model: &[Stored], start: u64, from: u64) {
-    let log = broker
-        .topic("m")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(broker, "m", 0);
     let stats = log.stats();
     assert_eq!(stats.log_end_offset, model.len() as u64);
     assert_eq!(stats.log_start_offset, start);

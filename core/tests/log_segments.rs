@@ -16,13 +16,7 @@ async fn appended_batches_read_back_in_order_with_offsets_and_timestamps() {
         0
     );
     assert_eq!(append(&broker, "t", 0, &[("c", "3", 30)]).await, 2);
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     let records = read_all(&log, 0).unwrap();
     let got: Vec<_> = records
         .iter()
@@ -72,13 +66,7 @@ async fn segments_roll_by_size_with_kafka_file_names_and_survive_reopen() {
     broker.close().await.unwrap();
 
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     let records = read_all(&log, 0).unwrap();
     assert_eq!(records.len(), 40);
     assert!(
@@ -103,13 +91,7 @@ async fn seek_by_timestamp_finds_first_offset_at_or_after_it_across_segments() {
         let ts = if i == 50 { 5 } else { 1000 + i * 10 };
         append(&broker, "t", 0, &[("k", &pad, ts)]).await;
     }
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     assert_eq!(log.offset_for_timestamp(0).unwrap(), Some(0));
     assert_eq!(log.offset_for_timestamp(1000).unwrap(), Some(0));
     assert_eq!(log.offset_for_timestamp(1001).unwrap(), Some(1));
@@ -129,13 +111,7 @@ async fn seek_by_timestamp_finds_first_offset_at_or_after_it_across_segments() {
     broker.close().await.unwrap();
     // The same answers come from index files after a reopen.
     let broker = open(dir.path()).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     assert_eq!(
         log.offset_for_timestamp(1000 + 120 * 10 - 3).unwrap(),
         Some(120)
@@ -154,13 +130,7 @@ async fn log_append_time_topics_stamp_records_with_the_append_time() {
     broker.create_topic("t", config).unwrap();
     let before = logbrook_core::now_ms();
     append(&broker, "t", 0, &[("k", "v", 1)]).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     let r = &read_all(&log, 0).unwrap()[0];
     assert!(
         r.timestamp >= before,
@@ -241,13 +211,7 @@ async fn a_second_writer_is_refused_with_the_holders_pid() {
         logbrook_core::Broker::open_with(logbrook_core::BrokerConfig::new(dir.path()).read_only())
             .await
             .unwrap();
-    let log = reader
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&reader, "t", 0);
     assert_eq!(read_all(&log, 0).unwrap().len(), 1);
     append(&broker, "t", 0, &[("k", "v2", 2)]).await;
     reader.refresh().unwrap();
@@ -294,13 +258,7 @@ async fn interval_flush_policy_fsyncs_in_the_background() {
     };
     broker.create_topic("t", config).unwrap();
     append(&broker, "t", 0, &[("k", "v", 1)]).await;
-    let log = broker
-        .topic("t")
-        .unwrap()
-        .partition(0)
-        .unwrap()
-        .log()
-        .clone();
+    let log = common::log_of(&broker, "t", 0);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     while log.fsync_count() == 0 {
         assert!(

@@ -6,23 +6,25 @@
 //! deleted or replaced meanwhile.
 
 mod compaction;
+mod fetch;
+mod recovery;
 mod retention;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use bytes::Bytes;
 
-use crate::batch::{self, BatchHeader, EncodedBatch};
+use crate::batch::{self, EncodedBatch};
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
-use crate::record::ConsumerRecord;
 use crate::segment::{LogSegment, ScanStop, segment_path};
 use crate::storage::{Storage, StorageFile, sync_dir};
 
 pub use compaction::CompactionOutcome;
+pub use fetch::FetchedChunk;
 pub use retention::RetentionOutcome;
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
@@ -157,168 +159,6 @@ impl Log {
         };
         log.load()?;
         Ok(log)
-    }
-
-    fn load(&self) -> Result<()> {
-        let storage = &*self.storage;
-        let dir = &self.dir;
-        let mut needs_flush = false;
-        if self.writable && !dir.is_dir() {
-            std::fs::create_dir_all(dir).map_err(Error::io(dir))?;
-            if let Some(parent) = dir.parent() {
-                sync_dir(parent).map_err(Error::io(parent))?;
-            }
-            needs_flush = true;
-        }
-        let bases = self.list_segments()?;
-        let recovery_point = self.read_recovery_point()?;
-        let mut segments = BTreeMap::new();
-        let mut scanned = Vec::new();
-        for (i, &base) in bases.iter().enumerate() {
-            let next_base = bases.get(i + 1).copied();
-            let may_hold_unflushed = next_base.is_none_or(|next| next > recovery_point);
-            if !may_hold_unflushed || (!self.writable && next_base.is_some()) {
-                let segment = LogSegment::open_sealed(storage, dir, base, self.writable)
-                    .map_err(Error::io(segment_path(dir, base, "log")))?
-                    .map_err(|stop| self.corrupt(base, stop))?;
-                segments.insert(base, segment);
-                continue;
-            }
-            let preallocate = self.writable && self.config.preallocate && next_base.is_none();
-            let (mut segment, mut stop) =
-                LogSegment::open_by_scan(storage, dir, base, 0, self.writable, preallocate)
-                    .map_err(Error::io(segment_path(dir, base, "log")))?;
-            let file_len = segment.file.len().map_err(Error::io(&segment.path))?;
-            if stop.is_none() && next_base.is_some() && segment.size < file_len {
-                // Zeros are only the end of data in the active segment's reserved tail.
-                stop = Some(ScanStop {
-                    position: segment.size,
-                    reason: "zeroed bytes inside a sealed segment".into(),
-                });
-            }
-            if let Some(stop) = stop {
-                if !self.writable {
-                    tracing::debug!(topic = %self.topic, partition = self.partition, position = stop.position, "read-only view ends at an incomplete batch");
-                    segments.insert(base, segment);
-                    break;
-                }
-                // Below the recovery point the data was fsynced, and a valid batch after the bad
-                // one means damage in the middle: neither is a torn write, so nothing is cut.
-                let durable = segment.next_offset < recovery_point;
-                if durable
-                    || segment
-                        .valid_batch_follows(&stop)
-                        .map_err(Error::io(&segment.path))?
-                {
-                    return Err(self.corrupt(base, stop));
-                }
-                tracing::warn!(
-                    topic = %self.topic, partition = self.partition,
-                    segment = %segment.path.display(), position = stop.position, reason = %stop.reason,
-                    "truncating the unflushed tail of the log after the last whole batch"
-                );
-                segment
-                    .file
-                    .set_len(stop.position)
-                    .map_err(Error::io(&segment.path))?;
-                for &later in bases.iter().skip(i + 1) {
-                    tracing::warn!(topic = %self.topic, partition = self.partition, base_offset = later, "deleting segment after the truncation point");
-                    self.delete_segment_files(later)?;
-                }
-                scanned.push(segment.file.clone());
-                segments.insert(base, segment);
-                needs_flush = true;
-                break;
-            }
-            scanned.push(segment.file.clone());
-            if next_base.is_some() && self.writable {
-                let index_files = segment.seal(storage).map_err(Error::io(&segment.path))?;
-                scanned.extend(index_files);
-            }
-            segments.insert(base, segment);
-        }
-        if segments.is_empty() {
-            if !self.writable {
-                return Err(Error::CorruptMetadata {
-                    path: self.dir.clone(),
-                    reason: "partition has no segments".into(),
-                });
-            }
-            let segment = LogSegment::create(storage, dir, 0, self.config.preallocate)
-                .map_err(Error::io(segment_path(dir, 0, "log")))?;
-            segments.insert(0, segment);
-            needs_flush = true;
-        }
-        let mut state = self.lock();
-        state.segments = segments;
-        let end = state.end();
-        if self.writable && recovery_point > end.offset {
-            let active = state.active();
-            return Err(Error::CorruptBatch {
-                topic: self.topic.to_string(),
-                partition: self.partition,
-                segment: active.path.clone(),
-                position: active.size,
-                reason: format!(
-                    "the log ends at offset {} but offsets below {recovery_point} were fsynced",
-                    end.offset
-                ),
-            });
-        }
-        // After a crash the scanned bytes may sit only in the page cache: make them durable
-        // before anything is served, so nothing visible can vanish later.
-        needs_flush |= self.writable && recovery_point < end.offset;
-        state.recovery_point = recovery_point;
-        state.checkpointed = recovery_point;
-        state.unflushed = scanned;
-        state.dir_dirty = needs_flush;
-        drop(state);
-        if needs_flush {
-            self.flush()?;
-            self.checkpoint_recovery_point()?;
-        }
-        let mut state = self.lock();
-        state.high_watermark = state.end();
-        Ok(())
-    }
-
-    fn list_segments(&self) -> Result<Vec<u64>> {
-        let mut bases = Vec::new();
-        let entries = match std::fs::read_dir(&self.dir) {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !self.writable => {
-                return Ok(bases);
-            }
-            Err(e) => return Err(Error::io(&self.dir)(e)),
-        };
-        for entry in entries {
-            let entry = entry.map_err(Error::io(&self.dir))?;
-            let name = entry.file_name();
-            let Some(name) = name.to_str() else { continue };
-            if let Some(base) = name
-                .strip_suffix(".log")
-                .and_then(|b| b.parse::<u64>().ok())
-            {
-                bases.push(base);
-            } else if self.writable && (name.ends_with(".cleaned") || name.ends_with(".tmp")) {
-                // Left over by a cleaner or checkpoint interrupted mid-way; the originals are intact.
-                let _ = std::fs::remove_file(entry.path());
-            }
-        }
-        bases.sort_unstable();
-        Ok(bases)
-    }
-
-    fn read_recovery_point(&self) -> Result<u64> {
-        let path = self.dir.join(RECOVERY_POINT_FILE);
-        match std::fs::read_to_string(&path) {
-            Ok(text) => text.trim().parse().map_err(|_| Error::CorruptMetadata {
-                path,
-                reason: format!("{:?} is not an offset", text.trim()),
-            }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(0),
-            Err(e) => Err(Error::io(path)(e)),
-        }
     }
 
     fn corrupt(&self, base: u64, stop: ScanStop) -> Error {
@@ -586,112 +426,6 @@ impl Log {
         self.write_recovery_point()
     }
 
-    /// Reads whole batches holding `offset` and after, about `max_bytes` of them (at least one
-    /// batch, however large), up to the high watermark.
-    ///
-    /// # Errors
-    /// [`Error::OffsetOutOfRange`] below the log start; I/O errors.
-    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<FetchedChunk> {
-        let max_bytes = max_bytes.max(crate::batch::HEADER_LEN);
-        let state = self.lock();
-        let end = state.high_watermark;
-        let log_start = state.segments.values().next().map_or(0, |s| s.base_offset);
-        let empty = |offset| FetchedChunk {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            segment: PathBuf::new(),
-            position: 0,
-            data: Bytes::new(),
-            next_offset: offset,
-            high_watermark: end.offset,
-            log_start_offset: log_start,
-        };
-        if offset < log_start {
-            return Err(Error::OffsetOutOfRange {
-                topic: self.topic.to_string(),
-                partition: self.partition,
-                offset,
-                log_start_offset: log_start,
-                log_end_offset: end.offset,
-            });
-        }
-        if offset >= end.offset {
-            return Ok(empty(offset));
-        }
-        let first = state
-            .segments
-            .range(..=offset)
-            .next_back()
-            .map_or(log_start, |(b, _)| *b);
-        let mut found = None;
-        for segment in state.segments.range(first..).map(|(_, s)| s) {
-            if segment.base_offset > end.segment_base {
-                break;
-            }
-            let limit = if segment.base_offset == end.segment_base {
-                end.position
-            } else {
-                segment.size
-            };
-            let position = segment
-                .find_position(offset, limit)
-                .map_err(Error::io(&segment.path))?;
-            if let Some(position) = position {
-                found = Some((segment.file.clone(), segment.path.clone(), position, limit));
-                break;
-            }
-        }
-        drop(state);
-        let Some((file, path, position, limit)) = found else {
-            return Ok(empty(end.offset));
-        };
-        let mut data = read_at(&*file, &path, position, max_bytes, limit)?;
-        let whole = whole_batches_len(&data);
-        if whole == 0 {
-            // The first batch is larger than max_bytes: return it whole.
-            if let Some(header) = BatchHeader::parse(&data) {
-                data = read_at(&*file, &path, position, header.total_len(), limit)?;
-            }
-        } else {
-            data.truncate(whole);
-        }
-        let next_offset = last_batch_next_offset(&data).unwrap_or(offset);
-        Ok(FetchedChunk {
-            topic: self.topic.clone(),
-            partition: self.partition,
-            segment: path,
-            position,
-            data: Bytes::from(data),
-            next_offset,
-            high_watermark: end.offset,
-            log_start_offset: log_start,
-        })
-    }
-
-    /// The first offset whose timestamp is `>= timestamp`, or `None` if every visible record is
-    /// older.
-    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
-        let state = self.lock();
-        let end = state.high_watermark;
-        for segment in state.segments.values() {
-            if segment.base_offset > end.segment_base {
-                break;
-            }
-            let limit = if segment.base_offset == end.segment_base {
-                end.position
-            } else {
-                segment.size
-            };
-            if let Some(offset) = segment
-                .find_offset_by_time(timestamp, limit)
-                .map_err(Error::io(&segment.path))?
-            {
-                return Ok(Some(offset));
-            }
-        }
-        Ok(None)
-    }
-
     /// For read-only views: picks up segments and batches the writer added since the last call,
     /// and forgets segments it deleted.
     pub(crate) fn refresh(&self) -> Result<()> {
@@ -723,130 +457,9 @@ impl Log {
     }
 }
 
-fn read_at(
-    file: &dyn StorageFile,
-    path: &Path,
-    position: u64,
-    max_bytes: usize,
-    limit: u64,
-) -> Result<Vec<u8>> {
-    let len = limit.saturating_sub(position).min(max_bytes as u64) as usize;
-    let mut buf = vec![0u8; len];
-    file.read_exact_at(&mut buf, position)
-        .map_err(Error::io(path))?;
-    Ok(buf)
-}
-
-/// Length of the prefix of `data` made of whole batches (by their declared lengths). A batch
-/// whose header is malformed ends the prefix after it is included, so the reader reports it.
-fn whole_batches_len(data: &[u8]) -> usize {
-    let mut pos = 0;
-    while let Some(header) = BatchHeader::parse(&data[pos..]) {
-        if header.check_shape().is_err() {
-            return data.len();
-        }
-        if pos + header.total_len() > data.len() {
-            break;
-        }
-        pos += header.total_len();
-    }
-    pos
-}
-
-fn last_batch_next_offset(data: &[u8]) -> Option<u64> {
-    let mut pos = 0;
-    let mut next = None;
-    while let Some(header) = BatchHeader::parse(&data[pos..]) {
-        if header.check_shape().is_err() || pos + header.total_len() > data.len() {
-            break;
-        }
-        next = Some(header.next_offset());
-        pos += header.total_len();
-    }
-    next
-}
-
-/// Whole batches read from one segment.
-#[derive(Debug, Clone)]
-pub struct FetchedChunk {
-    topic: Arc<str>,
-    partition: u32,
-    segment: PathBuf,
-    position: u64,
-    data: Bytes,
-    /// The offset after the last batch in the chunk (the next one to fetch).
-    pub next_offset: u64,
-    /// The partition's high watermark when read.
-    pub high_watermark: u64,
-    /// The partition's first offset when read.
-    pub log_start_offset: u64,
-}
-
-impl FetchedChunk {
-    /// Whether no batch was read (the reader is at the end).
-    pub fn is_empty(&self) -> bool {
-        self.data.is_empty()
-    }
-
-    /// Raw bytes of the chunk (whole batches).
-    pub fn bytes(&self) -> &Bytes {
-        &self.data
-    }
-
-    /// Checks each batch's CRC and decodes its records with offsets `>= from_offset`.
-    ///
-    /// # Errors
-    /// [`Error::CorruptBatch`] with the segment and byte position of the first bad batch.
-    pub fn records(&self, from_offset: u64, out: &mut Vec<ConsumerRecord>) -> Result<()> {
-        out.reserve(self.record_count());
-        let mut pos = 0;
-        while pos < self.data.len() {
-            let rest = self.data.slice(pos..);
-            let header = batch::validate(&rest).map_err(|e| self.corrupt(pos, format!("{e:?}")))?;
-            if header.next_offset() > from_offset {
-                let timestamp_type = header.timestamp_type();
-                batch::for_each_record(&rest, &header, |r| {
-                    if r.offset >= from_offset {
-                        out.push(r.into_consumer_record(
-                            &self.topic,
-                            self.partition,
-                            timestamp_type,
-                        ));
-                    }
-                })
-                .map_err(|reason| self.corrupt(pos, reason))?;
-            }
-            pos += header.total_len();
-        }
-        Ok(())
-    }
-
-    /// Records in the chunk by the batch headers (bounded by what the bytes could hold).
-    fn record_count(&self) -> usize {
-        let (mut pos, mut count) = (0, 0usize);
-        while let Some(header) = BatchHeader::parse(&self.data[pos..]) {
-            if header.check_shape().is_err() || pos + header.total_len() > self.data.len() {
-                break;
-            }
-            count += header.record_count as usize;
-            pos += header.total_len();
-        }
-        count.min(self.data.len() / 7)
-    }
-
-    fn corrupt(&self, pos: usize, reason: String) -> Error {
-        Error::CorruptBatch {
-            topic: self.topic.to_string(),
-            partition: self.partition,
-            segment: self.segment.clone(),
-            position: self.position + pos as u64,
-            reason,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
+    use std::path::Path;
     use std::sync::atomic::AtomicI64;
 
     use super::*;

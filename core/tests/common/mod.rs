@@ -49,6 +49,17 @@ pub async fn append(
         .base_offset
 }
 
+/// The log of one partition.
+pub fn log_of(broker: &Broker, topic: &str, partition: u32) -> std::sync::Arc<Log> {
+    broker
+        .topic(topic)
+        .expect("topic")
+        .partition(partition)
+        .expect("partition")
+        .log()
+        .clone()
+}
+
 /// Reads every visible record of a log from `from`.
 pub fn read_all(log: &Log, from: u64) -> logbrook_core::Result<Vec<ConsumerRecord>> {
     let mut out = Vec::new();

@@ -1,0 +1,242 @@
+//! Reading a partition: whole batches up to the high watermark, and seeks by timestamp.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::Log;
+use crate::batch::{self, BatchHeader};
+use crate::error::{Error, Result};
+use crate::record::ConsumerRecord;
+use crate::storage::StorageFile;
+
+impl Log {
+    /// Reads whole batches holding `offset` and after, about `max_bytes` of them (at least one
+    /// batch, however large), up to the high watermark.
+    ///
+    /// # Errors
+    /// [`Error::OffsetOutOfRange`] below the log start; I/O errors.
+    pub fn read(&self, offset: u64, max_bytes: usize) -> Result<FetchedChunk> {
+        let max_bytes = max_bytes.max(crate::batch::HEADER_LEN);
+        let state = self.lock();
+        let end = state.high_watermark;
+        let log_start = state.segments.values().next().map_or(0, |s| s.base_offset);
+        let empty = |offset| FetchedChunk {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            segment: PathBuf::new(),
+            position: 0,
+            data: Bytes::new(),
+            next_offset: offset,
+            high_watermark: end.offset,
+            log_start_offset: log_start,
+        };
+        if offset < log_start {
+            return Err(Error::OffsetOutOfRange {
+                topic: self.topic.to_string(),
+                partition: self.partition,
+                offset,
+                log_start_offset: log_start,
+                log_end_offset: end.offset,
+            });
+        }
+        if offset >= end.offset {
+            return Ok(empty(offset));
+        }
+        let first = state
+            .segments
+            .range(..=offset)
+            .next_back()
+            .map_or(log_start, |(b, _)| *b);
+        let mut found = None;
+        for segment in state.segments.range(first..).map(|(_, s)| s) {
+            if segment.base_offset > end.segment_base {
+                break;
+            }
+            let limit = if segment.base_offset == end.segment_base {
+                end.position
+            } else {
+                segment.size
+            };
+            let position = segment
+                .find_position(offset, limit)
+                .map_err(Error::io(&segment.path))?;
+            if let Some(position) = position {
+                found = Some((segment.file.clone(), segment.path.clone(), position, limit));
+                break;
+            }
+        }
+        drop(state);
+        let Some((file, path, position, limit)) = found else {
+            return Ok(empty(end.offset));
+        };
+        let mut data = read_at(&*file, &path, position, max_bytes, limit)?;
+        let whole = whole_batches_len(&data);
+        if whole == 0 {
+            // The first batch is larger than max_bytes: return it whole.
+            if let Some(header) = BatchHeader::parse(&data) {
+                data = read_at(&*file, &path, position, header.total_len(), limit)?;
+            }
+        } else {
+            data.truncate(whole);
+        }
+        let next_offset = last_batch_next_offset(&data).unwrap_or(offset);
+        Ok(FetchedChunk {
+            topic: self.topic.clone(),
+            partition: self.partition,
+            segment: path,
+            position,
+            data: Bytes::from(data),
+            next_offset,
+            high_watermark: end.offset,
+            log_start_offset: log_start,
+        })
+    }
+
+    /// The first offset whose timestamp is `>= timestamp`, or `None` if every visible record is
+    /// older.
+    pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
+        let state = self.lock();
+        let end = state.high_watermark;
+        for segment in state.segments.values() {
+            if segment.base_offset > end.segment_base {
+                break;
+            }
+            let limit = if segment.base_offset == end.segment_base {
+                end.position
+            } else {
+                segment.size
+            };
+            if let Some(offset) = segment
+                .find_offset_by_time(timestamp, limit)
+                .map_err(Error::io(&segment.path))?
+            {
+                return Ok(Some(offset));
+            }
+        }
+        Ok(None)
+    }
+}
+
+fn read_at(
+    file: &dyn StorageFile,
+    path: &Path,
+    position: u64,
+    max_bytes: usize,
+    limit: u64,
+) -> Result<Vec<u8>> {
+    let len = limit.saturating_sub(position).min(max_bytes as u64) as usize;
+    let mut buf = vec![0u8; len];
+    file.read_exact_at(&mut buf, position)
+        .map_err(Error::io(path))?;
+    Ok(buf)
+}
+
+/// Length of the prefix of `data` made of whole batches (by their declared lengths). A batch
+/// whose header is malformed ends the prefix after it is included, so the reader reports it.
+fn whole_batches_len(data: &[u8]) -> usize {
+    let mut pos = 0;
+    while let Some(header) = BatchHeader::parse(&data[pos..]) {
+        if header.check_shape().is_err() {
+            return data.len();
+        }
+        if pos + header.total_len() > data.len() {
+            break;
+        }
+        pos += header.total_len();
+    }
+    pos
+}
+
+fn last_batch_next_offset(data: &[u8]) -> Option<u64> {
+    let mut pos = 0;
+    let mut next = None;
+    while let Some(header) = BatchHeader::parse(&data[pos..]) {
+        if header.check_shape().is_err() || pos + header.total_len() > data.len() {
+            break;
+        }
+        next = Some(header.next_offset());
+        pos += header.total_len();
+    }
+    next
+}
+
+/// Whole batches read from one segment.
+#[derive(Debug, Clone)]
+pub struct FetchedChunk {
+    topic: Arc<str>,
+    partition: u32,
+    segment: PathBuf,
+    position: u64,
+    data: Bytes,
+    /// The offset after the last batch in the chunk (the next one to fetch).
+    pub next_offset: u64,
+    /// The partition's high watermark when read.
+    pub high_watermark: u64,
+    /// The partition's first offset when read.
+    pub log_start_offset: u64,
+}
+
+impl FetchedChunk {
+    /// Whether no batch was read (the reader is at the end).
+    pub fn is_empty(&self) -> bool {
+        self.data.is_empty()
+    }
+
+    /// Raw bytes of the chunk (whole batches).
+    pub fn bytes(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Checks each batch's CRC and decodes its records with offsets `>= from_offset`.
+    ///
+    /// # Errors
+    /// [`Error::CorruptBatch`] with the segment and byte position of the first bad batch.
+    pub fn records(&self, from_offset: u64, out: &mut Vec<ConsumerRecord>) -> Result<()> {
+        out.reserve(self.record_count());
+        let mut pos = 0;
+        while pos < self.data.len() {
+            let rest = self.data.slice(pos..);
+            let header = batch::validate(&rest).map_err(|e| self.corrupt(pos, format!("{e:?}")))?;
+            if header.next_offset() > from_offset {
+                let timestamp_type = header.timestamp_type();
+                batch::for_each_record(&rest, &header, |r| {
+                    if r.offset >= from_offset {
+                        out.push(r.into_consumer_record(
+                            &self.topic,
+                            self.partition,
+                            timestamp_type,
+                        ));
+                    }
+                })
+                .map_err(|reason| self.corrupt(pos, reason))?;
+            }
+            pos += header.total_len();
+        }
+        Ok(())
+    }
+
+    /// Records in the chunk by the batch headers (bounded by what the bytes could hold).
+    fn record_count(&self) -> usize {
+        let (mut pos, mut count) = (0, 0usize);
+        while let Some(header) = BatchHeader::parse(&self.data[pos..]) {
+            if header.check_shape().is_err() || pos + header.total_len() > self.data.len() {
+                break;
+            }
+            count += header.record_count as usize;
+            pos += header.total_len();
+        }
+        count.min(self.data.len() / 7)
+    }
+
+    fn corrupt(&self, pos: usize, reason: String) -> Error {
+        Error::CorruptBatch {
+            topic: self.topic.to_string(),
+            partition: self.partition,
+            segment: self.segment.clone(),
+            position: self.position + pos as u64,
+            reason,
+        }
+    }
+}
