@@ -90,6 +90,7 @@ fn acknowledged_records_survive_repeated_kill_9() {
             .unwrap();
         let stdout = child.stdout.take().unwrap();
         let sink = acked.clone();
+        let (first_ack_tx, first_ack) = std::sync::mpsc::channel::<()>();
         let reader = std::thread::spawn(move || {
             let mut lines = 0;
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -101,14 +102,23 @@ fn acknowledged_records_survive_repeated_kill_9() {
                 };
                 sink.lock().unwrap().insert(offset, value.to_string());
                 lines += 1;
+                if lines == 1 {
+                    let _ = first_ack_tx.send(());
+                }
             }
             lines
         });
-        // Let it run long enough to ack some records, then kill at a varying moment.
-        std::thread::sleep(Duration::from_millis(300 + 97 * (run % 5)));
+        // Wait until the child is appending (a loaded machine may take a while to start it),
+        // then kill it at a varying moment.
+        let started = first_ack.recv_timeout(Duration::from_secs(60));
+        std::thread::sleep(Duration::from_millis(50 + 97 * (run % 5)));
         child.kill().unwrap(); // SIGKILL
         child.wait().unwrap();
         let lines = reader.join().unwrap();
+        assert!(
+            started.is_ok(),
+            "run {run}: the child acknowledged nothing within 60 s"
+        );
         assert!(lines > 0, "run {run}: the child acknowledged nothing");
     }
     let acked = acked.lock().unwrap().clone();
