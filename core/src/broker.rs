@@ -86,6 +86,9 @@ impl Broker {
     /// # Errors
     /// [`Error::Locked`] if another process writes it; recovery errors such as
     /// [`Error::CorruptBatch`]; I/O errors.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: an abandoned open finishes loading in the background and releases the lock.
     pub async fn open(data_dir: impl Into<PathBuf>) -> Result<Self> {
         Self::open_with(BrokerConfig::new(data_dir)).await
     }
@@ -93,6 +96,9 @@ impl Broker {
     /// Opens a data directory. Must run inside a tokio runtime: background tasks are spawned.
     ///
     /// # Errors
+    /// As [`Broker::open`].
+    ///
+    /// # Cancel safety
     /// As [`Broker::open`].
     pub async fn open_with(config: BrokerConfig) -> Result<Self> {
         let loaded = tokio::task::spawn_blocking(move || load(config))
@@ -169,6 +175,9 @@ impl Broker {
     ///
     /// # Errors
     /// [`Error::UnknownTopic`], [`Error::ReadOnly`], I/O errors.
+    ///
+    /// # Cancel safety
+    /// Once started, the deletion completes in the background even if the future is dropped.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.writable("delete topic")?;
         if name == OFFSETS_TOPIC {
@@ -262,6 +271,9 @@ impl Broker {
     ///
     /// # Errors
     /// The first error of any partition.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: a pass runs to its end in the background; each step is crash-safe anyway.
     pub async fn run_cleaner(&self) -> Result<()> {
         let topics: Vec<Arc<Topic>> = self.inner.topics.iter().map(|t| t.clone()).collect();
         tokio::task::spawn_blocking(move || -> Result<()> {
@@ -289,6 +301,10 @@ impl Broker {
     ///
     /// # Errors
     /// The first flush error.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: a dropped close may leave partitions open until the broker is dropped
+    /// (which closes them too).
     pub async fn close(&self) -> Result<()> {
         self.inner.cancel.cancel();
         self.inner.tasks.close();

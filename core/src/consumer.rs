@@ -438,6 +438,9 @@ impl Consumer {
     ///
     /// # Errors
     /// [`Error::Consumer`] without a group id; append errors.
+    ///
+    /// # Cancel safety
+    /// If dropped, the commit may or may not have been written.
     pub async fn commit(&mut self) -> Result<()> {
         let group = self
             .config

@@ -391,6 +391,9 @@ impl Broker {
     ///
     /// # Errors
     /// [`Error::UnknownTopic`], [`Error::GroupNotEmpty`] while members run in this process.
+    ///
+    /// # Cancel safety
+    /// If dropped, the reset may or may not have been written (all partitions or none).
     pub async fn reset_group_offsets(
         &self,
         group: &str,

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
@@ -49,6 +50,9 @@ pub struct Topic {
     config: TopicConfig,
     dir: PathBuf,
     partitions: Vec<Arc<Partition>>,
+    /// Set when the topic is closed (deleted, or the broker closed): handles holding it look
+    /// the topic up again.
+    closed: AtomicBool,
 }
 
 /// A topic's configuration and per-partition counters.
@@ -91,6 +95,7 @@ impl Topic {
             config,
             dir,
             partitions,
+            closed: AtomicBool::new(false),
         })
     }
 
@@ -142,7 +147,13 @@ impl Topic {
         }
     }
 
+    /// Whether the topic was closed (deleted, or its broker closed).
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn close(&self) -> Result<()> {
+        self.closed.store(true, Ordering::Relaxed);
         let mut first_error = None;
         for p in &self.partitions {
             if let Err(e) = p.close() {

@@ -409,3 +409,39 @@ async fn a_fetch_size_smaller_than_a_batch_still_returns_whole_records() {
     drop(consumer);
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_producer_keeps_working_after_its_topic_is_deleted_and_recreated() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    producer
+        .send(ProducerRecord::new("t", "old"))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    broker.delete_topic("t").await.unwrap();
+    assert!(matches!(
+        producer.send(ProducerRecord::new("t", "nowhere")).await,
+        Err(logbrook_core::Error::UnknownTopic(_))
+    ));
+    broker
+        .create_topic(
+            "t",
+            TopicConfig {
+                partitions: 2,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    let meta = producer
+        .send(ProducerRecord::new("t", "new").with_partition(1))
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!((meta.partition, meta.offset), (1, 0));
+    broker.close().await.unwrap();
+}

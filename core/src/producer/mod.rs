@@ -259,6 +259,20 @@ impl Producer {
             },
         };
         state.last = index;
+        if state.slots[index].topic.is_closed() {
+            // Deleted (and maybe recreated) since this producer first wrote to it.
+            let fresh = inner.broker.topic(&record.topic)?;
+            let slot = &mut state.slots[index];
+            for p in 0..slot.partitions.len() as u32 {
+                inner.dispatch(slot, p); // fails their futures with `Closed`
+            }
+            slot.partitions = (0..fresh.partition_count())
+                .map(|_| PartitionSlot::default())
+                .collect();
+            slot.log_append_time = fresh.config().timestamp_type == TimestampType::LogAppendTime;
+            slot.compacted = fresh.config().cleanup_policy == CleanupPolicy::Compact;
+            slot.topic = fresh;
+        }
         let slot = &mut state.slots[index];
         if slot.compacted && record.key.is_none() {
             // Rejected here, not at append, so one keyless record does not fail its whole batch.
@@ -333,6 +347,9 @@ impl Producer {
     ///
     /// # Errors
     /// The first batch that failed since the previous `flush`, whichever record it held.
+    ///
+    /// # Cancel safety
+    /// Cancel safe: the batches are sent either way; only the waiting stops.
     pub async fn flush(&self) -> Result<()> {
         let waiting: Vec<Arc<BatchAck>> = {
             let mut state = self.inner.lock();
