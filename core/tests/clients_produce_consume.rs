@@ -21,6 +21,25 @@ fn earliest(group: Option<&str>) -> ConsumerConfig {
     }
 }
 
+/// A fresh data dir with topic `name` (flush always); keep the dir alive as long as the broker.
+async fn broker_with_topic(
+    name: &str,
+    partitions: u32,
+) -> (tempfile::TempDir, logbrook_core::Broker) {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker
+        .create_topic(
+            name,
+            TopicConfig {
+                partitions,
+                ..TopicConfig::default()
+            },
+        )
+        .unwrap();
+    (dir, broker)
+}
+
 async fn drain(consumer: &mut Consumer, expected: usize) -> Vec<logbrook_core::ConsumerRecord> {
     let mut out = Vec::new();
     while out.len() < expected {
@@ -37,17 +56,7 @@ async fn drain(consumer: &mut Consumer, expected: usize) -> Vec<logbrook_core::C
 
 #[tokio::test]
 async fn keyed_records_land_where_kafka_puts_them_and_keep_per_key_order() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker
-        .create_topic(
-            "t",
-            TopicConfig {
-                partitions: 4,
-                ..TopicConfig::default()
-            },
-        )
-        .unwrap();
+    let (_dir, broker) = broker_with_topic("t", 4).await;
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
     let mut deliveries = Vec::new();
     for i in 0..400 {
@@ -131,9 +140,7 @@ async fn keyless_records_spread_over_partitions_sticky_and_round_robin() {
 
 #[tokio::test]
 async fn linger_sends_a_partial_batch_without_flush() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, broker) = broker_with_topic("t", 1).await;
     let producer = Producer::new(
         broker.clone(),
         ProducerConfig {
@@ -155,9 +162,7 @@ async fn linger_sends_a_partial_batch_without_flush() {
 
 #[tokio::test]
 async fn a_waiting_consumer_wakes_when_data_arrives() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, broker) = broker_with_topic("t", 1).await;
     let mut consumer = Consumer::new(broker.clone(), ConsumerConfig::default());
     consumer.subscribe(&["t"]).unwrap();
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
@@ -192,9 +197,7 @@ async fn a_waiting_consumer_wakes_when_data_arrives() {
 
 #[tokio::test]
 async fn seeking_to_offsets_timestamps_and_ends() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, broker) = broker_with_topic("t", 1).await;
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
     for i in 0..100i64 {
         producer
@@ -229,17 +232,7 @@ async fn seeking_to_offsets_timestamps_and_ends() {
 
 #[tokio::test]
 async fn groups_commit_durably_read_independently_and_can_be_reset() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker
-        .create_topic(
-            "t",
-            TopicConfig {
-                partitions: 2,
-                ..TopicConfig::default()
-            },
-        )
-        .unwrap();
+    let (dir, broker) = broker_with_topic("t", 2).await;
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
     for i in 0..50 {
         producer
@@ -313,17 +306,7 @@ async fn groups_commit_durably_read_independently_and_can_be_reset() {
 
 #[tokio::test]
 async fn members_of_a_group_share_partitions_and_take_over_when_one_leaves() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker
-        .create_topic(
-            "t",
-            TopicConfig {
-                partitions: 4,
-                ..TopicConfig::default()
-            },
-        )
-        .unwrap();
+    let (_dir, broker) = broker_with_topic("t", 4).await;
     let mut first = Consumer::new(broker.clone(), earliest(Some("g")));
     first.subscribe(&["t"]).unwrap();
     assert_eq!(first.assignment().len(), 4);
@@ -353,9 +336,7 @@ async fn members_of_a_group_share_partitions_and_take_over_when_one_leaves() {
 #[tokio::test]
 async fn a_consumer_is_a_stream_of_records() {
     use futures::StreamExt;
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, broker) = broker_with_topic("t", 1).await;
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
     for i in 0..5 {
         producer
@@ -379,9 +360,7 @@ async fn a_consumer_is_a_stream_of_records() {
 
 #[tokio::test]
 async fn a_fetch_size_smaller_than_a_batch_still_returns_whole_records() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, broker) = broker_with_topic("t", 1).await;
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
     for i in 0..3 {
         producer
@@ -412,9 +391,7 @@ async fn a_fetch_size_smaller_than_a_batch_still_returns_whole_records() {
 
 #[tokio::test]
 async fn a_producer_keeps_working_after_its_topic_is_deleted_and_recreated() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = open(dir.path()).await;
-    broker.create_topic("t", TopicConfig::default()).unwrap();
+    let (_dir, broker) = broker_with_topic("t", 1).await;
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
     producer
         .send(ProducerRecord::new("t", "old"))

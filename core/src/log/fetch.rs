@@ -51,13 +51,8 @@ impl Log {
             .map_or(log_start, |(b, _)| *b);
         let mut found = None;
         for segment in state.segments.range(first..).map(|(_, s)| s) {
-            if segment.base_offset > end.segment_base {
+            let Some(limit) = end.limit_in(segment) else {
                 break;
-            }
-            let limit = if segment.base_offset == end.segment_base {
-                end.position
-            } else {
-                segment.size
             };
             let position = segment
                 .find_position(offset, limit)
@@ -100,13 +95,8 @@ impl Log {
         let state = self.lock();
         let end = state.high_watermark;
         for segment in state.segments.values() {
-            if segment.base_offset > end.segment_base {
+            let Some(limit) = end.limit_in(segment) else {
                 break;
-            }
-            let limit = if segment.base_offset == end.segment_base {
-                end.position
-            } else {
-                segment.size
             };
             if let Some(offset) = segment
                 .find_offset_by_time(timestamp, limit)

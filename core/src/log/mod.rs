@@ -96,6 +96,18 @@ struct LogState {
     failed: Option<String>,
 }
 
+impl VisibleEnd {
+    /// The byte position in `segment` that readers may not pass, or `None` if the whole segment
+    /// lies past the visible end.
+    fn limit_in(&self, segment: &LogSegment) -> Option<u64> {
+        match segment.base_offset.cmp(&self.segment_base) {
+            std::cmp::Ordering::Less => Some(segment.size),
+            std::cmp::Ordering::Equal => Some(self.position),
+            std::cmp::Ordering::Greater => None,
+        }
+    }
+}
+
 impl LogState {
     fn active(&self) -> &LogSegment {
         self.segments
