@@ -1,0 +1,230 @@
+//! [`TopologyTestDriver`]: runs a topology in memory, record by record, for tests of users'
+//! pipelines. Deterministic: no log, no threads, no sleeping; timestamps are whatever the test
+//! pipes in.
+
+use std::collections::{HashMap, VecDeque};
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use logbrook_core::{ConsumerRecord, TimestampType};
+
+use crate::error::{Error, Result};
+use crate::serde::Serde;
+use crate::topology::{OnError, OutputRecord, TaskInstance, Topology};
+
+/// Runs one task of a topology synchronously.
+pub struct TopologyTestDriver {
+    task: TaskInstance,
+    outputs: HashMap<String, VecDeque<OutputRecord>>,
+    next_offsets: HashMap<String, u64>,
+}
+
+impl std::fmt::Debug for TopologyTestDriver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TopologyTestDriver").finish_non_exhaustive()
+    }
+}
+
+/// Where a test pipes typed records in.
+pub struct TestInputTopic<K, V> {
+    topic: Arc<str>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+}
+
+/// Where a test reads typed records out.
+pub struct TestOutputTopic<K, V> {
+    topic: String,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+    _types: PhantomData<fn() -> (K, V)>,
+}
+
+/// A record read from a [`TestOutputTopic`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct TestRecord<K, V> {
+    /// Key.
+    pub key: K,
+    /// Value.
+    pub value: V,
+    /// Timestamp.
+    pub timestamp: i64,
+    /// Partition chosen by a custom partitioner, if any.
+    pub partition: Option<u32>,
+}
+
+impl TopologyTestDriver {
+    /// A driver for one task of `topology`; deserialization errors fail.
+    pub fn new(topology: &Topology) -> Self {
+        Self::with_error_policy(topology, OnError::Fail)
+    }
+
+    /// A driver with a deserialization error policy.
+    pub fn with_error_policy(topology: &Topology, on_error: OnError) -> Self {
+        Self {
+            task: topology.instantiate(on_error),
+            outputs: HashMap::new(),
+            next_offsets: HashMap::new(),
+        }
+    }
+
+    /// Declares the partition count of an output topic (for custom partitioners).
+    pub fn set_partition_count(&mut self, topic: &str, partitions: u32) {
+        self.task
+            .context
+            .partition_counts
+            .insert(topic.to_string(), partitions);
+    }
+
+    /// An input topic with these serdes.
+    pub fn input_topic<K: 'static, V: 'static>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> TestInputTopic<K, V> {
+        TestInputTopic {
+            topic: topic.into(),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+        }
+    }
+
+    /// An output topic with these serdes.
+    pub fn output_topic<K: 'static, V: 'static>(
+        &self,
+        topic: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> TestOutputTopic<K, V> {
+        TestOutputTopic {
+            topic: topic.to_string(),
+            key_serde: Arc::new(key_serde),
+            value_serde: Arc::new(value_serde),
+            _types: PhantomData,
+        }
+    }
+
+    /// Pipes one record in at `timestamp` and runs it through the topology.
+    ///
+    /// # Errors
+    /// Serialization of the input, or whatever the topology returns.
+    pub fn pipe<K: 'static, V: 'static>(
+        &mut self,
+        input: &TestInputTopic<K, V>,
+        key: K,
+        value: V,
+        timestamp: i64,
+    ) -> Result<()> {
+        let key = input
+            .key_serde
+            .serialize(&key)
+            .map_err(|reason| Error::Serialize {
+                topic: input.topic.to_string(),
+                part: "key",
+                reason,
+            })?;
+        let value = input
+            .value_serde
+            .serialize(&value)
+            .map_err(|reason| Error::Serialize {
+                topic: input.topic.to_string(),
+                part: "value",
+                reason,
+            })?;
+        self.pipe_raw(&input.topic, key, value, timestamp)
+    }
+
+    /// Pipes raw bytes in, e.g. to test records that do not deserialize.
+    ///
+    /// # Errors
+    /// Whatever the topology returns.
+    pub fn pipe_raw(
+        &mut self,
+        topic: &str,
+        key: Option<Bytes>,
+        value: Option<Bytes>,
+        timestamp: i64,
+    ) -> Result<()> {
+        let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
+        let record = ConsumerRecord {
+            topic: topic.into(),
+            partition: 0,
+            offset: *offset,
+            timestamp,
+            timestamp_type: TimestampType::CreateTime,
+            key,
+            value,
+            headers: Vec::new(),
+        };
+        *offset += 1;
+        let result = self.task.process(&record);
+        for output in self.task.take_outputs() {
+            self.outputs
+                .entry(output.topic.to_string())
+                .or_default()
+                .push_back(output);
+        }
+        result
+    }
+
+    /// Takes every record written to `output` so far.
+    ///
+    /// # Errors
+    /// A record that does not deserialize with the output topic's serdes.
+    pub fn read_all<K: 'static, V: 'static>(
+        &mut self,
+        output: &TestOutputTopic<K, V>,
+    ) -> Result<Vec<TestRecord<K, V>>> {
+        let records = self.outputs.remove(&output.topic).unwrap_or_default();
+        records
+            .into_iter()
+            .enumerate()
+            .map(|(i, r)| {
+                let bad = |part, reason| Error::Deserialize {
+                    topic: output.topic.clone(),
+                    partition: r.partition.unwrap_or(0),
+                    offset: i as u64,
+                    part,
+                    reason,
+                };
+                Ok(TestRecord {
+                    key: output
+                        .key_serde
+                        .deserialize(r.key.as_deref())
+                        .map_err(|e| bad("key", e))?,
+                    value: output
+                        .value_serde
+                        .deserialize(r.value.as_deref())
+                        .map_err(|e| bad("value", e))?,
+                    timestamp: r.timestamp,
+                    partition: r.partition,
+                })
+            })
+            .collect()
+    }
+
+    /// Raw records written to `topic` (e.g. a dead-letter topic), with their headers.
+    pub fn read_raw(
+        &mut self,
+        topic: &str,
+    ) -> Vec<(Option<Bytes>, Option<Bytes>, Vec<logbrook_core::Header>)> {
+        self.outputs
+            .remove(topic)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|r| (r.key, r.value, r.headers))
+            .collect()
+    }
+
+    /// Records skipped or dead-lettered for not deserializing.
+    pub fn skipped_records(&self) -> u64 {
+        self.task.skipped()
+    }
+
+    /// The task's stream time: the largest timestamp piped in.
+    pub fn stream_time(&self) -> i64 {
+        self.task.context.stream_time()
+    }
+}

@@ -1,0 +1,39 @@
+//! Kafka-Streams-style stream processing on Logbrook's log: a typed DSL, a runtime that runs one
+//! task per input partition, and a test driver for users' pipelines.
+//!
+//! ```
+//! use logbrook_streams::serde::{Json, Str};
+//! use logbrook_streams::{Produced, StreamsBuilder, TopologyTestDriver};
+//!
+//! let builder = StreamsBuilder::new();
+//! builder
+//!     .stream_with::<String, u32>("scores", Str, Json::new())
+//!     .filter(|_, score| *score >= 50)
+//!     .map_values(|score| score * 2)
+//!     .to_with("doubled", Produced::with(Str, Json::new()));
+//! let topology = builder.build().unwrap();
+//!
+//! let mut driver = TopologyTestDriver::new(&topology);
+//! let input = driver.input_topic::<String, u32>("scores", Str, Json::new());
+//! let output = driver.output_topic::<String, u32>("doubled", Str, Json::new());
+//! driver.pipe(&input, "ann".to_string(), 70, 1_000).unwrap();
+//! driver.pipe(&input, "bob".to_string(), 20, 2_000).unwrap();
+//! let out = driver.read_all(&output).unwrap();
+//! assert_eq!((out[0].key.as_str(), out[0].value), ("ann", 140));
+//! assert_eq!(out.len(), 1);
+//! ```
+
+mod driver;
+mod dsl;
+mod error;
+mod record;
+mod runtime;
+pub mod serde;
+mod topology;
+
+pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
+pub use dsl::{BranchedStream, KStream, Produced, StreamsBuilder};
+pub use error::{Error, Result};
+pub use record::Record;
+pub use runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig};
+pub use topology::{Data, OnError, TaskContext, Topology};
