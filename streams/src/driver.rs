@@ -11,7 +11,12 @@ use logbrook_core::{ConsumerRecord, TimestampType};
 
 use crate::error::{Error, Result};
 use crate::serde::Serde;
+use crate::state::KeyValueStore;
 use crate::topology::{OnError, OutputRecord, TaskInstance, Topology};
+
+/// The application id a [`TopologyTestDriver`] runs under; internal topics are named after it
+/// (e.g. `test-driver-counts-changelog`).
+pub const DRIVER_APPLICATION_ID: &str = "test-driver";
 
 /// Runs one task of a topology synchronously.
 pub struct TopologyTestDriver {
@@ -55,18 +60,27 @@ pub struct TestRecord<K, V> {
 }
 
 impl TopologyTestDriver {
-    /// A driver for one task of `topology`; deserialization errors fail.
-    pub fn new(topology: &Topology) -> Self {
+    /// A driver for one task of `topology` (application id [`DRIVER_APPLICATION_ID`], stores in
+    /// memory); deserialization errors fail.
+    ///
+    /// # Errors
+    /// If a store cannot be created.
+    pub fn new(topology: &Topology) -> Result<Self> {
         Self::with_error_policy(topology, OnError::Fail)
     }
 
     /// A driver with a deserialization error policy.
-    pub fn with_error_policy(topology: &Topology, on_error: OnError) -> Self {
-        Self {
-            task: topology.instantiate(on_error),
+    ///
+    /// # Errors
+    /// If a store cannot be created.
+    pub fn with_error_policy(topology: &Topology, on_error: OnError) -> Result<Self> {
+        let mut task = topology.instantiate(DRIVER_APPLICATION_ID, 0, on_error);
+        task.open_stores(KeyValueStore::in_memory)?;
+        Ok(Self {
+            task,
             outputs: HashMap::new(),
             next_offsets: HashMap::new(),
-        }
+        })
     }
 
     /// Declares the partition count of an output topic (for custom partitioners).
@@ -147,26 +161,75 @@ impl TopologyTestDriver {
         value: Option<Bytes>,
         timestamp: i64,
     ) -> Result<()> {
-        let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
-        let record = ConsumerRecord {
-            topic: topic.into(),
-            partition: 0,
-            offset: *offset,
-            timestamp,
-            timestamp_type: TimestampType::CreateTime,
-            key,
-            value,
-            headers: Vec::new(),
-        };
-        *offset += 1;
-        let result = self.task.process(&record);
-        for output in self.task.take_outputs() {
-            self.outputs
-                .entry(output.topic.to_string())
-                .or_default()
-                .push_back(output);
+        // Records written to a topic the topology itself reads (a repartition topic) go round
+        // again at once, as they would through the log.
+        let mut queue =
+            VecDeque::from([(Arc::<str>::from(topic), key, value, timestamp, Vec::new())]);
+        while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
+            let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
+            let record = ConsumerRecord {
+                topic,
+                partition: 0,
+                offset: *offset,
+                timestamp,
+                timestamp_type: TimestampType::CreateTime,
+                key,
+                value,
+                headers,
+            };
+            *offset += 1;
+            self.task.process(&record)?;
+            for output in self.task.take_outputs() {
+                if self.task.reads(&output.topic) {
+                    queue.push_back((
+                        output.topic,
+                        output.key,
+                        output.value,
+                        output.timestamp,
+                        output.headers,
+                    ));
+                } else {
+                    self.outputs
+                        .entry(output.topic.to_string())
+                        .or_default()
+                        .push_back(output);
+                }
+            }
         }
-        result
+        Ok(())
+    }
+
+    /// A state store of the task, e.g. to check an aggregate.
+    pub fn store(&self, name: &str) -> Option<&KeyValueStore> {
+        let index = self.task.store_names.iter().position(|n| n == name)?;
+        self.task.context.stores.get(index)
+    }
+
+    /// The typed value of `key` in store `name`.
+    ///
+    /// # Errors
+    /// [`Error::State`] for an unknown store or bytes that do not decode.
+    pub fn store_value<K: 'static, A: 'static>(
+        &self,
+        name: &str,
+        key: &K,
+        key_serde: &impl Serde<K>,
+        value_serde: &impl Serde<A>,
+    ) -> Result<Option<A>> {
+        let state_error = |reason: String| Error::State {
+            store: name.to_string(),
+            reason,
+        };
+        let store = self
+            .store(name)
+            .ok_or_else(|| state_error("no such store".into()))?;
+        let Some(key) = key_serde.serialize(key).map_err(state_error)? else {
+            return Ok(None);
+        };
+        store
+            .get(&key)?
+            .map(|bytes| value_serde.deserialize(Some(&bytes)).map_err(state_error))
+            .transpose()
     }
 
     /// Takes every record written to `output` so far.

@@ -32,6 +32,14 @@ pub enum Error {
         /// The serde's message.
         reason: String,
     },
+    /// A state store failed.
+    #[error("state store {store:?}: {reason}")]
+    State {
+        /// The store.
+        store: String,
+        /// What failed.
+        reason: String,
+    },
     /// The topology cannot run as built.
     #[error("invalid topology: {0}")]
     Topology(String),

@@ -13,7 +13,7 @@
 //!     .to_with("doubled", Produced::with(Str, Json::new()));
 //! let topology = builder.build().unwrap();
 //!
-//! let mut driver = TopologyTestDriver::new(&topology);
+//! let mut driver = TopologyTestDriver::new(&topology).unwrap();
 //! let input = driver.input_topic::<String, u32>("scores", Str, Json::new());
 //! let output = driver.output_topic::<String, u32>("doubled", Str, Json::new());
 //! driver.pipe(&input, "ann".to_string(), 70, 1_000).unwrap();
@@ -29,11 +29,15 @@ mod error;
 mod record;
 mod runtime;
 pub mod serde;
+mod state;
 mod topology;
 
-pub use driver::{TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver};
-pub use dsl::{BranchedStream, KStream, Produced, StreamsBuilder};
+pub use driver::{
+    DRIVER_APPLICATION_ID, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,
+};
+pub use dsl::{BranchedStream, Grouped, KGroupedStream, KStream, KTable, Produced, StreamsBuilder};
 pub use error::{Error, Result};
 pub use record::Record;
 pub use runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig};
+pub use state::KeyValueStore;
 pub use topology::{Data, OnError, TaskContext, Topology};

@@ -15,6 +15,7 @@ use logbrook_core::{ConsumerRecord, Header};
 
 use crate::error::{Error, Result};
 use crate::record::Record;
+use crate::state::KeyValueStore;
 
 /// Types that can flow through a topology.
 pub trait Data: Clone + Send + 'static {}
@@ -90,6 +91,43 @@ impl<K: Data, V: Data> Node<K, V> {
 #[derive(Default)]
 pub(crate) struct Instantiation {
     shared: HashMap<usize, Box<dyn Any + Send>>,
+    pub(crate) application_id: String,
+    /// Stores the operators asked for, by index.
+    stores: Vec<String>,
+}
+
+impl Instantiation {
+    /// Registers a store for the task being built; its index for `TaskContext::store_*`.
+    pub(crate) fn add_store(&mut self, name: &str) -> usize {
+        self.stores.push(name.to_string());
+        self.stores.len() - 1
+    }
+
+    pub(crate) fn resolve(&self, topic: &TopicName) -> Arc<str> {
+        topic.resolve(&self.application_id).into()
+    }
+}
+
+/// A topic of a topology: a user's, or an internal one named after the application id.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum TopicName {
+    User(String),
+    /// `{application_id}-{suffix}`, e.g. a repartition topic.
+    Internal(String),
+}
+
+impl TopicName {
+    pub(crate) fn resolve(&self, application_id: &str) -> String {
+        match self {
+            Self::User(topic) => topic.clone(),
+            Self::Internal(suffix) => format!("{application_id}-{suffix}"),
+        }
+    }
+}
+
+/// Name of a store's changelog topic.
+pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
+    format!("{application_id}-{store}-changelog")
 }
 
 /// Decodes a consumer record of one source topic and feeds it to the graph.
@@ -98,8 +136,9 @@ pub(crate) type SourceFactory = Arc<dyn Fn(&mut Instantiation) -> SourceEmit + S
 
 /// A built topology: what to read, what to write, and how to instantiate a task.
 pub struct Topology {
-    pub(crate) sources: BTreeMap<String, SourceFactory>,
-    pub(crate) sinks: BTreeSet<String>,
+    pub(crate) sources: BTreeMap<TopicName, SourceFactory>,
+    pub(crate) sinks: BTreeSet<TopicName>,
+    pub(crate) stores: BTreeSet<String>,
 }
 
 impl std::fmt::Debug for Topology {
@@ -112,28 +151,94 @@ impl std::fmt::Debug for Topology {
 }
 
 impl Topology {
-    /// Topics the topology reads.
+    /// The user topics the topology reads (internal repartition topics not included).
     pub fn source_topics(&self) -> Vec<&str> {
-        self.sources.keys().map(String::as_str).collect()
+        self.sources
+            .keys()
+            .filter_map(|t| {
+                if let TopicName::User(t) = t {
+                    Some(t.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
-    /// Topics the topology writes.
+    /// The user topics the topology writes.
     pub fn sink_topics(&self) -> Vec<&str> {
-        self.sinks.iter().map(String::as_str).collect()
+        self.sinks
+            .iter()
+            .filter_map(|t| {
+                if let TopicName::User(t) = t {
+                    Some(t.as_str())
+                } else {
+                    None
+                }
+            })
+            .collect()
     }
 
-    /// A fresh instance of every operator, for one task.
-    pub(crate) fn instantiate(&self, on_error: OnError) -> TaskInstance {
-        let mut inst = Instantiation::default();
+    /// Names of the state stores.
+    pub fn store_names(&self) -> Vec<&str> {
+        self.stores.iter().map(String::as_str).collect()
+    }
+
+    /// Every topic a task reads, internal ones resolved for `application_id`.
+    pub(crate) fn all_sources(&self, application_id: &str) -> Vec<String> {
+        self.sources
+            .keys()
+            .map(|t| t.resolve(application_id))
+            .collect()
+    }
+
+    /// Internal topics as (name, compacted): repartition topics and store changelogs.
+    pub(crate) fn internal_topics(&self, application_id: &str) -> Vec<(String, bool)> {
+        let mut topics: BTreeSet<(String, bool)> = self
+            .sources
+            .keys()
+            .chain(&self.sinks)
+            .filter(|t| matches!(t, TopicName::Internal(_)))
+            .map(|t| (t.resolve(application_id), false))
+            .collect();
+        topics.extend(
+            self.stores
+                .iter()
+                .map(|s| (changelog_topic(application_id, s), true)),
+        );
+        topics.into_iter().collect()
+    }
+
+    /// A fresh instance of every operator, for one task (partition) of `application_id`. Its
+    /// stores are still to be opened with `TaskInstance::open_stores`.
+    pub(crate) fn instantiate(
+        &self,
+        application_id: &str,
+        partition: u32,
+        on_error: OnError,
+    ) -> TaskInstance {
+        let mut inst = Instantiation {
+            application_id: application_id.to_string(),
+            ..Instantiation::default()
+        };
         let sources = self
             .sources
             .iter()
-            .map(|(topic, factory)| (topic.clone(), factory(&mut inst)))
+            .map(|(topic, factory)| (topic.resolve(application_id), factory(&mut inst)))
+            .collect();
+        let changelogs = inst
+            .stores
+            .iter()
+            .map(|s| changelog_topic(application_id, s).into())
             .collect();
         TaskInstance {
             sources,
+            store_names: inst.stores,
             context: TaskContext {
                 on_error,
+                application_id: application_id.into(),
+                partition,
+                changelogs,
                 ..TaskContext::default()
             },
         }
@@ -171,6 +276,12 @@ pub struct TaskContext {
     pub(crate) on_error: OnError,
     pub(crate) skipped: u64,
     pub(crate) partition_counts: HashMap<String, u32>,
+    pub(crate) application_id: Arc<str>,
+    /// The task's partition: it reads this partition of every source and writes it of every
+    /// changelog.
+    pub(crate) partition: u32,
+    pub(crate) stores: Vec<KeyValueStore>,
+    pub(crate) changelogs: Vec<Arc<str>>,
 }
 
 impl TaskContext {
@@ -183,11 +294,53 @@ impl TaskContext {
     pub fn partition_count(&self, topic: &str) -> Option<u32> {
         self.partition_counts.get(topic).copied()
     }
+
+    /// The task's partition.
+    pub fn partition(&self) -> u32 {
+        self.partition
+    }
+
+    /// The application id the task runs under.
+    pub fn application_id(&self) -> &str {
+        &self.application_id
+    }
+
+    pub(crate) fn store_get(&self, store: usize, key: &[u8]) -> Result<Option<Bytes>> {
+        self.stores
+            .get(store)
+            .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
+            .get(key)
+    }
+
+    /// Writes to a store and records the write in its changelog.
+    pub(crate) fn store_put(
+        &mut self,
+        store: usize,
+        key: Bytes,
+        value: Option<Bytes>,
+        timestamp: i64,
+    ) -> Result<()> {
+        let target = self
+            .stores
+            .get_mut(store)
+            .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?;
+        target.put(key.clone(), value.clone());
+        self.outputs.push(OutputRecord {
+            topic: self.changelogs[store].clone(),
+            partition: Some(self.partition),
+            key: Some(key),
+            value,
+            timestamp,
+            headers: Vec::new(),
+        });
+        Ok(())
+    }
 }
 
 /// One task's running topology.
 pub(crate) struct TaskInstance {
     sources: HashMap<String, SourceEmit>,
+    pub(crate) store_names: Vec<String>,
     pub(crate) context: TaskContext,
 }
 
@@ -200,6 +353,24 @@ impl TaskInstance {
             .get_mut(&*record.topic)
             .ok_or_else(|| Error::Topology(format!("no source reads topic {:?}", record.topic)))?;
         source(&mut self.context, record)
+    }
+
+    /// Opens the task's stores, in the order the operators registered them.
+    pub(crate) fn open_stores(
+        &mut self,
+        mut open: impl FnMut(&str) -> Result<KeyValueStore>,
+    ) -> Result<()> {
+        self.context.stores = self
+            .store_names
+            .iter()
+            .map(|name| open(name))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+
+    /// Whether the task reads `topic` (resolved name).
+    pub(crate) fn reads(&self, topic: &str) -> bool {
+        self.sources.contains_key(topic)
     }
 
     pub(crate) fn take_outputs(&mut self) -> Vec<OutputRecord> {

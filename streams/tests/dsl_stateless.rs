@@ -36,7 +36,7 @@ fn filter_map_and_select_key_transform_records_and_keep_timestamps() {
         .to_with("joined", strings());
     let topology = builder.build().unwrap();
 
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).unwrap();
     let topic = driver.input_topic("in", Str, Str);
     driver
         .pipe(&topic, "a".to_string(), "hello".to_string(), 100)
@@ -93,7 +93,7 @@ fn flat_map_and_flat_map_values_emit_zero_or_more_records() {
         })
         .to_with("digits", strings());
     let topology = builder.build().unwrap();
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).unwrap();
     let input = driver.input_topic("lines", Str, Str);
     driver
         .pipe(&input, None, "to be or".to_string(), 1)
@@ -141,7 +141,7 @@ fn split_sends_each_record_to_the_first_matching_named_branch() {
         stream.to_with(&name, Produced::with(Str, Json::new()));
     }
     let topology = builder.build().unwrap();
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).unwrap();
     let input = driver.input_topic("numbers", Str, Json::<u32>::new());
     for (i, v) in [200u32, 4, 7, 102, 8].into_iter().enumerate() {
         driver.pipe(&input, format!("k{i}"), v, i as i64).unwrap();
@@ -178,7 +178,7 @@ fn merge_interleaves_two_streams_through_one_downstream_instance() {
         .to_with("merged", strings());
     let topology = builder.build().unwrap();
     assert_eq!(topology.source_topics(), vec!["left", "right"]);
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).unwrap();
     let (l, r) = (
         driver.input_topic::<String, String>("left", Str, Str),
         driver.input_topic::<String, String>("right", Str, Str),
@@ -211,7 +211,7 @@ fn a_custom_partitioner_chooses_the_output_partition() {
             Produced::with(Str, Json::new()).partitioner(|_, v, partitions| v % partitions),
         );
     let topology = builder.build().unwrap();
-    let mut driver = TopologyTestDriver::new(&topology);
+    let mut driver = TopologyTestDriver::new(&topology).unwrap();
     driver.set_partition_count("out", 4);
     let input = driver.input_topic::<String, u32>("in", Str, Json::<u32>::new());
     for v in [5u32, 6, 11] {
@@ -237,7 +237,7 @@ fn bad_records_fail_or_are_skipped_or_dead_lettered_as_configured() {
         builder.build().unwrap()
     };
     let topology = build();
-    let mut failing = TopologyTestDriver::new(&topology);
+    let mut failing = TopologyTestDriver::new(&topology).unwrap();
     let err = failing
         .pipe_raw(
             "in",
@@ -251,7 +251,8 @@ fn bad_records_fail_or_are_skipped_or_dead_lettered_as_configured() {
         "{err}"
     );
 
-    let mut skipping = TopologyTestDriver::with_error_policy(&topology, OnError::LogAndSkip);
+    let mut skipping =
+        TopologyTestDriver::with_error_policy(&topology, OnError::LogAndSkip).unwrap();
     skipping
         .pipe_raw(
             "in",
@@ -273,7 +274,8 @@ fn bad_records_fail_or_are_skipped_or_dead_lettered_as_configured() {
     assert_eq!(skipping.skipped_records(), 1);
 
     let mut dead =
-        TopologyTestDriver::with_error_policy(&topology, OnError::DeadLetter("in-dlq".into()));
+        TopologyTestDriver::with_error_policy(&topology, OnError::DeadLetter("in-dlq".into()))
+            .unwrap();
     dead.pipe_raw(
         "in",
         Some(Bytes::from_static(b"k")),

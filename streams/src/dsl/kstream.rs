@@ -10,14 +10,16 @@ use super::BuilderState;
 use crate::error::Error;
 use crate::record::Record;
 use crate::serde::{Json, Serde};
-use crate::topology::{Data, Emit, Node, OutputRecord, lock};
+use crate::topology::{Data, Emit, Node, OutputRecord, TopicName, lock};
 
 /// A stream of `(K, V)` records. Operators return new streams; nothing runs until the built
 /// topology is run by [`StreamsApp`](crate::StreamsApp) or a
 /// [`TopologyTestDriver`](crate::TopologyTestDriver).
 pub struct KStream<K, V> {
-    node: Arc<Node<K, V>>,
-    builder: Arc<BuilderState>,
+    pub(crate) node: Arc<Node<K, V>>,
+    pub(crate) builder: Arc<BuilderState>,
+    /// Set once an operator may have changed the key: grouping must then repartition.
+    pub(crate) key_changed: bool,
 }
 
 impl<K, V> Clone for KStream<K, V> {
@@ -25,6 +27,7 @@ impl<K, V> Clone for KStream<K, V> {
         Self {
             node: self.node.clone(),
             builder: self.builder.clone(),
+            key_changed: self.key_changed,
         }
     }
 }
@@ -37,7 +40,17 @@ impl<K, V> std::fmt::Debug for KStream<K, V> {
 
 impl<K: Data, V: Data> KStream<K, V> {
     pub(crate) fn new(node: Arc<Node<K, V>>, builder: Arc<BuilderState>) -> Self {
-        Self { node, builder }
+        Self {
+            node,
+            builder,
+            key_changed: false,
+        }
+    }
+
+    /// Marks the stream as possibly re-keyed.
+    fn rekeyed(mut self) -> Self {
+        self.key_changed = true;
+        self
     }
 
     /// Adds an operator: `make` builds, per task, a function of the record and the downstream.
@@ -60,7 +73,11 @@ impl<K: Data, V: Data> KStream<K, V> {
             let mut operator = make();
             Box::new(move |ctx, record| operator(record, &mut |out| downstream(ctx, out)))
         });
-        KStream::new(child, self.builder.clone())
+        KStream {
+            node: child,
+            builder: self.builder.clone(),
+            key_changed: self.key_changed,
+        }
     }
 
     /// Keeps the records for which `predicate` holds.
@@ -114,6 +131,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 })
             })
         })
+        .rekeyed()
     }
 
     /// Replaces each record's value, keeping its key.
@@ -195,6 +213,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 Ok(())
             })
         })
+        .rekeyed()
     }
 
     /// Turns each value into zero or more values under the same key.
@@ -246,6 +265,7 @@ impl<K: Data, V: Data> KStream<K, V> {
                 })
             })
         })
+        .rekeyed()
     }
 
     /// Calls `f` on each record and passes it on unchanged.
@@ -270,7 +290,11 @@ impl<K: Data, V: Data> KStream<K, V> {
                 Box::new(move |ctx, record| (lock(&instance))(ctx, record))
             });
         }
-        KStream::new(merged, self.builder.clone())
+        KStream {
+            node: merged,
+            builder: self.builder.clone(),
+            key_changed: self.key_changed || other.key_changed,
+        }
     }
 
     /// Starts named branches: each record goes to the first branch whose predicate holds.
@@ -298,10 +322,14 @@ impl<K: Data, V: Data> KStream<K, V> {
 
     /// Writes the stream to `topic` with the given serdes and partitioner.
     pub fn to_with(&self, topic: &str, produced: Produced<K, V>) {
-        self.builder.add_sink(topic);
-        let topic: Arc<str> = topic.into();
-        self.node.add_child(move |_| {
-            let (topic, produced) = (topic.clone(), produced.clone());
+        self.sink(TopicName::User(topic.to_string()), produced);
+    }
+
+    /// Writes to a user or internal topic.
+    pub(crate) fn sink(&self, topic: TopicName, produced: Produced<K, V>) {
+        self.builder.add_sink(topic.clone());
+        self.node.add_child(move |inst| {
+            let (topic, produced) = (inst.resolve(&topic), produced.clone());
             let emit: Emit<K, V> = Box::new(move |ctx, r| {
                 let serialize_error = |part, reason| Error::Serialize {
                     topic: topic.to_string(),
@@ -346,9 +374,9 @@ type Partitioner<K, V> = Arc<dyn Fn(&K, &V, u32) -> u32 + Send + Sync>;
 
 /// How a stream is written to a topic: serdes and partitioner.
 pub struct Produced<K, V> {
-    key_serde: Arc<dyn Serde<K>>,
-    value_serde: Arc<dyn Serde<V>>,
-    partitioner: Option<Partitioner<K, V>>,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+    pub(crate) partitioner: Option<Partitioner<K, V>>,
 }
 
 impl<K, V> Clone for Produced<K, V> {
@@ -415,16 +443,31 @@ impl<K: Data, V: Data> BranchedStream<K, V> {
 
     fn finish(self, default: Option<String>) -> HashMap<String, KStream<K, V>> {
         let builder = self.parent.builder.clone();
+        let key_changed = self.parent.key_changed;
         let mut routes: Vec<NodeRoute<K, V>> = Vec::new();
         let mut streams = HashMap::new();
         for (name, predicate) in self.branches {
             let node = Node::new(builder.next_id());
-            streams.insert(name, KStream::new(node.clone(), builder.clone()));
+            streams.insert(
+                name,
+                KStream {
+                    node: node.clone(),
+                    builder: builder.clone(),
+                    key_changed,
+                },
+            );
             routes.push((Some(predicate), node));
         }
         if let Some(name) = default {
             let node = Node::new(builder.next_id());
-            streams.insert(name, KStream::new(node.clone(), builder.clone()));
+            streams.insert(
+                name,
+                KStream {
+                    node: node.clone(),
+                    builder: builder.clone(),
+                    key_changed,
+                },
+            );
             routes.push((None, node));
         }
         self.parent.node.add_child(move |inst| {

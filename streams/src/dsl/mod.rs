@@ -1,6 +1,8 @@
-//! The DSL: [`StreamsBuilder`] starts from topics and yields typed [`KStream`]s.
+//! The DSL: [`StreamsBuilder`] starts from topics and yields typed [`KStream`]s and [`KTable`]s.
 
+mod grouped;
 mod kstream;
+mod ktable;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -10,20 +12,24 @@ use logbrook_core::{ConsumerRecord, Header};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
+pub use grouped::{Grouped, KGroupedStream};
 pub use kstream::{BranchedStream, KStream, Produced};
+pub use ktable::KTable;
 
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::topology::{
-    Data, Node, OnError, OutputRecord, SourceEmit, SourceFactory, TaskContext, Topology, lock,
+    Data, Node, OnError, OutputRecord, SourceEmit, SourceFactory, TaskContext, TopicName, Topology,
+    lock,
 };
 
 #[derive(Default)]
 pub(crate) struct BuilderState {
     next_id: AtomicUsize,
-    sources: Mutex<BTreeMap<String, SourceFactory>>,
-    sinks: Mutex<BTreeSet<String>>,
+    sources: Mutex<BTreeMap<TopicName, SourceFactory>>,
+    sinks: Mutex<BTreeSet<TopicName>>,
+    stores: Mutex<BTreeSet<String>>,
     /// Mistakes found while building, reported by `build`.
     problems: Mutex<Vec<String>>,
 }
@@ -33,8 +39,32 @@ impl BuilderState {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }
 
-    pub(crate) fn add_sink(&self, topic: &str) {
-        lock(&self.sinks).insert(topic.to_string());
+    pub(crate) fn add_sink(&self, topic: TopicName) {
+        lock(&self.sinks).insert(topic);
+    }
+
+    pub(crate) fn add_source(&self, topic: TopicName, factory: SourceFactory) {
+        if lock(&self.sources).insert(topic.clone(), factory).is_some() {
+            self.problem(format!("topic {topic:?} is read by two sources"));
+        }
+    }
+
+    pub(crate) fn add_store(&self, name: &str) {
+        let valid = !name.is_empty()
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'));
+        if !valid {
+            self.problem(format!(
+                "store name {name:?} must be ASCII letters, digits, '-', '_' or '.'"
+            ));
+        } else if !lock(&self.stores).insert(name.to_string()) {
+            self.problem(format!("store name {name:?} is used twice"));
+        }
+    }
+
+    pub(crate) fn problem(&self, problem: String) {
+        lock(&self.problems).push(problem);
     }
 }
 
@@ -86,43 +116,53 @@ impl StreamsBuilder {
         value_serde: impl Serde<V>,
     ) -> KStream<K, V> {
         let node = Node::<K, V>::new(self.state.next_id());
-        let (key_serde, value_serde) = (Arc::new(key_serde), Arc::new(value_serde));
-        let graph = node.clone();
-        let factory: SourceFactory = Arc::new(move |inst| {
-            let mut downstream = graph.instantiate(inst);
-            let (key_serde, value_serde) = (key_serde.clone(), value_serde.clone());
-            let emit: SourceEmit = Box::new(move |ctx: &mut TaskContext, r: &ConsumerRecord| {
-                let key = match key_serde.deserialize(r.key.as_deref()) {
-                    Ok(key) => key,
-                    Err(reason) => return on_bad_record(ctx, r, "key", reason),
-                };
-                let value = match value_serde.deserialize(r.value.as_deref()) {
-                    Ok(value) => value,
-                    Err(reason) => return on_bad_record(ctx, r, "value", reason),
-                };
-                downstream(
-                    ctx,
-                    Record {
-                        key,
-                        value,
-                        timestamp: r.timestamp,
-                        headers: r.headers.clone(),
-                    },
-                )
-            });
-            emit
-        });
-        let mut sources = lock(&self.state.sources);
-        if sources.insert(topic.to_string(), factory).is_some() {
-            lock(&self.state.problems).push(format!("topic {topic:?} is read by two sources"));
-        }
+        let factory = source_factory(node.clone(), Arc::new(key_serde), Arc::new(value_serde));
+        self.state
+            .add_source(TopicName::User(topic.to_string()), factory);
         KStream::new(node, self.state.clone())
+    }
+
+    /// A table of `topic` with JSON keys and values: the latest value per key; a null value
+    /// (tombstone) deletes the key. Materialized in the state store `store`.
+    pub fn table<K, V>(&self, topic: &str, store: &str) -> KTable<K, V>
+    where
+        K: Data + Serialize + DeserializeOwned,
+        V: Data + Serialize + DeserializeOwned,
+    {
+        self.table_with(topic, store, Json::<K>::new(), Json::<V>::new())
+    }
+
+    /// As [`StreamsBuilder::table`], with the given serdes.
+    pub fn table_with<K: Data, V: Data>(
+        &self,
+        topic: &str,
+        store: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> KTable<K, V> {
+        let updates = Node::<K, Option<V>>::new(self.state.next_id());
+        let key_serde: Arc<dyn Serde<K>> = Arc::new(key_serde);
+        let value_serde: Arc<dyn Serde<V>> = Arc::new(value_serde);
+        let factory = source_factory(
+            updates.clone(),
+            key_serde.clone(),
+            Arc::new(Tombstones(value_serde.clone())),
+        );
+        self.state
+            .add_source(TopicName::User(topic.to_string()), factory);
+        KTable::materialize(
+            KStream::new(updates, self.state.clone()),
+            store,
+            key_serde,
+            value_serde,
+        )
     }
 
     /// Checks and freezes the topology.
     ///
     /// # Errors
-    /// [`Error::Topology`] naming each mistake (no source, a topic read twice).
+    /// [`Error::Topology`] naming each mistake (no source, a topic read twice, a store name
+    /// used twice).
     pub fn build(self) -> Result<Topology> {
         let problems = std::mem::take(&mut *lock(&self.state.problems));
         if !problems.is_empty() {
@@ -135,7 +175,60 @@ impl StreamsBuilder {
             ));
         }
         let sinks = std::mem::take(&mut *lock(&self.state.sinks));
-        Ok(Topology { sources, sinks })
+        let stores = std::mem::take(&mut *lock(&self.state.stores));
+        Ok(Topology {
+            sources,
+            sinks,
+            stores,
+        })
+    }
+}
+
+/// Decodes records of one topic with these serdes into `node`.
+pub(crate) fn source_factory<K: Data, V: Data>(
+    node: Arc<Node<K, V>>,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<V>>,
+) -> SourceFactory {
+    Arc::new(move |inst| {
+        let mut downstream = node.instantiate(inst);
+        let (key_serde, value_serde) = (key_serde.clone(), value_serde.clone());
+        let emit: SourceEmit = Box::new(move |ctx: &mut TaskContext, r: &ConsumerRecord| {
+            let key = match key_serde.deserialize(r.key.as_deref()) {
+                Ok(key) => key,
+                Err(reason) => return on_bad_record(ctx, r, "key", reason),
+            };
+            let value = match value_serde.deserialize(r.value.as_deref()) {
+                Ok(value) => value,
+                Err(reason) => return on_bad_record(ctx, r, "value", reason),
+            };
+            downstream(
+                ctx,
+                Record {
+                    key,
+                    value,
+                    timestamp: r.timestamp,
+                    headers: r.headers.clone(),
+                },
+            )
+        });
+        emit
+    })
+}
+
+/// Reads a null value as a tombstone (`None`) instead of asking the value serde.
+pub(crate) struct Tombstones<V>(pub(crate) Arc<dyn Serde<V>>);
+
+impl<V: 'static> Serde<Option<V>> for Tombstones<V> {
+    fn serialize(&self, value: &Option<V>) -> Result<Option<bytes::Bytes>, String> {
+        match value {
+            Some(v) => self.0.serialize(v),
+            None => Ok(None),
+        }
+    }
+
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Option<V>, String> {
+        bytes.map(|b| self.0.deserialize(Some(b))).transpose()
     }
 }
 

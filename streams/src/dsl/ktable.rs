@@ -1,0 +1,96 @@
+//! `KTable`: the latest value per key, as a stream of updates (`Some`) and deletes (`None`).
+
+use std::sync::Arc;
+
+use super::kstream::KStream;
+use crate::error::Error;
+use crate::record::Record;
+use crate::serde::Serde;
+use crate::topology::{Data, Node};
+
+/// A changelog of `(K, V)`: each update is `Some(value)`, each delete `None`.
+pub struct KTable<K, V> {
+    updates: KStream<K, Option<V>>,
+}
+
+impl<K, V> Clone for KTable<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            updates: self.updates.clone(),
+        }
+    }
+}
+
+impl<K, V> std::fmt::Debug for KTable<K, V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KTable").finish_non_exhaustive()
+    }
+}
+
+impl<K: Data, V: Data> KTable<K, V> {
+    pub(crate) fn new(updates: KStream<K, Option<V>>) -> Self {
+        Self { updates }
+    }
+
+    /// Keeps `updates` in the state store `store`, as `StreamsBuilder::table` does.
+    pub(crate) fn materialize(
+        updates: KStream<K, Option<V>>,
+        store: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> Self {
+        let builder = updates.builder.clone();
+        builder.add_store(store);
+        let table = Node::<K, Option<V>>::new(builder.next_id());
+        let graph = table.clone();
+        let store_name = store.to_string();
+        updates.node.add_child(move |inst| {
+            let store_id = inst.add_store(&store_name);
+            let mut downstream = graph.instantiate(inst);
+            let (key_serde, value_serde, store_name) =
+                (key_serde.clone(), value_serde.clone(), store_name.clone());
+            Box::new(move |ctx, r: Record<K, Option<V>>| {
+                let state_error = |reason: String| Error::State {
+                    store: store_name.clone(),
+                    reason,
+                };
+                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                    return Ok(()); // a table has no row without a key
+                };
+                let value_bytes = match &r.value {
+                    Some(value) => value_serde.serialize(value).map_err(state_error)?,
+                    None => None,
+                };
+                ctx.store_put(store_id, key_bytes, value_bytes, r.timestamp)?;
+                downstream(ctx, r)
+            })
+        });
+        Self::new(KStream::new(table, builder))
+    }
+
+    /// The updates as a stream: `Some(value)` per update, `None` per delete (a tombstone when
+    /// written with a JSON or `Option` serde).
+    pub fn to_stream(&self) -> KStream<K, Option<V>> {
+        self.updates.clone()
+    }
+
+    /// Keeps the rows for which `predicate` holds; a row that stops matching is deleted
+    /// downstream.
+    pub fn filter(
+        &self,
+        predicate: impl Fn(&K, &V) -> bool + Send + Sync + 'static,
+    ) -> KTable<K, V> {
+        let updates = self
+            .updates
+            .map_values_with_key(move |key, value| value.filter(|v| predicate(key, v)));
+        KTable::new(updates)
+    }
+
+    /// Maps each row's value.
+    pub fn map_values<V2: Data>(
+        &self,
+        f: impl Fn(V) -> V2 + Send + Sync + 'static,
+    ) -> KTable<K, V2> {
+        KTable::new(self.updates.map_values(move |value| value.map(&f)))
+    }
+}
