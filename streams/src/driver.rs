@@ -286,6 +286,11 @@ impl TopologyTestDriver {
         self.task.skipped()
     }
 
+    /// Records dropped for arriving after all their windows closed.
+    pub fn late_records_dropped(&self) -> u64 {
+        self.task.context.late_records_dropped()
+    }
+
     /// The task's stream time: the largest timestamp piped in.
     pub fn stream_time(&self) -> i64 {
         self.task.context.stream_time()

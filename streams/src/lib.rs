@@ -35,7 +35,10 @@ mod topology;
 pub use driver::{
     DRIVER_APPLICATION_ID, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,
 };
-pub use dsl::{BranchedStream, Grouped, KGroupedStream, KStream, KTable, Produced, StreamsBuilder};
+pub use dsl::{
+    BranchedStream, Grouped, KGroupedStream, KStream, KTable, Produced, SessionWindowedKStream,
+    SessionWindows, StreamsBuilder, TimeWindowedKStream, TimeWindows, Windowed, WindowedTable,
+};
 pub use error::{Error, Result};
 pub use record::Record;
 pub use runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig};

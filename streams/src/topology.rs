@@ -282,6 +282,8 @@ pub struct TaskContext {
     pub(crate) partition: u32,
     pub(crate) stores: Vec<KeyValueStore>,
     pub(crate) changelogs: Vec<Arc<str>>,
+    /// Records dropped for arriving after their windows closed.
+    pub(crate) late_dropped: u64,
 }
 
 impl TaskContext {
@@ -310,6 +312,18 @@ impl TaskContext {
             .get(store)
             .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
             .get(key)
+    }
+
+    pub(crate) fn store_entries(&self, store: usize) -> Result<Vec<(Bytes, Bytes)>> {
+        self.stores
+            .get(store)
+            .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
+            .entries()
+    }
+
+    /// Records dropped so far for arriving after every window they belong to had closed.
+    pub fn late_records_dropped(&self) -> u64 {
+        self.late_dropped
     }
 
     /// Writes to a store and records the write in its changelog.

@@ -50,6 +50,15 @@ pub struct KGroupedStream<K, V> {
     grouped: Grouped<K, V>,
 }
 
+impl<K, V> Clone for KGroupedStream<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            stream: self.stream.clone(),
+            grouped: self.grouped.clone(),
+        }
+    }
+}
+
 impl<K: Data, V: Data> KStream<K, V> {
     /// Groups by the current key (JSON serdes).
     pub fn group_by_key(&self) -> KGroupedStream<K, V>
@@ -133,8 +142,12 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         )
     }
 
+    pub(crate) fn grouped(&self) -> &Grouped<K, V> {
+        &self.grouped
+    }
+
     /// The grouped records, through a repartition topic if the key may have changed.
-    fn partitioned_by_key(&self, store: &str) -> KStream<K, V> {
+    pub(crate) fn partitioned_by_key(&self, store: &str) -> KStream<K, V> {
         if !self.stream.key_changed {
             return self.stream.clone();
         }

@@ -3,6 +3,7 @@
 mod grouped;
 mod kstream;
 mod ktable;
+mod windowed;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -15,6 +16,10 @@ use serde::de::DeserializeOwned;
 pub use grouped::{Grouped, KGroupedStream};
 pub use kstream::{BranchedStream, KStream, Produced};
 pub use ktable::KTable;
+pub use windowed::{
+    SessionWindowedKStream, SessionWindows, TimeWindowedKStream, TimeWindows, Windowed,
+    WindowedTable,
+};
 
 use crate::error::{Error, Result};
 use crate::record::Record;

@@ -1,0 +1,588 @@
+//! Windowed aggregation on event time: tumbling and hopping [`TimeWindows`] and
+//! [`SessionWindows`], with a grace period. A record is late when every window it belongs to has
+//! closed (window end + grace <= the task's stream time); late records are dropped and counted.
+//! Results are emitted on every update, or once per window when it closes
+//! ([`WindowedTable::suppress_until_window_closes`], Kafka's `suppress(untilWindowCloses)`).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+use super::grouped::KGroupedStream;
+use super::kstream::KStream;
+use super::ktable::KTable;
+use crate::error::Error;
+use crate::record::Record;
+use crate::serde::{Json, Serde};
+use crate::topology::{Data, Node, TaskContext};
+
+/// A key and the window `[start, end)` it was aggregated in (sessions: `[start, end]`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Windowed<K> {
+    /// The grouping key.
+    pub key: K,
+    /// Window start (ms).
+    pub start: i64,
+    /// Window end (ms).
+    pub end: i64,
+}
+
+/// Fixed-size windows aligned to the epoch: tumbling when `advance == size`, else hopping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TimeWindows {
+    size_ms: i64,
+    advance_ms: i64,
+    grace_ms: i64,
+}
+
+fn millis(d: Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
+}
+
+impl TimeWindows {
+    /// Tumbling windows of `size`, no grace period.
+    pub fn of(size: Duration) -> Self {
+        let size_ms = millis(size).max(1);
+        Self {
+            size_ms,
+            advance_ms: size_ms,
+            grace_ms: 0,
+        }
+    }
+
+    /// Hopping windows: a new window every `advance` (at most `size`).
+    pub fn advance_by(mut self, advance: Duration) -> Self {
+        self.advance_ms = millis(advance).clamp(1, self.size_ms);
+        self
+    }
+
+    /// Accepts records up to `grace` after a window ends.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = millis(grace);
+        self
+    }
+
+    /// Starts of the windows holding `timestamp`, oldest first.
+    fn starts(&self, timestamp: i64) -> impl Iterator<Item = i64> + use<> {
+        let last = timestamp - timestamp.rem_euclid(self.advance_ms);
+        let (size, advance) = (self.size_ms, self.advance_ms);
+        let first = last - ((size - 1) / advance) * advance;
+        (0..)
+            .map(move |i| first + i * advance)
+            .take_while(move |start| *start <= last)
+            .filter(move |start| *start > timestamp - size && *start >= 0)
+    }
+}
+
+/// Windows that grow while records keep coming within `gap` of each other.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionWindows {
+    gap_ms: i64,
+    grace_ms: i64,
+}
+
+impl SessionWindows {
+    /// Sessions closed by `gap` of inactivity, no grace period.
+    pub fn with_inactivity_gap(gap: Duration) -> Self {
+        Self {
+            gap_ms: millis(gap).max(1),
+            grace_ms: 0,
+        }
+    }
+
+    /// Accepts records up to `grace` after a session could no longer grow.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = millis(grace);
+        self
+    }
+}
+
+/// Store key of a window: the key bytes, then the start, big-endian, so windows of a key sort
+/// by time.
+fn window_key(key: &[u8], start: i64) -> Bytes {
+    let mut buf = BytesMut::with_capacity(key.len() + 8);
+    buf.put_slice(key);
+    buf.put_i64(start);
+    buf.freeze()
+}
+
+/// Counts a record dropped for arriving after all of its windows closed.
+fn drop_late(ctx: &mut TaskContext) {
+    ctx.late_dropped += 1;
+    tracing::trace!(stream_time = ctx.stream_time, "dropped a late record");
+}
+
+/// A grouped stream cut into time windows.
+pub struct TimeWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: TimeWindows,
+}
+
+/// A grouped stream cut into sessions.
+pub struct SessionWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: SessionWindows,
+}
+
+/// The result of a windowed aggregation: a table of windows, with its grace period.
+pub struct WindowedTable<K, A> {
+    table: KTable<Windowed<K>, A>,
+    grace_ms: i64,
+    key_serde: Arc<dyn Serde<K>>,
+    value_serde: Arc<dyn Serde<A>>,
+}
+
+impl<K: Data, V: Data> KGroupedStream<K, V> {
+    /// Cuts each key's records into tumbling or hopping windows.
+    pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
+        TimeWindowedKStream {
+            grouped: self.clone(),
+            windows,
+        }
+    }
+
+    /// Cuts each key's records into sessions.
+    pub fn windowed_by_session(&self, windows: SessionWindows) -> SessionWindowedKStream<K, V> {
+        SessionWindowedKStream {
+            grouped: self.clone(),
+            windows,
+        }
+    }
+}
+
+impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
+    /// Records per key and window.
+    pub fn count(&self, store: &str) -> WindowedTable<K, u64> {
+        self.aggregate_with(
+            store,
+            Arc::new(Json::<u64>::new()),
+            |_, _, n: Option<u64>| n.unwrap_or(0) + 1,
+        )
+    }
+
+    /// Combines each window's values with `f(aggregate, value)`.
+    pub fn reduce(
+        &self,
+        store: &str,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> WindowedTable<K, V> {
+        let serde = self.grouped.grouped().value_serde.clone();
+        self.aggregate_with(store, serde, move |_, v, old: Option<V>| match old {
+            Some(a) => f(a, v),
+            None => v,
+        })
+    }
+
+    /// Folds each window's values into an `A` from `init()`; stored as JSON.
+    pub fn aggregate<A: Data + Serialize + DeserializeOwned>(
+        &self,
+        store: &str,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        f: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A> {
+        self.aggregate_with(
+            store,
+            Arc::new(Json::<A>::new()),
+            move |k, v, old: Option<A>| f(k, v, old.unwrap_or_else(&init)),
+        )
+    }
+
+    fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        serde: Arc<dyn Serde<A>>,
+        step: impl Fn(&K, V, Option<A>) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A> {
+        let input = self.grouped.partitioned_by_key(store);
+        let builder = input.builder.clone();
+        builder.add_store(store);
+        let table = Node::<Windowed<K>, Option<A>>::new(builder.next_id());
+        let graph = table.clone();
+        let key_serde = self.grouped.grouped().key_serde.clone();
+        let (windows, step, store_name, value_serde) = (
+            self.windows,
+            Arc::new(step),
+            store.to_string(),
+            serde.clone(),
+        );
+        input.node.add_child(move |inst| {
+            let store_id = inst.add_store(&store_name);
+            let mut downstream = graph.instantiate(inst);
+            let (key_serde, serde, step, store_name) = (
+                key_serde.clone(),
+                value_serde.clone(),
+                step.clone(),
+                store_name.clone(),
+            );
+            Box::new(move |ctx, r: Record<K, V>| {
+                let state_error = |reason: String| Error::State {
+                    store: store_name.clone(),
+                    reason,
+                };
+                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                    return Ok(());
+                };
+                let mut accepted = false;
+                for start in windows.starts(r.timestamp) {
+                    let end = start + windows.size_ms;
+                    if end + windows.grace_ms <= ctx.stream_time {
+                        continue; // this window has closed
+                    }
+                    accepted = true;
+                    let slot = window_key(&key_bytes, start);
+                    let old = ctx
+                        .store_get(store_id, &slot)?
+                        .map(|b| serde.deserialize(Some(&b)))
+                        .transpose()
+                        .map_err(state_error)?;
+                    let new = step(&r.key, r.value.clone(), old);
+                    ctx.store_put(
+                        store_id,
+                        slot,
+                        serde.serialize(&new).map_err(state_error)?,
+                        r.timestamp,
+                    )?;
+                    let windowed = Windowed {
+                        key: r.key.clone(),
+                        start,
+                        end,
+                    };
+                    downstream(
+                        ctx,
+                        Record {
+                            key: windowed,
+                            value: Some(new),
+                            timestamp: r.timestamp,
+                            headers: r.headers.clone(),
+                        },
+                    )?;
+                }
+                if !accepted {
+                    drop_late(ctx);
+                }
+                Ok(())
+            })
+        });
+        WindowedTable {
+            table: KTable::new(KStream::new(table, builder)),
+            grace_ms: windows.grace_ms,
+            key_serde: self.grouped.grouped().key_serde.clone(),
+            value_serde: serde,
+        }
+    }
+}
+
+/// One session of a key, as stored: the key's sessions are kept together in one JSON list.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Session {
+    start: i64,
+    end: i64,
+    value: Vec<u8>,
+}
+
+impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
+    /// Records per session.
+    pub fn count(&self, store: &str) -> WindowedTable<K, u64> {
+        self.aggregate_with(
+            store,
+            Arc::new(Json::<u64>::new()),
+            |_, _, n: Option<u64>| n.unwrap_or(0) + 1,
+            |a, b| a + b,
+        )
+    }
+
+    /// Folds each session's values into an `A` from `init()`; `merge` combines two sessions
+    /// that a record bridges.
+    pub fn aggregate<A: Data + Serialize + DeserializeOwned>(
+        &self,
+        store: &str,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        f: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+        merge: impl Fn(A, A) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A> {
+        self.aggregate_with(
+            store,
+            Arc::new(Json::<A>::new()),
+            move |k, v, old: Option<A>| f(k, v, old.unwrap_or_else(&init)),
+            merge,
+        )
+    }
+
+    fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        serde: Arc<dyn Serde<A>>,
+        step: impl Fn(&K, V, Option<A>) -> A + Send + Sync + 'static,
+        merge: impl Fn(A, A) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A> {
+        let input = self.grouped.partitioned_by_key(store);
+        let builder = input.builder.clone();
+        builder.add_store(store);
+        let table = Node::<Windowed<K>, Option<A>>::new(builder.next_id());
+        let graph = table.clone();
+        let key_serde = self.grouped.grouped().key_serde.clone();
+        let (windows, step, merge, store_name, value_serde) = (
+            self.windows,
+            Arc::new(step),
+            Arc::new(merge),
+            store.to_string(),
+            serde.clone(),
+        );
+        input.node.add_child(move |inst| {
+            let store_id = inst.add_store(&store_name);
+            let mut downstream = graph.instantiate(inst);
+            let (key_serde, serde, step, merge, store_name) = (
+                key_serde.clone(),
+                value_serde.clone(),
+                step.clone(),
+                merge.clone(),
+                store_name.clone(),
+            );
+            Box::new(move |ctx, r: Record<K, V>| {
+                let state_error = |reason: String| Error::State {
+                    store: store_name.clone(),
+                    reason,
+                };
+                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                    return Ok(());
+                };
+                let ts = r.timestamp;
+                if ts + windows.gap_ms + windows.grace_ms <= ctx.stream_time {
+                    drop_late(ctx); // no session it could join or start is still open
+                    return Ok(());
+                }
+                let mut sessions: Vec<Session> = match ctx.store_get(store_id, &key_bytes)? {
+                    Some(bytes) => {
+                        serde_json::from_slice(&bytes).map_err(|e| state_error(e.to_string()))?
+                    }
+                    None => Vec::new(),
+                };
+                // Sessions this record touches merge with it into one.
+                let (touching, mut kept): (Vec<Session>, Vec<Session>) = sessions
+                    .drain(..)
+                    .partition(|s| ts >= s.start - windows.gap_ms && ts <= s.end + windows.gap_ms);
+                let mut start = ts;
+                let mut end = ts;
+                let mut merged: Option<A> = None;
+                for s in &touching {
+                    start = start.min(s.start);
+                    end = end.max(s.end);
+                    let value = serde.deserialize(Some(&s.value)).map_err(state_error)?;
+                    merged = Some(match merged {
+                        Some(m) => merge(m, value),
+                        None => value,
+                    });
+                }
+                let new = step(&r.key, r.value, merged);
+                for s in &touching {
+                    if (s.start, s.end) != (start, end) {
+                        // The merged session replaces it: retract it downstream.
+                        let gone = Windowed {
+                            key: r.key.clone(),
+                            start: s.start,
+                            end: s.end,
+                        };
+                        downstream(
+                            ctx,
+                            Record {
+                                key: gone,
+                                value: None,
+                                timestamp: ts,
+                                headers: Vec::new(),
+                            },
+                        )?;
+                    }
+                }
+                let value = serde
+                    .serialize(&new)
+                    .map_err(state_error)?
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                kept.push(Session { start, end, value });
+                // Sessions that can no longer grow or merge are done: drop them from the store.
+                kept.retain(|s| s.end + windows.gap_ms + windows.grace_ms > ctx.stream_time);
+                kept.sort_by_key(|s| s.start);
+                let bytes = serde_json::to_vec(&kept).map_err(|e| state_error(e.to_string()))?;
+                ctx.store_put(store_id, key_bytes, Some(Bytes::from(bytes)), ts)?;
+                let windowed = Windowed {
+                    key: r.key,
+                    start,
+                    end,
+                };
+                downstream(
+                    ctx,
+                    Record {
+                        key: windowed,
+                        value: Some(new),
+                        timestamp: ts,
+                        headers: r.headers,
+                    },
+                )
+            })
+        });
+        WindowedTable {
+            table: KTable::new(KStream::new(table, builder)),
+            // A session can grow until `gap` after its end; then the grace period runs.
+            grace_ms: windows.gap_ms + windows.grace_ms,
+            key_serde: self.grouped.grouped().key_serde.clone(),
+            value_serde: serde,
+        }
+    }
+}
+
+/// Buffered final results of one window, as kept in the suppression store.
+#[derive(Serialize, Deserialize)]
+struct Pending {
+    close_at: i64,
+    start: i64,
+    end: i64,
+    timestamp: i64,
+    key: Vec<u8>,
+    value: Option<Vec<u8>>,
+}
+
+impl<K: Data, A: Data> WindowedTable<K, A> {
+    /// Every update of every window (`None` retracts a merged session).
+    pub fn to_stream(&self) -> KStream<Windowed<K>, Option<A>> {
+        self.table.to_stream()
+    }
+
+    /// The windows as a table.
+    pub fn table(&self) -> KTable<Windowed<K>, A> {
+        self.table.clone()
+    }
+
+    /// One final result per window, emitted once stream time passes the window's end plus the
+    /// grace period. Pending windows live in the state store `store` (changelogged), so a
+    /// restart neither loses nor repeats them.
+    pub fn suppress_until_window_closes(&self, store: &str) -> KStream<Windowed<K>, A> {
+        let updates = self.table.to_stream();
+        let builder = updates.builder.clone();
+        builder.add_store(store);
+        let out = Node::<Windowed<K>, A>::new(builder.next_id());
+        let graph = out.clone();
+        let (grace_ms, key_serde, value_serde, store_name) = (
+            self.grace_ms,
+            self.key_serde.clone(),
+            self.value_serde.clone(),
+            store.to_string(),
+        );
+        updates.node.add_child(move |inst| {
+            let store_id = inst.add_store(&store_name);
+            let mut downstream = graph.instantiate(inst);
+            let (key_serde, value_serde, store_name) =
+                (key_serde.clone(), value_serde.clone(), store_name.clone());
+            // (close time, buffer key) of every pending window, loaded from the store once.
+            let mut index: Option<BTreeSet<(i64, Bytes)>> = None;
+            Box::new(move |ctx, r: Record<Windowed<K>, Option<A>>| {
+                let state_error = |reason: String| Error::State {
+                    store: store_name.clone(),
+                    reason,
+                };
+                let index = match &mut index {
+                    Some(index) => index,
+                    None => {
+                        let mut loaded = BTreeSet::new();
+                        for (slot, bytes) in ctx.store_entries(store_id)? {
+                            let pending: Pending = serde_json::from_slice(&bytes)
+                                .map_err(|e| state_error(e.to_string()))?;
+                            loaded.insert((pending.close_at, slot));
+                        }
+                        index.insert(loaded)
+                    }
+                };
+                let Some(key_bytes) = key_serde.serialize(&r.key.key).map_err(state_error)? else {
+                    return Ok(());
+                };
+                let slot = window_key(&key_bytes, r.key.start);
+                let close_at = r.key.end + grace_ms;
+                let value = match &r.value {
+                    Some(v) => value_serde
+                        .serialize(v)
+                        .map_err(state_error)?
+                        .map(|b| b.to_vec()),
+                    None => None,
+                };
+                let pending = Pending {
+                    close_at,
+                    start: r.key.start,
+                    end: r.key.end,
+                    timestamp: r.timestamp,
+                    key: key_bytes.to_vec(),
+                    value,
+                };
+                if pending.value.is_none() {
+                    // A retracted session emits nothing.
+                    index.remove(&(close_at, slot.clone()));
+                    ctx.store_put(store_id, slot, None, r.timestamp)?;
+                } else {
+                    let bytes =
+                        serde_json::to_vec(&pending).map_err(|e| state_error(e.to_string()))?;
+                    index.insert((close_at, slot.clone()));
+                    ctx.store_put(store_id, slot, Some(Bytes::from(bytes)), r.timestamp)?;
+                }
+                // Emit every window that has closed, oldest first.
+                while let Some((close_at, slot)) = index.first().cloned() {
+                    if close_at > ctx.stream_time {
+                        break;
+                    }
+                    index.pop_first();
+                    let Some(bytes) = ctx.store_get(store_id, &slot)? else {
+                        continue;
+                    };
+                    let pending: Pending =
+                        serde_json::from_slice(&bytes).map_err(|e| state_error(e.to_string()))?;
+                    ctx.store_put(store_id, slot, None, pending.timestamp)?;
+                    let key = key_serde
+                        .deserialize(Some(&pending.key))
+                        .map_err(state_error)?;
+                    let Some(value) = pending.value else { continue };
+                    let value = value_serde.deserialize(Some(&value)).map_err(state_error)?;
+                    let windowed = Windowed {
+                        key,
+                        start: pending.start,
+                        end: pending.end,
+                    };
+                    downstream(
+                        ctx,
+                        Record {
+                            key: windowed,
+                            value,
+                            timestamp: pending.timestamp,
+                            headers: Vec::new(),
+                        },
+                    )?;
+                }
+                Ok(())
+            })
+        });
+        KStream::new(out, builder)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tumbling_and_hopping_windows_cover_each_timestamp() {
+        let tumbling = TimeWindows::of(Duration::from_millis(10));
+        assert_eq!(tumbling.starts(25).collect::<Vec<_>>(), vec![20]);
+        assert_eq!(tumbling.starts(20).collect::<Vec<_>>(), vec![20]);
+        assert_eq!(tumbling.starts(19).collect::<Vec<_>>(), vec![10]);
+        let hopping =
+            TimeWindows::of(Duration::from_millis(10)).advance_by(Duration::from_millis(5));
+        assert_eq!(hopping.starts(12).collect::<Vec<_>>(), vec![5, 10]);
+        assert_eq!(
+            hopping.starts(3).collect::<Vec<_>>(),
+            vec![0],
+            "no negative starts"
+        );
+        let thirds = TimeWindows::of(Duration::from_millis(9)).advance_by(Duration::from_millis(3));
+        assert_eq!(thirds.starts(10).collect::<Vec<_>>(), vec![3, 6, 9]);
+    }
+}
