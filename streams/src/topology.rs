@@ -99,6 +99,10 @@ pub(crate) struct Instantiation {
 impl Instantiation {
     /// Registers a store for the task being built; its index for `TaskContext::store_*`.
     pub(crate) fn add_store(&mut self, name: &str) -> usize {
+        // By name: a table's store is shared by its source and the joins that look it up.
+        if let Some(index) = self.stores.iter().position(|s| s == name) {
+            return index;
+        }
         self.stores.push(name.to_string());
         self.stores.len() - 1
     }

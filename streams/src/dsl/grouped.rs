@@ -12,7 +12,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use super::kstream::{KStream, Produced};
-use super::ktable::KTable;
+use super::ktable::{KTable, Materialized};
 use super::source_factory;
 use crate::error::Error;
 use crate::record::Record;
@@ -183,6 +183,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let key_serde = self.grouped.key_serde.clone();
         let step = Arc::new(step);
         let store_name = store.to_string();
+        let store_serde = serde.clone();
         input.node.add_child(move |inst| {
             let store_id = inst.add_store(&store_name);
             let mut downstream = graph.instantiate(inst);
@@ -226,6 +227,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                 )
             })
         });
-        KTable::new(KStream::new(table, builder))
+        let materialized = Materialized {
+            name: store.to_string(),
+            key_serde: self.grouped.key_serde.clone(),
+            value_serde: store_serde,
+        };
+        KTable::new(KStream::new(table, builder)).with_store(materialized)
     }
 }

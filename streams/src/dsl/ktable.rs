@@ -11,12 +11,33 @@ use crate::topology::{Data, Node};
 /// A changelog of `(K, V)`: each update is `Some(value)`, each delete `None`.
 pub struct KTable<K, V> {
     updates: KStream<K, Option<V>>,
+    /// The store holding the table's rows, when it is materialized (a source table or an
+    /// aggregation); joins look rows up there.
+    store: Option<Materialized<K, V>>,
+}
+
+/// Where and how a materialized table keeps its rows.
+pub(crate) struct Materialized<K, V> {
+    pub(crate) name: String,
+    pub(crate) key_serde: Arc<dyn Serde<K>>,
+    pub(crate) value_serde: Arc<dyn Serde<V>>,
+}
+
+impl<K, V> Clone for Materialized<K, V> {
+    fn clone(&self) -> Self {
+        Self {
+            name: self.name.clone(),
+            key_serde: self.key_serde.clone(),
+            value_serde: self.value_serde.clone(),
+        }
+    }
 }
 
 impl<K, V> Clone for KTable<K, V> {
     fn clone(&self) -> Self {
         Self {
             updates: self.updates.clone(),
+            store: self.store.clone(),
         }
     }
 }
@@ -29,7 +50,19 @@ impl<K, V> std::fmt::Debug for KTable<K, V> {
 
 impl<K: Data, V: Data> KTable<K, V> {
     pub(crate) fn new(updates: KStream<K, Option<V>>) -> Self {
-        Self { updates }
+        Self {
+            updates,
+            store: None,
+        }
+    }
+
+    pub(crate) fn with_store(mut self, store: Materialized<K, V>) -> Self {
+        self.store = Some(store);
+        self
+    }
+
+    pub(crate) fn materialized(&self) -> Option<&Materialized<K, V>> {
+        self.store.as_ref()
     }
 
     /// Keeps `updates` in the state store `store`, as `StreamsBuilder::table` does.
@@ -44,6 +77,11 @@ impl<K: Data, V: Data> KTable<K, V> {
         let table = Node::<K, Option<V>>::new(builder.next_id());
         let graph = table.clone();
         let store_name = store.to_string();
+        let materialized = Materialized {
+            name: store_name.clone(),
+            key_serde: key_serde.clone(),
+            value_serde: value_serde.clone(),
+        };
         updates.node.add_child(move |inst| {
             let store_id = inst.add_store(&store_name);
             let mut downstream = graph.instantiate(inst);
@@ -65,7 +103,7 @@ impl<K: Data, V: Data> KTable<K, V> {
                 downstream(ctx, r)
             })
         });
-        Self::new(KStream::new(table, builder))
+        Self::new(KStream::new(table, builder)).with_store(materialized)
     }
 
     /// The updates as a stream: `Some(value)` per update, `None` per delete (a tombstone when

@@ -1,6 +1,7 @@
 //! The DSL: [`StreamsBuilder`] starts from topics and yields typed [`KStream`]s and [`KTable`]s.
 
 mod grouped;
+mod join;
 mod kstream;
 mod ktable;
 mod windowed;

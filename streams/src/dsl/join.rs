@@ -1,0 +1,95 @@
+//! Stream-table joins: each stream record meets the table's current row for its key, looked up
+//! in the table's store in the same task (the stream and the table are co-partitioned: the
+//! runtime checks that their topics have equal partition counts). Table updates emit nothing.
+
+use super::kstream::KStream;
+use super::ktable::KTable;
+use crate::error::Error;
+use crate::record::Record;
+use crate::topology::{Data, Node};
+
+impl<K: Data, V: Data> KStream<K, V> {
+    /// Inner join: records whose key has no row in `table` are dropped.
+    pub fn join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&K, V, VT) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.lookup_join(table, move |key, value, row| {
+            row.map(|row| joiner(key, value, row))
+        })
+    }
+
+    /// Left join: every record is kept; `None` when its key has no row in `table`.
+    pub fn left_join_table<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        joiner: impl Fn(&K, V, Option<VT>) -> VR + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        self.lookup_join(table, move |key, value, row| Some(joiner(key, value, row)))
+    }
+
+    fn lookup_join<VT: Data, VR: Data>(
+        &self,
+        table: &KTable<K, VT>,
+        join: impl Fn(&K, V, Option<VT>) -> Option<VR> + Send + Sync + 'static,
+    ) -> KStream<K, VR> {
+        let child = Node::<K, VR>::new(self.builder.next_id());
+        let Some(materialized) = table.materialized().cloned() else {
+            self.builder.problem(
+                "join_table needs a materialized table: one from StreamsBuilder::table or an aggregation".into(),
+            );
+            return KStream::new(child, self.builder.clone());
+        };
+        if self.key_changed {
+            self.builder.problem(format!(
+                "a re-keyed stream cannot join table store {:?} without a repartition (group first, or join before re-keying)",
+                materialized.name
+            ));
+        }
+        let graph = child.clone();
+        let join = std::sync::Arc::new(join);
+        self.node.add_child(move |inst| {
+            let store_id = inst.add_store(&materialized.name);
+            let mut downstream = graph.instantiate(inst);
+            let (materialized, join) = (materialized.clone(), join.clone());
+            Box::new(move |ctx, r: Record<K, V>| {
+                let state_error = |reason: String| Error::State {
+                    store: materialized.name.clone(),
+                    reason,
+                };
+                let row = match materialized
+                    .key_serde
+                    .serialize(&r.key)
+                    .map_err(state_error)?
+                {
+                    Some(key) => ctx
+                        .store_get(store_id, &key)?
+                        .map(|bytes| materialized.value_serde.deserialize(Some(&bytes)))
+                        .transpose()
+                        .map_err(state_error)?,
+                    None => None,
+                };
+                let Record {
+                    key,
+                    value,
+                    timestamp,
+                    headers,
+                } = r;
+                match join(&key, value, row) {
+                    Some(joined) => downstream(
+                        ctx,
+                        Record {
+                            key,
+                            value: joined,
+                            timestamp,
+                            headers,
+                        },
+                    ),
+                    None => Ok(()),
+                }
+            })
+        });
+        KStream::new(child, self.builder.clone())
+    }
+}
