@@ -129,6 +129,15 @@ impl TopicName {
     }
 }
 
+fn user_topics<'a>(topics: impl Iterator<Item = &'a TopicName>) -> Vec<&'a str> {
+    topics
+        .filter_map(|t| match t {
+            TopicName::User(name) => Some(name.as_str()),
+            TopicName::Internal(_) => None,
+        })
+        .collect()
+}
+
 /// Name of a store's changelog topic.
 pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
     format!("{application_id}-{store}-changelog")
@@ -157,30 +166,12 @@ impl std::fmt::Debug for Topology {
 impl Topology {
     /// The user topics the topology reads (internal repartition topics not included).
     pub fn source_topics(&self) -> Vec<&str> {
-        self.sources
-            .keys()
-            .filter_map(|t| {
-                if let TopicName::User(t) = t {
-                    Some(t.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect()
+        user_topics(self.sources.keys())
     }
 
     /// The user topics the topology writes.
     pub fn sink_topics(&self) -> Vec<&str> {
-        self.sinks
-            .iter()
-            .filter_map(|t| {
-                if let TopicName::User(t) = t {
-                    Some(t.as_str())
-                } else {
-                    None
-                }
-            })
-            .collect()
+        user_topics(self.sinks.iter())
     }
 
     /// Names of the state stores.

@@ -139,24 +139,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         &self,
         f: impl Fn(V) -> V2 + Send + Sync + 'static,
     ) -> KStream<K, V2> {
-        let f = Arc::new(f);
-        self.chain(move || {
-            let f = f.clone();
-            Box::new(move |r: Record<K, V>, emit| {
-                let Record {
-                    key,
-                    value,
-                    timestamp,
-                    headers,
-                } = r;
-                emit(Record {
-                    value: f(value),
-                    key,
-                    timestamp,
-                    headers,
-                })
-            })
-        })
+        self.map_values_with_key(move |_, value| f(value))
     }
 
     /// Replaces each record's value, with the key to look at.
