@@ -14,7 +14,7 @@ use serde::de::DeserializeOwned;
 use super::kstream::{KStream, Produced};
 use super::ktable::{KTable, Materialized};
 use super::source_factory;
-use crate::error::Error;
+use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::topology::{Data, Node, TopicName};
@@ -185,28 +185,14 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         let store_name = store.to_string();
         let store_serde = serde.clone();
         input.node.add_child(move |inst| {
-            let store_id = inst.add_store(&store_name);
+            let store = StoreHandle::register(inst, &store_name, key_serde.clone(), serde.clone());
             let mut downstream = graph.instantiate(inst);
-            let (key_serde, serde, step, store_name) = (
-                key_serde.clone(),
-                serde.clone(),
-                step.clone(),
-                store_name.clone(),
-            );
+            let step = step.clone();
             Box::new(move |ctx, r: Record<K, V>| {
-                let state_error = |reason: String| Error::State {
-                    store: store_name.clone(),
-                    reason,
-                };
-                // Records without a key are not aggregated, as in Kafka Streams.
-                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                let Some(slot) = store.key_bytes(&r.key)? else {
                     return Ok(());
                 };
-                let old = ctx
-                    .store_get(store_id, &key_bytes)?
-                    .map(|bytes| serde.deserialize(Some(&bytes)))
-                    .transpose()
-                    .map_err(state_error)?;
+                let old = store.get(ctx, &slot)?;
                 let Record {
                     key,
                     value,
@@ -214,8 +200,7 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
                     headers,
                 } = r;
                 let new = step(&key, value, old);
-                let bytes = serde.serialize(&new).map_err(state_error)?;
-                ctx.store_put(store_id, key_bytes, bytes, timestamp)?;
+                store.put(ctx, slot, Some(&new), timestamp)?;
                 downstream(
                     ctx,
                     Record {

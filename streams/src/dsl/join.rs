@@ -4,7 +4,7 @@
 
 use super::kstream::KStream;
 use super::ktable::KTable;
-use crate::error::Error;
+use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::topology::{Data, Node};
 
@@ -50,24 +50,17 @@ impl<K: Data, V: Data> KStream<K, V> {
         let graph = child.clone();
         let join = std::sync::Arc::new(join);
         self.node.add_child(move |inst| {
-            let store_id = inst.add_store(&materialized.name);
+            let table = StoreHandle::register(
+                inst,
+                &materialized.name,
+                materialized.key_serde.clone(),
+                materialized.value_serde.clone(),
+            );
             let mut downstream = graph.instantiate(inst);
-            let (materialized, join) = (materialized.clone(), join.clone());
+            let join = join.clone();
             Box::new(move |ctx, r: Record<K, V>| {
-                let state_error = |reason: String| Error::State {
-                    store: materialized.name.clone(),
-                    reason,
-                };
-                let row = match materialized
-                    .key_serde
-                    .serialize(&r.key)
-                    .map_err(state_error)?
-                {
-                    Some(key) => ctx
-                        .store_get(store_id, &key)?
-                        .map(|bytes| materialized.value_serde.deserialize(Some(&bytes)))
-                        .transpose()
-                        .map_err(state_error)?,
+                let row = match table.key_bytes(&r.key)? {
+                    Some(slot) => table.get(ctx, &slot)?,
                     None => None,
                 };
                 let Record {

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use super::kstream::KStream;
-use crate::error::Error;
+use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::serde::Serde;
 use crate::topology::{Data, Node};
@@ -83,23 +83,14 @@ impl<K: Data, V: Data> KTable<K, V> {
             value_serde: value_serde.clone(),
         };
         updates.node.add_child(move |inst| {
-            let store_id = inst.add_store(&store_name);
+            let store =
+                StoreHandle::register(inst, &store_name, key_serde.clone(), value_serde.clone());
             let mut downstream = graph.instantiate(inst);
-            let (key_serde, value_serde, store_name) =
-                (key_serde.clone(), value_serde.clone(), store_name.clone());
             Box::new(move |ctx, r: Record<K, Option<V>>| {
-                let state_error = |reason: String| Error::State {
-                    store: store_name.clone(),
-                    reason,
-                };
-                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                let Some(slot) = store.key_bytes(&r.key)? else {
                     return Ok(()); // a table has no row without a key
                 };
-                let value_bytes = match &r.value {
-                    Some(value) => value_serde.serialize(value).map_err(state_error)?,
-                    None => None,
-                };
-                ctx.store_put(store_id, key_bytes, value_bytes, r.timestamp)?;
+                store.put(ctx, slot, r.value.as_ref(), r.timestamp)?;
                 downstream(ctx, r)
             })
         });

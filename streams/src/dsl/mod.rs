@@ -4,6 +4,7 @@ mod grouped;
 mod join;
 mod kstream;
 mod ktable;
+mod store_handle;
 mod windowed;
 
 use std::collections::{BTreeMap, BTreeSet};

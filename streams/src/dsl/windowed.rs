@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::grouped::KGroupedStream;
 use super::kstream::KStream;
 use super::ktable::KTable;
-use crate::error::Error;
+use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::topology::{Data, Node, TaskContext};
@@ -210,20 +210,12 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             serde.clone(),
         );
         input.node.add_child(move |inst| {
-            let store_id = inst.add_store(&store_name);
+            let store =
+                StoreHandle::register(inst, &store_name, key_serde.clone(), value_serde.clone());
             let mut downstream = graph.instantiate(inst);
-            let (key_serde, serde, step, store_name) = (
-                key_serde.clone(),
-                value_serde.clone(),
-                step.clone(),
-                store_name.clone(),
-            );
+            let step = step.clone();
             Box::new(move |ctx, r: Record<K, V>| {
-                let state_error = |reason: String| Error::State {
-                    store: store_name.clone(),
-                    reason,
-                };
-                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                let Some(key_bytes) = store.key_bytes(&r.key)? else {
                     return Ok(());
                 };
                 let mut accepted = false;
@@ -234,18 +226,9 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     }
                     accepted = true;
                     let slot = window_key(&key_bytes, start);
-                    let old = ctx
-                        .store_get(store_id, &slot)?
-                        .map(|b| serde.deserialize(Some(&b)))
-                        .transpose()
-                        .map_err(state_error)?;
+                    let old = store.get(ctx, &slot)?;
                     let new = step(&r.key, r.value.clone(), old);
-                    ctx.store_put(
-                        store_id,
-                        slot,
-                        serde.serialize(&new).map_err(state_error)?,
-                        r.timestamp,
-                    )?;
+                    store.put(ctx, slot, Some(&new), r.timestamp)?;
                     let windowed = Windowed {
                         key: r.key.clone(),
                         start,
@@ -333,21 +316,17 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             serde.clone(),
         );
         input.node.add_child(move |inst| {
-            let store_id = inst.add_store(&store_name);
-            let mut downstream = graph.instantiate(inst);
-            let (key_serde, serde, step, merge, store_name) = (
+            // A key's sessions are kept together, as one JSON list.
+            let store = StoreHandle::register(
+                inst,
+                &store_name,
                 key_serde.clone(),
-                value_serde.clone(),
-                step.clone(),
-                merge.clone(),
-                store_name.clone(),
+                Arc::new(Json::<Vec<Session>>::new()),
             );
+            let mut downstream = graph.instantiate(inst);
+            let (serde, step, merge) = (value_serde.clone(), step.clone(), merge.clone());
             Box::new(move |ctx, r: Record<K, V>| {
-                let state_error = |reason: String| Error::State {
-                    store: store_name.clone(),
-                    reason,
-                };
-                let Some(key_bytes) = key_serde.serialize(&r.key).map_err(state_error)? else {
+                let Some(key_bytes) = store.key_bytes(&r.key)? else {
                     return Ok(());
                 };
                 let ts = r.timestamp;
@@ -355,12 +334,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     drop_late(ctx); // no session it could join or start is still open
                     return Ok(());
                 }
-                let mut sessions: Vec<Session> = match ctx.store_get(store_id, &key_bytes)? {
-                    Some(bytes) => {
-                        serde_json::from_slice(&bytes).map_err(|e| state_error(e.to_string()))?
-                    }
-                    None => Vec::new(),
-                };
+                let mut sessions = store.get(ctx, &key_bytes)?.unwrap_or_default();
                 // Sessions this record touches merge with it into one.
                 let (touching, mut kept): (Vec<Session>, Vec<Session>) = sessions
                     .drain(..)
@@ -371,7 +345,9 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 for s in &touching {
                     start = start.min(s.start);
                     end = end.max(s.end);
-                    let value = serde.deserialize(Some(&s.value)).map_err(state_error)?;
+                    let value = serde
+                        .deserialize(Some(&s.value))
+                        .map_err(|e| store.error(e))?;
                     merged = Some(match merged {
                         Some(m) => merge(m, value),
                         None => value,
@@ -399,15 +375,14 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                 }
                 let value = serde
                     .serialize(&new)
-                    .map_err(state_error)?
+                    .map_err(|e| store.error(e))?
                     .map(|b| b.to_vec())
                     .unwrap_or_default();
                 kept.push(Session { start, end, value });
                 // Sessions that can no longer grow or merge are done: drop them from the store.
                 kept.retain(|s| s.end + windows.gap_ms + windows.grace_ms > ctx.stream_time);
                 kept.sort_by_key(|s| s.start);
-                let bytes = serde_json::to_vec(&kept).map_err(|e| state_error(e.to_string()))?;
-                ctx.store_put(store_id, key_bytes, Some(Bytes::from(bytes)), ts)?;
+                store.put(ctx, key_bytes, Some(&kept), ts)?;
                 let windowed = Windowed {
                     key: r.key,
                     start,
@@ -472,58 +447,54 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
             store.to_string(),
         );
         updates.node.add_child(move |inst| {
-            let store_id = inst.add_store(&store_name);
+            let store = StoreHandle::register(
+                inst,
+                &store_name,
+                key_serde.clone(),
+                Arc::new(Json::<Pending>::new()),
+            );
             let mut downstream = graph.instantiate(inst);
-            let (key_serde, value_serde, store_name) =
-                (key_serde.clone(), value_serde.clone(), store_name.clone());
+            let value_serde = value_serde.clone();
             // (close time, buffer key) of every pending window, loaded from the store once.
             let mut index: Option<BTreeSet<(i64, Bytes)>> = None;
             Box::new(move |ctx, r: Record<Windowed<K>, Option<A>>| {
-                let state_error = |reason: String| Error::State {
-                    store: store_name.clone(),
-                    reason,
-                };
                 let index = match &mut index {
                     Some(index) => index,
-                    None => {
-                        let mut loaded = BTreeSet::new();
-                        for (slot, bytes) in ctx.store_entries(store_id)? {
-                            let pending: Pending = serde_json::from_slice(&bytes)
-                                .map_err(|e| state_error(e.to_string()))?;
-                            loaded.insert((pending.close_at, slot));
-                        }
-                        index.insert(loaded)
-                    }
+                    None => index.insert(
+                        store
+                            .entries(ctx)?
+                            .into_iter()
+                            .map(|(slot, p)| (p.close_at, slot))
+                            .collect(),
+                    ),
                 };
-                let Some(key_bytes) = key_serde.serialize(&r.key.key).map_err(state_error)? else {
+                let Some(key_bytes) = store.key_bytes(&r.key.key)? else {
                     return Ok(());
                 };
                 let slot = window_key(&key_bytes, r.key.start);
                 let close_at = r.key.end + grace_ms;
-                let value = match &r.value {
-                    Some(v) => value_serde
-                        .serialize(v)
-                        .map_err(state_error)?
-                        .map(|b| b.to_vec()),
-                    None => None,
-                };
-                let pending = Pending {
-                    close_at,
-                    start: r.key.start,
-                    end: r.key.end,
-                    timestamp: r.timestamp,
-                    key: key_bytes.to_vec(),
-                    value,
-                };
-                if pending.value.is_none() {
-                    // A retracted session emits nothing.
-                    index.remove(&(close_at, slot.clone()));
-                    ctx.store_put(store_id, slot, None, r.timestamp)?;
-                } else {
-                    let bytes =
-                        serde_json::to_vec(&pending).map_err(|e| state_error(e.to_string()))?;
-                    index.insert((close_at, slot.clone()));
-                    ctx.store_put(store_id, slot, Some(Bytes::from(bytes)), r.timestamp)?;
+                match &r.value {
+                    Some(value) => {
+                        let value = value_serde
+                            .serialize(value)
+                            .map_err(|e| store.error(e))?
+                            .map(|b| b.to_vec());
+                        let pending = Pending {
+                            close_at,
+                            start: r.key.start,
+                            end: r.key.end,
+                            timestamp: r.timestamp,
+                            key: key_bytes.to_vec(),
+                            value,
+                        };
+                        index.insert((close_at, slot.clone()));
+                        store.put(ctx, slot, Some(&pending), r.timestamp)?;
+                    }
+                    None => {
+                        // A retracted session emits nothing.
+                        index.remove(&(close_at, slot.clone()));
+                        store.put(ctx, slot, None, r.timestamp)?;
+                    }
                 }
                 // Emit every window that has closed, oldest first.
                 while let Some((close_at, slot)) = index.first().cloned() {
@@ -531,17 +502,18 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
                         break;
                     }
                     index.pop_first();
-                    let Some(bytes) = ctx.store_get(store_id, &slot)? else {
+                    let Some(pending) = store.get(ctx, &slot)? else {
                         continue;
                     };
-                    let pending: Pending =
-                        serde_json::from_slice(&bytes).map_err(|e| state_error(e.to_string()))?;
-                    ctx.store_put(store_id, slot, None, pending.timestamp)?;
-                    let key = key_serde
+                    store.put(ctx, slot, None, pending.timestamp)?;
+                    let key = store
+                        .key_serde()
                         .deserialize(Some(&pending.key))
-                        .map_err(state_error)?;
+                        .map_err(|e| store.error(e))?;
                     let Some(value) = pending.value else { continue };
-                    let value = value_serde.deserialize(Some(&value)).map_err(state_error)?;
+                    let value = value_serde
+                        .deserialize(Some(&value))
+                        .map_err(|e| store.error(e))?;
                     let windowed = Windowed {
                         key,
                         start: pending.start,
