@@ -26,8 +26,9 @@ impl<K, V> Record<K, V> {
         }
     }
 
-    /// The same record with another key and value.
-    pub fn with<K2, V2>(self, key: K2, value: V2) -> Record<K2, V2> {
+    /// The same record (timestamp, headers) with its key and value passed through `f`.
+    pub fn map<K2, V2>(self, f: impl FnOnce(K, V) -> (K2, V2)) -> Record<K2, V2> {
+        let (key, value) = f(self.key, self.value);
         Record {
             key,
             value,

@@ -115,21 +115,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         let f = Arc::new(f);
         self.chain(move || {
             let f = f.clone();
-            Box::new(move |r: Record<K, V>, emit| {
-                let Record {
-                    key,
-                    value,
-                    timestamp,
-                    headers,
-                } = r;
-                let (key, value) = f(key, value);
-                emit(Record {
-                    key,
-                    value,
-                    timestamp,
-                    headers,
-                })
-            })
+            Box::new(move |r: Record<K, V>, emit| emit(r.map(|k, v| f(k, v))))
         })
         .rekeyed()
     }
@@ -151,18 +137,10 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.chain(move || {
             let f = f.clone();
             Box::new(move |r: Record<K, V>, emit| {
-                let Record {
-                    key,
-                    value,
-                    timestamp,
-                    headers,
-                } = r;
-                emit(Record {
-                    value: f(&key, value),
-                    key,
-                    timestamp,
-                    headers,
-                })
+                emit(r.map(|k, v| {
+                    let v = f(&k, v);
+                    (k, v)
+                }))
             })
         })
     }
@@ -234,18 +212,7 @@ impl<K: Data, V: Data> KStream<K, V> {
             let f = f.clone();
             Box::new(move |r: Record<K, V>, emit| {
                 let key = f(&r.key, &r.value);
-                let Record {
-                    value,
-                    timestamp,
-                    headers,
-                    ..
-                } = r;
-                emit(Record {
-                    key,
-                    value,
-                    timestamp,
-                    headers,
-                })
+                emit(r.map(|_, v| (key, v)))
             })
         })
         .rekeyed()
