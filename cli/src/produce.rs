@@ -11,6 +11,7 @@ use futures::stream::FuturesUnordered;
 use futures::{FutureExt, StreamExt};
 use logbrook_core::{
     Broker, CleanupPolicy, OFFSETS_TOPIC, Producer, ProducerConfig, ProducerRecord,
+    TRANSACTIONS_TOPIC,
 };
 use tokio::io::AsyncBufReadExt;
 
@@ -63,8 +64,11 @@ pub async fn run(data_dir: &Path, args: ProduceArgs) -> Result<()> {
 }
 
 async fn produce(broker: &Broker, args: &ProduceArgs) -> Result<u64> {
-    if args.topic == OFFSETS_TOPIC {
-        bail!("topic {OFFSETS_TOPIC:?} is internal; commit offsets with a consumer group");
+    if args.topic == OFFSETS_TOPIC || args.topic == TRANSACTIONS_TOPIC {
+        bail!(
+            "topic {:?} is internal; write to it through consumer groups or transactions",
+            args.topic
+        );
     }
     let topic = broker.topic(&args.topic)?;
     if let Some(p) = args.partition {

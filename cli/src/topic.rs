@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use logbrook_core::{CleanupPolicy, FlushPolicy, OFFSETS_TOPIC, TimestampType, TopicConfig};
+use logbrook_core::{CleanupPolicy, FlushPolicy, TimestampType, TopicConfig};
 
 use crate::output::{self, Table};
 
@@ -17,7 +17,7 @@ pub enum TopicCommand {
     Create(CreateArgs),
     /// List topic names, one per line.
     List {
-        /// Also list internal topics such as __consumer_offsets.
+        /// Also list internal topics (`__consumer_offsets`, `__transactions`).
         #[arg(long)]
         include_internal: bool,
     },
@@ -143,7 +143,7 @@ pub async fn run(data_dir: &Path, command: TopicCommand) -> Result<()> {
             let broker = crate::open_read_only(data_dir).await?;
             let mut text = String::new();
             for name in broker.topic_names() {
-                if include_internal || name != OFFSETS_TOPIC {
+                if include_internal || !name.starts_with("__") {
                     text.push_str(&name);
                     text.push('\n');
                 }

@@ -132,13 +132,13 @@ fn keyless_lines_are_rejected_on_a_compacted_topic_naming_the_line() {
 }
 
 #[test]
-fn list_hides_the_internal_offsets_topic_unless_asked() {
+fn list_hides_the_internal_topics_unless_asked() {
     let lb = Logbrook::new();
     lb.create_topic("visible", 1);
     assert_eq!(lb.ok(&["topic", "list"]), "visible\n");
     assert_eq!(
         lb.ok(&["topic", "list", "--include-internal"]),
-        "__consumer_offsets\nvisible\n"
+        "__consumer_offsets\n__transactions\nvisible\n"
     );
 }
 

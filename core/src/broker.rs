@@ -26,6 +26,7 @@ use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::record::now_ms;
 use crate::storage::{FsStorage, Storage, sync_dir};
 use crate::topic::{TOPIC_FILE, Topic, TopicDescription, validate_topic_name};
+use crate::transactions::{TRANSACTIONS_TOPIC, TransactionCoordinator};
 
 /// How to open a data directory.
 #[derive(Debug, Clone)]
@@ -72,6 +73,7 @@ struct BrokerInner {
     config: BrokerConfig,
     topics: DashMap<String, Arc<Topic>>,
     groups: GroupCoordinator,
+    transactions: TransactionCoordinator,
     /// Serializes topic creation and deletion.
     admin: Mutex<()>,
     /// The writer lock, released by `close`.
@@ -109,6 +111,7 @@ impl Broker {
         };
         if !broker.inner.config.read_only {
             broker.inner.groups.load(&broker).await?;
+            broker.inner.transactions.recover(&broker).await?;
             broker.spawn_background_tasks();
         } else if broker.inner.topics.contains_key(OFFSETS_TOPIC) {
             broker.inner.groups.load(&broker).await?;
@@ -128,6 +131,10 @@ impl Broker {
 
     pub(crate) fn groups(&self) -> &GroupCoordinator {
         &self.inner.groups
+    }
+
+    pub(crate) fn transactions(&self) -> &TransactionCoordinator {
+        &self.inner.transactions
     }
 
     /// Creates a topic.
@@ -180,7 +187,7 @@ impl Broker {
     /// Once started, the deletion completes in the background even if the future is dropped.
     pub async fn delete_topic(&self, name: &str) -> Result<()> {
         self.writable("delete topic")?;
-        if name == OFFSETS_TOPIC {
+        if name == OFFSETS_TOPIC || name == TRANSACTIONS_TOPIC {
             return Err(Error::InvalidTopicName {
                 name: name.into(),
                 reason: "internal topics cannot be deleted",
@@ -309,6 +316,11 @@ impl Broker {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
+        if !self.is_read_only()
+            && let Err(e) = self.checkpoint_transactions()
+        {
+            tracing::warn!(error = %e, "transaction checkpoint at close failed");
+        }
         let topics: Vec<Arc<Topic>> = self.inner.topics.iter().map(|t| t.clone()).collect();
         let result = tokio::task::spawn_blocking(move || {
             let mut first = None;
@@ -370,9 +382,14 @@ impl Broker {
                         }
                     }
                 }
-                drop(inner);
                 if checkpoint {
                     last_checkpoint = Instant::now();
+                    let broker = Broker { inner };
+                    if let Err(e) = broker.checkpoint_transactions() {
+                        tracing::error!(error = %e, "transaction checkpoint failed");
+                    }
+                } else {
+                    drop(inner);
                 }
                 if due.is_empty() {
                     continue;
@@ -491,6 +508,7 @@ fn load(config: BrokerConfig) -> Result<BrokerInner> {
     }
     let inner = BrokerInner {
         groups: GroupCoordinator::default(),
+        transactions: TransactionCoordinator::default(),
         topics,
         admin: Mutex::new(()),
         lock: Mutex::new(lock),

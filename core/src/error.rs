@@ -157,6 +157,9 @@ pub enum Error {
     /// A consumer used without an assignment, or a group call on a consumer without a group.
     #[error("consumer: {0}")]
     Consumer(&'static str),
+    /// A transaction that cannot be written, or a damaged one in the transaction log.
+    #[error("transaction: {0}")]
+    Transaction(String),
 }
 
 impl Error {

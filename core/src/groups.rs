@@ -172,7 +172,7 @@ impl GroupCoordinator {
     }
 
     /// Appends commits (or tombstones, for `None`) and applies them once durable.
-    async fn write(
+    pub(crate) async fn write(
         &self,
         broker: &Broker,
         group_entries: Vec<(String, TopicPartition, Option<u64>)>,

@@ -37,6 +37,7 @@ mod record;
 mod segment;
 pub mod storage;
 mod topic;
+mod transactions;
 
 pub use broker::{Broker, BrokerConfig};
 pub use config::{CleanupPolicy, DEFAULT_SEGMENT_BYTES, FlushPolicy, TopicConfig};
@@ -52,3 +53,4 @@ pub use record::{
     ConsumerRecord, Header, ProducerRecord, RecordMetadata, TimestampType, TopicPartition, now_ms,
 };
 pub use topic::{Topic, TopicDescription, validate_topic_name};
+pub use transactions::{TRANSACTIONS_TOPIC, Transaction, TransactionInfo};

@@ -18,11 +18,21 @@ use crate::topology::{OnError, OutputRecord, TaskInstance, Topology};
 /// (e.g. `test-driver-counts-changelog`).
 pub const DRIVER_APPLICATION_ID: &str = "test-driver";
 
+type QueuedRecord = (
+    Arc<str>,
+    Option<Bytes>,
+    Option<Bytes>,
+    i64,
+    Vec<logbrook_core::Header>,
+);
+
 /// Runs one task of a topology synchronously.
 pub struct TopologyTestDriver {
     task: TaskInstance,
     outputs: HashMap<String, VecDeque<OutputRecord>>,
     next_offsets: HashMap<String, u64>,
+    /// Virtual wall-clock time (ms) for wall-clock punctuation; starts at 0.
+    wall_clock: i64,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
@@ -69,18 +79,95 @@ impl TopologyTestDriver {
         Self::with_error_policy(topology, OnError::Fail)
     }
 
-    /// A driver with a deserialization error policy.
+    /// A driver with a deserialization error policy (user-code panics fail).
     ///
     /// # Errors
     /// If a store cannot be created.
     pub fn with_error_policy(topology: &Topology, on_error: OnError) -> Result<Self> {
-        let mut task = topology.instantiate(DRIVER_APPLICATION_ID, 0, on_error);
+        Self::with_error_policies(topology, on_error, OnError::Fail)
+    }
+
+    /// A driver with policies for records that do not deserialize and for records on which
+    /// user code panics.
+    ///
+    /// # Errors
+    /// If a store cannot be created or a processor's `init` fails.
+    pub fn with_error_policies(
+        topology: &Topology,
+        on_deserialization_error: OnError,
+        on_processing_error: OnError,
+    ) -> Result<Self> {
+        let mut task = topology.instantiate(DRIVER_APPLICATION_ID, 0, on_deserialization_error);
+        task.context.on_processing_error = on_processing_error;
         task.open_stores(KeyValueStore::in_memory)?;
-        Ok(Self {
+        task.init_processors(0)?;
+        let mut driver = Self {
             task,
             outputs: HashMap::new(),
             next_offsets: HashMap::new(),
-        })
+            wall_clock: 0,
+        };
+        driver.route_outputs(&mut VecDeque::new());
+        Ok(driver)
+    }
+
+    /// Moves the virtual wall clock forward, firing the wall-clock punctuations that become
+    /// due (once each, as a task that was busy for that long would).
+    ///
+    /// # Errors
+    /// Whatever the punctuations return.
+    pub fn advance_wall_clock(&mut self, by: std::time::Duration) -> Result<()> {
+        self.wall_clock += by.as_millis() as i64;
+        self.task.punctuate_wall_clock(self.wall_clock)?;
+        let mut queue = VecDeque::new();
+        self.route_outputs(&mut queue);
+        self.drain(queue)
+    }
+
+    /// The virtual wall-clock time (ms).
+    pub fn wall_clock(&self) -> i64 {
+        self.wall_clock
+    }
+
+    /// Sends the task's outputs to the output topics, or back into `queue` for topics the
+    /// topology reads itself (repartition topics), as they would go round through the log.
+    fn route_outputs(&mut self, queue: &mut VecDeque<QueuedRecord>) {
+        for output in self.task.take_outputs() {
+            if self.task.reads(&output.topic) {
+                queue.push_back((
+                    output.topic,
+                    output.key,
+                    output.value,
+                    output.timestamp,
+                    output.headers,
+                ));
+            } else {
+                self.outputs
+                    .entry(output.topic.to_string())
+                    .or_default()
+                    .push_back(output);
+            }
+        }
+    }
+
+    fn drain(&mut self, mut queue: VecDeque<QueuedRecord>) -> Result<()> {
+        while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
+            let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
+            let record = ConsumerRecord {
+                topic,
+                partition: 0,
+                offset: *offset,
+                timestamp,
+                timestamp_type: TimestampType::CreateTime,
+                key,
+                value,
+                headers,
+            };
+            *offset += 1;
+            self.task.process(&record)?;
+            self.route_outputs(&mut queue);
+        }
+        Ok(())
     }
 
     /// Declares the partition count of an output topic (for custom partitioners).
@@ -161,42 +248,8 @@ impl TopologyTestDriver {
         value: Option<Bytes>,
         timestamp: i64,
     ) -> Result<()> {
-        // Records written to a topic the topology itself reads (a repartition topic) go round
-        // again at once, as they would through the log.
-        let mut queue =
-            VecDeque::from([(Arc::<str>::from(topic), key, value, timestamp, Vec::new())]);
-        while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
-            let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
-            let record = ConsumerRecord {
-                topic,
-                partition: 0,
-                offset: *offset,
-                timestamp,
-                timestamp_type: TimestampType::CreateTime,
-                key,
-                value,
-                headers,
-            };
-            *offset += 1;
-            self.task.process(&record)?;
-            for output in self.task.take_outputs() {
-                if self.task.reads(&output.topic) {
-                    queue.push_back((
-                        output.topic,
-                        output.key,
-                        output.value,
-                        output.timestamp,
-                        output.headers,
-                    ));
-                } else {
-                    self.outputs
-                        .entry(output.topic.to_string())
-                        .or_default()
-                        .push_back(output);
-                }
-            }
-        }
-        Ok(())
+        let queue = VecDeque::from([(Arc::<str>::from(topic), key, value, timestamp, Vec::new())]);
+        self.drain(queue)
     }
 
     /// A state store of the task, e.g. to check an aggregate.

@@ -32,6 +32,18 @@ pub enum Error {
         /// The serde's message.
         reason: String,
     },
+    /// User code (a closure or processor) panicked on a record.
+    #[error("processing the record at {topic}-{partition}@{offset} failed: {message}")]
+    Processing {
+        /// Source topic.
+        topic: String,
+        /// Source partition.
+        partition: u32,
+        /// Source offset.
+        offset: u64,
+        /// The panic message.
+        message: String,
+    },
     /// A state store failed.
     #[error("state store {store:?}: {reason}")]
     State {

@@ -26,6 +26,7 @@
 mod driver;
 mod dsl;
 mod error;
+pub mod processor;
 mod record;
 mod runtime;
 pub mod serde;

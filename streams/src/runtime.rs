@@ -2,61 +2,85 @@
 //!
 //! Each task is a tokio task with its own consumer (group = the application id, assigned
 //! partition `p` of every source topic, internal repartition topics included) and its own operator
-//! instances and state stores. Outputs, changelog records included, go through one shared
-//! producer. Every `commit_interval`, a task waits until its outputs are acknowledged, then
-//! commits its stores (with the changelog offset they reach), then its input offsets:
-//! at-least-once. After a crash, records processed since the last commit are processed again.
-//! On start-up a task restores each store from its changelog, from the store's checkpoint on.
+//! instances and state stores. On start-up a task restores each store from its changelog, from
+//! the store's checkpoint on.
+//!
+//! Exactly-once (the default): a task collects its outputs, changelog records included, in a
+//! [`Transaction`] with its input offsets, and every `commit_interval` commits them atomically
+//! through the log's transaction log; then it commits its stores at the changelog offsets
+//! reached. After a crash, the work since the last commit is done again and its outputs, never
+//! written, appear once. At-least-once: outputs go through a shared producer; at each commit a
+//! task waits for them, commits its stores, then its offsets; after a crash outputs may repeat.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logbrook_core::{
     Broker, CleanupPolicy, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
-    ProducerRecord, TopicConfig, TopicPartition,
+    ProducerRecord, TopicConfig, TopicPartition, Transaction, now_ms, partition_for_key,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
 use crate::state::KeyValueStore;
-use crate::topology::{OnError, TaskInstance, Topology, changelog_topic};
+use crate::topology::{OnError, OutputRecord, TaskInstance, Topology, changelog_topic};
+
+/// A transaction is committed early once its records reach this size.
+const MAX_TRANSACTION_BYTES: usize = 16 << 20;
 
 /// Delivery guarantee of a [`StreamsApp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum ProcessingGuarantee {
-    /// Outputs are acknowledged before input offsets are committed; after a crash, records since
-    /// the last commit are processed again, so outputs may repeat.
+    /// Outputs, store changelogs and input offsets are committed atomically: after a crash the
+    /// output topics hold exactly what a clean run writes.
     #[default]
+    ExactlyOnce,
+    /// Outputs are acknowledged before input offsets are committed; after a crash, records since
+    /// the last commit are processed again, so outputs may repeat. Faster: no transaction log.
     AtLeastOnce,
 }
 
 /// Settings of a streams application.
 #[derive(Debug, Clone)]
 pub struct StreamsConfig {
-    /// Names the consumer group and, later, the internal topics. One id per application.
+    /// Names the consumer group, the internal topics and the state directory.
     pub application_id: String,
-    /// How often tasks commit their input offsets.
+    /// How often tasks commit.
     pub commit_interval: Duration,
     /// Delivery guarantee.
     pub processing_guarantee: ProcessingGuarantee,
     /// What to do with records that do not deserialize.
     pub on_deserialization_error: OnError,
+    /// What to do with records on which user code panics.
+    pub on_processing_error: OnError,
     /// Where task state stores live; default `{data_dir}/streams-state/{application_id}`.
     pub state_dir: Option<PathBuf>,
+    /// Worker threads running the tasks (Kafka's `num.stream.threads`); `None` runs them on the
+    /// caller's tokio runtime.
+    pub worker_threads: Option<usize>,
 }
 
 impl StreamsConfig {
-    /// Defaults for `application_id`: commit every 100 ms, at-least-once, fail on bad records.
+    /// Defaults for `application_id`: exactly-once, commit every 100 ms, fail on bad records,
+    /// tasks on the caller's runtime.
     pub fn new(application_id: impl Into<String>) -> Self {
         Self {
             application_id: application_id.into(),
             commit_interval: Duration::from_millis(100),
-            processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
             on_deserialization_error: OnError::Fail,
+            on_processing_error: OnError::Fail,
             state_dir: None,
+            worker_threads: None,
         }
     }
+}
+
+/// The state directory of an application: `{data_dir}/streams-state/{application_id}`.
+pub fn default_state_dir(broker: &Broker, application_id: &str) -> PathBuf {
+    broker.data_dir().join("streams-state").join(application_id)
 }
 
 /// A topology running against a broker.
@@ -91,8 +115,13 @@ impl StreamsApp {
             )));
         }
         let mut outputs: Vec<&str> = topology.sink_topics();
-        if let OnError::DeadLetter(topic) = &config.on_deserialization_error {
-            outputs.push(topic);
+        for policy in [
+            &config.on_deserialization_error,
+            &config.on_processing_error,
+        ] {
+            if let OnError::DeadLetter(topic) = policy {
+                outputs.push(topic);
+            }
         }
         for topic in outputs {
             broker
@@ -146,8 +175,20 @@ impl StreamsApp {
                 ..ProducerConfig::default()
             },
         );
+        // With worker_threads, tasks run on a runtime of their own; the log is runtime-agnostic.
+        let own_runtime = match self.config.worker_threads {
+            Some(threads) => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads.max(1))
+                    .thread_name(format!("{}-worker", self.config.application_id))
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Topology(format!("cannot start worker threads: {e}")))?,
+            ),
+            None => None,
+        };
         let stop = shutdown.child_token();
-        let mut tasks = tokio::task::JoinSet::new();
+        let mut tasks = Vec::new();
         for partition in 0..self.partitions {
             let task = Task {
                 partition,
@@ -155,25 +196,76 @@ impl StreamsApp {
                 topology: self.topology.clone(),
                 config: self.config.clone(),
                 producer: producer.clone(),
+                partition_counts: HashMap::new(),
             };
             let stop = stop.clone();
-            tasks.spawn(async move {
+            let work = async move {
                 let result = task.run(stop.clone()).await;
                 if result.is_err() {
                     stop.cancel(); // one failed task stops the application
                 }
                 result
+            };
+            tasks.push(match &own_runtime {
+                Some(runtime) => runtime.spawn(work),
+                None => tokio::spawn(work),
             });
         }
+        tracing::info!(
+            application = %self.config.application_id,
+            tasks = self.partitions,
+            guarantee = ?self.config.processing_guarantee,
+            "streams application running"
+        );
         let mut first_error = None;
-        while let Some(joined) = tasks.join_next().await {
+        for joined in futures::future::join_all(tasks).await {
             let result = joined.map_err(|e| Error::Topology(format!("a task panicked: {e}")))?;
             if let Err(e) = result {
                 first_error.get_or_insert(e);
             }
         }
+        if let Some(runtime) = own_runtime {
+            runtime.shutdown_background();
+        }
         first_error.map_or(Ok(()), Err)
     }
+
+    /// Runs until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully: every task finishes its
+    /// current records, closes its processors and commits.
+    ///
+    /// # Errors
+    /// As [`StreamsApp::run`].
+    pub async fn run_until_signal(self) -> Result<()> {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received; committing and stopping");
+            trigger.cancel();
+        });
+        self.run(shutdown).await
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 struct Task {
@@ -182,10 +274,12 @@ struct Task {
     topology: Arc<Topology>,
     config: StreamsConfig,
     producer: Producer,
+    /// Partition counts of the topics the task writes, looked up once.
+    partition_counts: HashMap<Arc<str>, u32>,
 }
 
 impl Task {
-    async fn run(self, stop: CancellationToken) -> Result<()> {
+    async fn run(mut self, stop: CancellationToken) -> Result<()> {
         let config = ConsumerConfig {
             group_id: Some(self.config.application_id.clone()),
             auto_offset_reset: OffsetReset::Earliest,
@@ -205,6 +299,7 @@ impl Task {
             self.partition,
             self.config.on_deserialization_error.clone(),
         );
+        instance.context.on_processing_error = self.config.on_processing_error.clone();
         for topic in self.topology.sink_topics() {
             if let Ok(t) = self.broker.topic(topic) {
                 instance
@@ -218,6 +313,13 @@ impl Task {
             KeyValueStore::open(name, &state_dir.join(format!("{name}.redb")))
         })?;
         let mut instance = self.restore(instance).await?;
+        instance.init_processors(now_ms())?;
+        let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+        let mut txn = Transaction::new();
+        // Next offset to read per input partition, as far as processing got: a commit may fall
+        // in the middle of a polled batch.
+        let mut processed: HashMap<TopicPartition, u64> = HashMap::new();
+        let mut uncommitted = false;
         tracing::debug!(application = %self.config.application_id, partition = self.partition, "task started");
         let mut last_commit = Instant::now();
         loop {
@@ -227,35 +329,103 @@ impl Task {
             };
             for record in &records {
                 instance.process(record)?;
-                for out in instance.take_outputs() {
-                    let record = ProducerRecord {
-                        topic: out.topic.to_string(),
-                        partition: out.partition,
-                        key: out.key,
-                        value: out.value,
-                        headers: out.headers,
-                        timestamp: Some(out.timestamp),
-                    };
-                    self.producer.send(record).await?;
+                self.write_outputs(&mut instance, exactly_once, &mut txn)
+                    .await?;
+                processed.insert(
+                    TopicPartition::new(&*record.topic, record.partition),
+                    record.offset + 1,
+                );
+                uncommitted = true;
+                if last_commit.elapsed() >= self.config.commit_interval
+                    || txn.size_bytes() >= MAX_TRANSACTION_BYTES
+                {
+                    self.commit(&mut instance, &mut txn, &processed).await?;
+                    uncommitted = false;
+                    last_commit = Instant::now();
+                }
+                if stop.is_cancelled() {
+                    // Unprocessed records of the batch are read again by the next run.
+                    break;
                 }
             }
+            instance.punctuate_wall_clock(now_ms())?;
+            self.write_outputs(&mut instance, exactly_once, &mut txn)
+                .await?;
             if last_commit.elapsed() >= self.config.commit_interval {
-                self.commit(&mut consumer, &mut instance).await?;
+                if uncommitted || !txn.is_empty() {
+                    self.commit(&mut instance, &mut txn, &processed).await?;
+                    uncommitted = false;
+                }
                 last_commit = Instant::now();
             }
         }
-        self.commit(&mut consumer, &mut instance).await?;
+        instance.close_processors()?;
+        self.write_outputs(&mut instance, exactly_once, &mut txn)
+            .await?;
+        self.commit(&mut instance, &mut txn, &processed).await?;
         tracing::debug!(application = %self.config.application_id, partition = self.partition, "task stopped");
         Ok(())
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.config.state_dir.clone().unwrap_or_else(|| {
-            self.broker
-                .data_dir()
-                .join("streams-state")
-                .join(&self.config.application_id)
+    /// Moves the outputs of the last record or punctuation into the open transaction, or to
+    /// the producer under at-least-once.
+    async fn write_outputs(
+        &mut self,
+        instance: &mut TaskInstance,
+        exactly_once: bool,
+        txn: &mut Transaction,
+    ) -> Result<()> {
+        for out in instance.take_outputs() {
+            if exactly_once {
+                let partition = self.partition_of(&out)?;
+                txn.send(
+                    &out.topic,
+                    partition,
+                    out.timestamp,
+                    out.key.as_deref(),
+                    out.value.as_deref(),
+                    &out.headers,
+                );
+            } else {
+                let record = ProducerRecord {
+                    topic: out.topic.to_string(),
+                    partition: out.partition,
+                    key: out.key,
+                    value: out.value,
+                    headers: out.headers,
+                    timestamp: Some(out.timestamp),
+                };
+                self.producer.send(record).await?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The partition an output goes to: the operator's choice, else murmur2 of the key, else
+    /// the task's own partition (deterministic, so a re-run writes the same).
+    fn partition_of(&mut self, out: &OutputRecord) -> Result<u32> {
+        if let Some(p) = out.partition {
+            return Ok(p);
+        }
+        let count = match self.partition_counts.get(&out.topic) {
+            Some(count) => *count,
+            None => {
+                let count = self.broker.topic(&out.topic)?.partition_count();
+                self.partition_counts.insert(out.topic.clone(), count);
+                count
+            }
+        };
+        Ok(match &out.key {
+            Some(key) => partition_for_key(key, count),
+            None => self.partition % count,
         })
+    }
+
+    fn state_dir(&self) -> PathBuf {
+        self.config
+            .state_dir
+            .clone()
+            .unwrap_or_else(|| default_state_dir(&self.broker, &self.config.application_id))
     }
 
     /// The log partition holding store `index`'s changelog for this task.
@@ -278,6 +448,19 @@ impl Task {
         tokio::task::spawn_blocking(move || {
             for (store, log) in instance.context.stores.iter_mut().zip(logs) {
                 let end = log.high_watermark();
+                let checkpoint = store.checkpoint()?;
+                if checkpoint > end {
+                    // The store is ahead of its changelog (the changelog was reset or lost):
+                    // it cannot be trusted.
+                    tracing::warn!(
+                        store = store.name(),
+                        partition,
+                        checkpoint,
+                        end,
+                        "state store is ahead of its changelog; rebuilding it"
+                    );
+                    store.clear()?;
+                }
                 let mut offset = store.checkpoint()?.max(log.log_start_offset());
                 let (from, mut applied) = (offset, 0u64);
                 let mut records = Vec::new();
@@ -312,10 +495,28 @@ impl Task {
         .map_err(|e| Error::Topology(format!("restoring state panicked: {e}")))?
     }
 
-    /// Outputs first (changelogs included), then the stores at the changelog offsets those
-    /// outputs reached, then the input offsets that produced them.
-    async fn commit(&self, consumer: &mut Consumer, instance: &mut TaskInstance) -> Result<()> {
-        self.producer.flush().await?;
+    /// Exactly-once: the transaction (outputs, changelogs, input offsets) in one atomic write.
+    /// At-least-once: outputs first, then offsets. Either way the stores are committed after the
+    /// changelog records they hold, at the changelog offsets reached.
+    async fn commit(
+        &self,
+        instance: &mut TaskInstance,
+        txn: &mut Transaction,
+        processed: &HashMap<TopicPartition, u64>,
+    ) -> Result<()> {
+        let group = &self.config.application_id;
+        let offsets: Vec<(TopicPartition, u64)> = processed
+            .iter()
+            .filter(|(tp, o)| self.broker.committed_offset(group, tp) != Some(**o))
+            .map(|(tp, o)| (tp.clone(), *o))
+            .collect();
+        if self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
+            let mut full = std::mem::take(txn);
+            full.commit_offsets(group.clone(), offsets.clone());
+            self.broker.commit_transaction(full).await?;
+        } else {
+            self.producer.flush().await?;
+        }
         let logs = (0..instance.store_names.len())
             .map(|i| self.changelog(instance, i))
             .collect::<Result<Vec<_>>>()?;
@@ -329,7 +530,9 @@ impl Task {
         .await
         .map_err(|e| Error::Topology(format!("flushing state panicked: {e}")))?;
         instance.context.stores = flushed?;
-        consumer.commit().await?;
+        if self.config.processing_guarantee == ProcessingGuarantee::AtLeastOnce {
+            self.broker.commit_offsets(group, &offsets).await?;
+        }
         Ok(())
     }
 }

@@ -14,6 +14,7 @@ use bytes::Bytes;
 use logbrook_core::{ConsumerRecord, Header};
 
 use crate::error::{Error, Result};
+use crate::processor::{PunctuationType, SharedHooks, each_hook};
 use crate::record::Record;
 use crate::state::KeyValueStore;
 
@@ -25,7 +26,7 @@ impl<T: Clone + Send + 'static> Data for T {}
 pub(crate) type Emit<K, V> = Box<dyn FnMut(&mut TaskContext, Record<K, V>) -> Result<()> + Send>;
 type ChildFactory<K, V> = Arc<dyn Fn(&mut Instantiation) -> Emit<K, V> + Send + Sync>;
 
-pub(crate) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
@@ -94,6 +95,8 @@ pub(crate) struct Instantiation {
     pub(crate) application_id: String,
     /// Stores the operators asked for, by index.
     stores: Vec<String>,
+    /// Processor-API instances, for init, punctuation and close.
+    pub(crate) hooks: Vec<SharedHooks>,
 }
 
 impl Instantiation {
@@ -228,6 +231,7 @@ impl Topology {
             .collect();
         TaskInstance {
             sources,
+            hooks: inst.hooks,
             store_names: inst.stores,
             context: TaskContext {
                 on_error,
@@ -252,6 +256,56 @@ pub enum OnError {
     DeadLetter(String),
 }
 
+/// Handles a record that failed (to deserialize, or in user code) by `policy`.
+pub(crate) fn apply_error_policy(
+    ctx: &mut TaskContext,
+    r: &ConsumerRecord,
+    error: Error,
+    policy: &OnError,
+) -> Result<()> {
+    match policy {
+        OnError::Fail => Err(error),
+        OnError::LogAndSkip => {
+            tracing::warn!(error = %error, "skipping a record");
+            ctx.skipped += 1;
+            Ok(())
+        }
+        OnError::DeadLetter(topic) => {
+            let mut headers = r.headers.clone();
+            for (key, value) in [
+                ("logbrook.error.topic", r.topic.to_string()),
+                ("logbrook.error.partition", r.partition.to_string()),
+                ("logbrook.error.offset", r.offset.to_string()),
+                ("logbrook.error.message", error.to_string()),
+            ] {
+                headers.push(Header {
+                    key: key.into(),
+                    value: Some(value.into()),
+                });
+            }
+            tracing::warn!(error = %error, dead_letter_topic = %topic, "sending a record to the dead-letter topic");
+            ctx.outputs.push(OutputRecord {
+                topic: topic.as_str().into(),
+                partition: None,
+                key: r.key.clone(),
+                value: r.value.clone(),
+                timestamp: r.timestamp,
+                headers,
+            });
+            ctx.skipped += 1;
+            Ok(())
+        }
+    }
+}
+
+fn panic_message(panic: &(dyn Any + Send)) -> String {
+    panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_string())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic with a non-string payload".to_string())
+}
+
 /// A record an operator wrote to an output topic.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct OutputRecord {
@@ -268,7 +322,10 @@ pub(crate) struct OutputRecord {
 pub struct TaskContext {
     pub(crate) outputs: Vec<OutputRecord>,
     pub(crate) stream_time: i64,
+    /// Policy for records that do not deserialize.
     pub(crate) on_error: OnError,
+    /// Policy for records on which user code panics.
+    pub(crate) on_processing_error: OnError,
     pub(crate) skipped: u64,
     pub(crate) partition_counts: HashMap<String, u32>,
     pub(crate) application_id: Arc<str>,
@@ -349,19 +406,65 @@ impl TaskContext {
 /// One task's running topology.
 pub(crate) struct TaskInstance {
     sources: HashMap<String, SourceEmit>,
+    hooks: Vec<SharedHooks>,
     pub(crate) store_names: Vec<String>,
     pub(crate) context: TaskContext,
 }
 
 impl TaskInstance {
-    /// Runs one input record through the graph; its outputs collect in the context.
+    /// Runs one input record through the graph; its outputs collect in the context. A panic in
+    /// user code is handled by the processing-error policy; outputs and store writes made
+    /// before the panic stay (as in Kafka Streams).
     pub(crate) fn process(&mut self, record: &ConsumerRecord) -> Result<()> {
         self.context.stream_time = self.context.stream_time.max(record.timestamp);
         let source = self
             .sources
             .get_mut(&*record.topic)
             .ok_or_else(|| Error::Topology(format!("no source reads topic {:?}", record.topic)))?;
-        source(&mut self.context, record)
+        let context = &mut self.context;
+        let outcome =
+            std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| source(context, record)));
+        let result = match outcome {
+            Ok(result) => result,
+            Err(panic) => {
+                let error = Error::Processing {
+                    topic: record.topic.to_string(),
+                    partition: record.partition,
+                    offset: record.offset,
+                    message: panic_message(&*panic),
+                };
+                let policy = self.context.on_processing_error.clone();
+                apply_error_policy(&mut self.context, record, error, &policy)
+            }
+        };
+        result.and_then(|()| self.punctuate_stream_time())
+    }
+
+    /// Starts the processor-API instances (after the stores are open and restored).
+    pub(crate) fn init_processors(&mut self, wall_clock: i64) -> Result<()> {
+        each_hook(&self.hooks, &mut self.context, |h, ctx| {
+            h.init(ctx, wall_clock)
+        })
+    }
+
+    /// Fires stream-time punctuations that the current stream time made due.
+    fn punctuate_stream_time(&mut self) -> Result<()> {
+        let now = self.context.stream_time;
+        each_hook(&self.hooks, &mut self.context, |h, ctx| {
+            h.punctuate(ctx, PunctuationType::StreamTime, now)
+        })
+    }
+
+    /// Fires wall-clock punctuations due at `now` (ms).
+    pub(crate) fn punctuate_wall_clock(&mut self, now: i64) -> Result<()> {
+        each_hook(&self.hooks, &mut self.context, |h, ctx| {
+            h.punctuate(ctx, PunctuationType::WallClockTime, now)
+        })
+    }
+
+    /// Closes the processor-API instances.
+    pub(crate) fn close_processors(&mut self) -> Result<()> {
+        each_hook(&self.hooks, &mut self.context, |h, ctx| h.close(ctx))
     }
 
     /// Opens the task's stores, in the order the operators registered them.

@@ -55,6 +55,10 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
+    /// Writer id: the transaction id for transactional writes, -1 otherwise.
+    pub producer_id: i64,
+    /// Index of the batch within its writer's sequence, -1 when unused.
+    pub base_sequence: i32,
     /// Number of records.
     pub record_count: u32,
 }
@@ -74,6 +78,8 @@ impl BatchHeader {
             last_offset_delta: u32_at(buf, LAST_OFFSET_DELTA),
             base_timestamp: u64_at(buf, BASE_TIMESTAMP) as i64,
             max_timestamp: u64_at(buf, MAX_TIMESTAMP) as i64,
+            producer_id: u64_at(buf, PRODUCER_ID) as i64,
+            base_sequence: u32_at(buf, BASE_SEQUENCE) as i32,
             record_count: u32_at(buf, RECORD_COUNT),
         })
     }
@@ -336,6 +342,14 @@ impl EncodedBatch {
         self.buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_le_bytes());
         self.buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&now.to_le_bytes());
         self.buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&now.to_le_bytes());
+        self.update_crc();
+    }
+
+    /// Stamps the writer id and sequence number (transactions use them to recognise a batch
+    /// already written before a crash), and the CRC with them.
+    pub(crate) fn set_producer(&mut self, producer_id: i64, base_sequence: i32) {
+        self.buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&producer_id.to_le_bytes());
+        self.buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&base_sequence.to_le_bytes());
         self.update_crc();
     }
 

@@ -218,6 +218,44 @@ impl<K: Data, V: Data> KStream<K, V> {
         .rekeyed()
     }
 
+    /// Runs a custom [`Processor`](crate::processor::Processor), one made by `supplier` per
+    /// task, with access to the named state stores (each backed by a changelog like any
+    /// store). Its output may have any key, so a later grouping or join repartitions.
+    pub fn process<P>(
+        &self,
+        supplier: impl Fn() -> P + Send + Sync + 'static,
+        stores: &[&str],
+    ) -> KStream<P::KeyOut, P::ValueOut>
+    where
+        P: crate::processor::Processor<K, V>,
+    {
+        for store in stores {
+            self.builder.add_store(store);
+        }
+        let stores: Vec<String> = stores.iter().map(|s| (*s).to_string()).collect();
+        let child = Node::<P::KeyOut, P::ValueOut>::new(self.builder.next_id());
+        let graph = child.clone();
+        self.node.add_child(move |inst| {
+            let downstream = graph.instantiate(inst);
+            let indices = stores
+                .iter()
+                .map(|name| (name.clone(), inst.add_store(name)))
+                .collect();
+            let cell = Arc::new(std::sync::Mutex::new(crate::processor::ProcessorCell::new(
+                supplier(),
+                downstream,
+                indices,
+            )));
+            inst.hooks.push(cell.clone());
+            Box::new(move |ctx, record| lock(&cell).process(ctx, record))
+        });
+        KStream {
+            node: child,
+            builder: self.builder.clone(),
+            key_changed: true,
+        }
+    }
+
     /// Calls `f` on each record and passes it on unchanged.
     pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
         let f = Arc::new(f);

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use logbrook_core::{ConsumerRecord, Header};
+use logbrook_core::ConsumerRecord;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -27,8 +27,7 @@ use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::topology::{
-    Data, Node, OnError, OutputRecord, SourceEmit, SourceFactory, TaskContext, TopicName, Topology,
-    lock,
+    Data, Node, SourceEmit, SourceFactory, TaskContext, TopicName, Topology, lock,
 };
 
 #[derive(Default)]
@@ -253,36 +252,6 @@ fn on_bad_record(
         part,
         reason,
     };
-    match ctx.on_error.clone() {
-        OnError::Fail => Err(error),
-        OnError::LogAndSkip => {
-            tracing::warn!(error = %error, "skipping a record that does not deserialize");
-            ctx.skipped += 1;
-            Ok(())
-        }
-        OnError::DeadLetter(topic) => {
-            let mut headers = r.headers.clone();
-            for (key, value) in [
-                ("logbrook.error.topic", r.topic.to_string()),
-                ("logbrook.error.partition", r.partition.to_string()),
-                ("logbrook.error.offset", r.offset.to_string()),
-                ("logbrook.error.message", error.to_string()),
-            ] {
-                headers.push(Header {
-                    key: key.into(),
-                    value: Some(value.into()),
-                });
-            }
-            ctx.outputs.push(OutputRecord {
-                topic: topic.as_str().into(),
-                partition: None,
-                key: r.key.clone(),
-                value: r.value.clone(),
-                timestamp: r.timestamp,
-                headers,
-            });
-            ctx.skipped += 1;
-            Ok(())
-        }
-    }
+    let policy = ctx.on_error.clone();
+    crate::topology::apply_error_policy(ctx, r, error, &policy)
 }

@@ -152,6 +152,21 @@ impl KeyValueStore {
         Ok(())
     }
 
+    /// Empties the store and its checkpoint, to rebuild it from the changelog's start.
+    pub(crate) fn clear(&mut self) -> Result<()> {
+        let name = self.name.clone();
+        let err = |e: &dyn std::fmt::Display| Error::State {
+            store: name.clone(),
+            reason: e.to_string(),
+        };
+        let write = self.db.begin_write().map_err(|e| err(&e))?;
+        write.delete_table(DATA).map_err(|e| err(&e))?;
+        write.delete_table(META).map_err(|e| err(&e))?;
+        write.commit().map_err(|e| err(&e))?;
+        self.dirty.clear();
+        Ok(())
+    }
+
     /// The changelog offset the committed state covers; 0 for a new store.
     pub(crate) fn checkpoint(&self) -> Result<u64> {
         let read = self

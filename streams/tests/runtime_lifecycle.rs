@@ -1,4 +1,5 @@
-//! The runtime against a real broker: tasks per partition, commits, restarts, validation.
+//! The runtime against a real broker under both guarantees: tasks per partition, commits,
+//! restarts, validation.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::time::Duration;
@@ -8,7 +9,7 @@ use logbrook_core::{
     ProducerRecord, TopicConfig,
 };
 use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{Produced, StreamsApp, StreamsBuilder, StreamsConfig};
+use logbrook_streams::{ProcessingGuarantee, Produced, StreamsApp, StreamsBuilder, StreamsConfig};
 use tokio_util::sync::CancellationToken;
 
 fn topology() -> logbrook_streams::Topology {
@@ -58,7 +59,26 @@ async fn read_values(broker: &Broker, topic: &str, expected: usize) -> Vec<(Stri
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn an_app_processes_every_partition_commits_and_resumes_after_a_restart() {
+async fn an_exactly_once_app_processes_every_partition_commits_and_resumes_after_a_restart() {
+    let config = StreamsConfig::new("orders-app");
+    assert_eq!(
+        config.processing_guarantee,
+        ProcessingGuarantee::ExactlyOnce
+    );
+    restart_scenario(config).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_at_least_once_app_on_its_own_worker_threads_resumes_after_a_restart() {
+    let config = StreamsConfig {
+        processing_guarantee: ProcessingGuarantee::AtLeastOnce,
+        worker_threads: Some(2),
+        ..StreamsConfig::new("orders-app")
+    };
+    restart_scenario(config).await;
+}
+
+async fn restart_scenario(config: StreamsConfig) {
     let dir = tempfile::tempdir().unwrap();
     let broker = Broker::open_with(BrokerConfig::new(dir.path()))
         .await
@@ -83,8 +103,7 @@ async fn an_app_processes_every_partition_commits_and_resumes_after_a_restart() 
     producer.flush().await.unwrap();
 
     let shutdown = CancellationToken::new();
-    let app =
-        StreamsApp::new(broker.clone(), topology(), StreamsConfig::new("orders-app")).unwrap();
+    let app = StreamsApp::new(broker.clone(), topology(), config.clone()).unwrap();
     let running = tokio::spawn(app.run(shutdown.clone()));
     let outputs = read_values(&broker, "big-orders-cents", 50).await;
     assert_eq!(outputs.len(), 50);
@@ -113,8 +132,7 @@ async fn an_app_processes_every_partition_commits_and_resumes_after_a_restart() 
     }
     producer.flush().await.unwrap();
     let shutdown = CancellationToken::new();
-    let app =
-        StreamsApp::new(broker.clone(), topology(), StreamsConfig::new("orders-app")).unwrap();
+    let app = StreamsApp::new(broker.clone(), topology(), config.clone()).unwrap();
     let running = tokio::spawn(app.run(shutdown.clone()));
     let outputs = read_values(&broker, "big-orders-cents", 55).await;
     assert_eq!(outputs.iter().filter(|(k, _)| k == "late").count(), 5);
