@@ -37,8 +37,9 @@ pub use driver::{
     DRIVER_APPLICATION_ID, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,
 };
 pub use dsl::{
-    BranchedStream, Grouped, KGroupedStream, KStream, KTable, Produced, SessionWindowedKStream,
-    SessionWindows, StreamsBuilder, TimeWindowedKStream, TimeWindows, Windowed, WindowedTable,
+    BranchedStream, Grouped, JoinWindows, KGroupedStream, KStream, KTable, Produced,
+    SessionWindowedKStream, SessionWindows, SlidingWindowedKStream, SlidingWindows, StreamsBuilder,
+    TimeWindowedKStream, TimeWindows, Windowed, WindowedTable,
 };
 pub use error::{Error, Result};
 pub use record::Record;

@@ -110,6 +110,21 @@ impl Instantiation {
         self.stores.len() - 1
     }
 
+    /// The task's single instance of something shared by several operators (the two sides of
+    /// a join), made by `make` on first use.
+    pub(crate) fn shared<T: Any + Send + Clone>(
+        &mut self,
+        id: usize,
+        make: impl FnOnce(&mut Self) -> T,
+    ) -> T {
+        if let Some(existing) = self.shared.get(&id).and_then(|a| a.downcast_ref::<T>()) {
+            return existing.clone();
+        }
+        let value = make(self);
+        self.shared.insert(id, Box::new(value.clone()));
+        value
+    }
+
     pub(crate) fn resolve(&self, topic: &TopicName) -> Arc<str> {
         topic.resolve(&self.application_id).into()
     }
@@ -187,6 +202,15 @@ impl Topology {
         self.sources
             .keys()
             .map(|t| t.resolve(application_id))
+            .collect()
+    }
+
+    /// Names of the internal topics an application with this id uses: repartition topics and
+    /// store changelogs.
+    pub fn internal_topic_names(&self, application_id: &str) -> Vec<String> {
+        self.internal_topics(application_id)
+            .into_iter()
+            .map(|(name, _)| name)
             .collect()
     }
 
@@ -364,6 +388,18 @@ impl TaskContext {
             .get(store)
             .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
             .get(key)
+    }
+
+    pub(crate) fn store_range(
+        &self,
+        store: usize,
+        from: &[u8],
+        to: &[u8],
+    ) -> Result<Vec<(Bytes, Bytes)>> {
+        self.stores
+            .get(store)
+            .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
+            .range(from, to)
     }
 
     pub(crate) fn store_entries(&self, store: usize) -> Result<Vec<(Bytes, Bytes)>> {

@@ -75,15 +75,54 @@ fn orders_are_enriched_from_the_customers_table_as_it_is_at_each_order() {
 }
 
 #[test]
-fn joins_need_a_materialized_table_and_an_unchanged_key() {
+fn a_re_keyed_stream_is_repartitioned_before_a_table_join() {
+    let builder = StreamsBuilder::new();
+    let customers =
+        builder.table_with::<String, String>("customers", "customers-store", Str, Json::new());
+    // Orders keyed by order id, carrying the customer id: re-keyed to the customer.
+    builder
+        .stream_with::<String, String>("orders", Str, Json::new())
+        .select_key(|_, customer| customer.clone())
+        .join_table(&customers, |customer, _, name| {
+            format!("{customer} is {name}")
+        })
+        .to_with("enriched", Produced::with(Str, Str));
+    let topology = builder.build().unwrap();
+    let mut driver = TopologyTestDriver::new(&topology).unwrap();
+    driver
+        .pipe_raw("customers", bytes("c7"), bytes("\"Bo\""), 1)
+        .unwrap();
+    driver
+        .pipe_raw("orders", bytes("order-1"), bytes("\"c7\""), 2)
+        .unwrap();
+    let out = driver.read_raw("enriched");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].1.as_deref(), Some(&b"c7 is Bo"[..]));
+    let internal = topology.internal_topic_names("app");
+    assert!(
+        internal
+            .iter()
+            .any(|t| t.starts_with("app-customers-store-join-") && t.ends_with("-repartition")),
+        "{internal:?}"
+    );
+}
+
+#[test]
+fn joins_need_materialized_tables() {
     let builder = StreamsBuilder::new();
     let table = builder.table_with::<String, String>("t", "t-store", Str, Str);
     let stream = builder.stream_with::<String, String>("s", Str, Str);
     stream.join_table(&table.filter(|_, _| true), |_, a, b| a + &b);
-    stream
-        .select_key(|_, v| v.clone())
-        .join_table(&table, |_, a, b| a + &b);
+    table
+        .filter(|_, _| true)
+        .join(&table, |_, a: String, b: String| a + &b);
     let err = builder.build().unwrap_err().to_string();
-    assert!(err.contains("needs a materialized table"), "{err}");
-    assert!(err.contains("re-keyed stream cannot join"), "{err}");
+    assert!(
+        err.contains("join_table needs a materialized table"),
+        "{err}"
+    );
+    assert!(
+        err.contains("table-table joins need materialized tables"),
+        "{err}"
+    );
 }

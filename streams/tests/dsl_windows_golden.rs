@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use logbrook_streams::serde::{Json, Str};
 use logbrook_streams::{
-    Grouped, Produced, SessionWindows, StreamsBuilder, TimeWindows, TopologyTestDriver, Windowed,
+    Grouped, Produced, SessionWindows, SlidingWindows, StreamsBuilder, TimeWindows,
+    TopologyTestDriver, Windowed,
 };
 
 type Input<'a> = &'a [(&'a str, &'a str, i64)];
@@ -188,4 +189,58 @@ fn suppressed_sessions_emit_each_final_session_once_matching_golden() {
         "session_count_suppressed",
         &run(&builder.build().unwrap(), SESSIONS, render_finals),
     );
+}
+
+const SLIDING: Input<'static> = &[
+    ("u1", "a", 1_000),
+    ("u1", "b", 5_000),
+    ("u1", "c", 12_000),
+    ("u2", "d", 12_500),
+    ("u1", "out-of-order", 9_000),
+    ("u1", "e", 30_000),
+    ("u1", "too-late", 3_000),
+];
+
+/// Sliding windows of 10 s with 5 s grace: the window ending at each record, the window just
+/// after it once records fall there, and every window an out-of-order record lands in.
+#[test]
+fn sliding_window_counts_match_golden() {
+    let builder = StreamsBuilder::new();
+    let windows =
+        SlidingWindows::of_time_difference(Duration::from_secs(10)).grace(Duration::from_secs(5));
+    grouped(&builder)
+        .windowed_by_sliding(windows)
+        .count("sliding")
+        .to_stream()
+        .to_with("out", Produced::with(Json::new(), Json::new()));
+    check_golden(
+        "sliding_count",
+        &run(&builder.build().unwrap(), SLIDING, render_updates),
+    );
+}
+
+/// Closed windows leave the store (as tombstones in its changelog): state stays bounded.
+#[test]
+fn closed_time_windows_are_removed_from_the_store() {
+    let builder = StreamsBuilder::new();
+    let windows = TimeWindows::of(Duration::from_secs(10)).grace(Duration::from_secs(5));
+    grouped(&builder)
+        .windowed_by(windows)
+        .count("counts")
+        .to_stream()
+        .to_with("out", Produced::with(Json::new(), Json::new()));
+    let mut driver = TopologyTestDriver::new(&builder.build().unwrap()).unwrap();
+    let events = driver.input_topic::<String, String>("events", Str, Str);
+    for minute in 0..100i64 {
+        driver
+            .pipe(
+                &events,
+                format!("user-{}", minute % 3),
+                "x".into(),
+                minute * 60_000,
+            )
+            .unwrap();
+    }
+    let stored = driver.store("counts").unwrap().entries().unwrap().len();
+    assert_eq!(stored, 1, "only the newest window is still open");
 }

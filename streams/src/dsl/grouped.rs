@@ -11,13 +11,12 @@ use std::sync::Arc;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::kstream::{KStream, Produced};
+use super::kstream::KStream;
 use super::ktable::{KTable, Materialized};
-use super::source_factory;
 use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::serde::{Json, Serde};
-use crate::topology::{Data, Node, TopicName};
+use crate::topology::{Data, Node};
 
 /// The serdes of a grouping: for its repartition topic and its store's keys.
 pub struct Grouped<K, V> {
@@ -151,22 +150,11 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
         if !self.stream.key_changed {
             return self.stream.clone();
         }
-        let builder = self.stream.builder.clone();
-        let topic = TopicName::Internal(format!("{store}-repartition"));
-        let produced = Produced {
-            key_serde: self.grouped.key_serde.clone(),
-            value_serde: self.grouped.value_serde.clone(),
-            partitioner: None,
-        };
-        self.stream.sink(topic.clone(), produced);
-        let node = Node::<K, V>::new(builder.next_id());
-        let factory = source_factory(
-            node.clone(),
+        self.stream.repartition_through(
+            store,
             self.grouped.key_serde.clone(),
             self.grouped.value_serde.clone(),
-        );
-        builder.add_source(topic, factory);
-        KStream::new(node, builder)
+        )
     }
 
     fn aggregate_with<A: Data>(

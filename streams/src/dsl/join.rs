@@ -1,6 +1,10 @@
 //! Stream-table joins: each stream record meets the table's current row for its key, looked up
 //! in the table's store in the same task (the stream and the table are co-partitioned: the
 //! runtime checks that their topics have equal partition counts). Table updates emit nothing.
+//! A stream whose key changed first goes through a repartition topic.
+
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 
 use super::kstream::KStream;
 use super::ktable::KTable;
@@ -8,7 +12,7 @@ use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::topology::{Data, Node};
 
-impl<K: Data, V: Data> KStream<K, V> {
+impl<K: Data, V: Data + Serialize + DeserializeOwned> KStream<K, V> {
     /// Inner join: records whose key has no row in `table` are dropped.
     pub fn join_table<VT: Data, VR: Data>(
         &self,
@@ -41,15 +45,19 @@ impl<K: Data, V: Data> KStream<K, V> {
             );
             return KStream::new(child, self.builder.clone());
         };
-        if self.key_changed {
-            self.builder.problem(format!(
-                "a re-keyed stream cannot join table store {:?} without a repartition (group first, or join before re-keying)",
-                materialized.name
-            ));
-        }
+        let input = if self.key_changed {
+            let name = format!("{}-join-{}", materialized.name, self.builder.next_id());
+            self.repartition_through(
+                &name,
+                materialized.key_serde.clone(),
+                std::sync::Arc::new(crate::serde::Json::<V>::new()),
+            )
+        } else {
+            self.clone()
+        };
         let graph = child.clone();
         let join = std::sync::Arc::new(join);
-        self.node.add_child(move |inst| {
+        input.node.add_child(move |inst| {
             let table = StoreHandle::register(
                 inst,
                 &materialized.name,

@@ -256,6 +256,46 @@ impl<K: Data, V: Data> KStream<K, V> {
         }
     }
 
+    /// Sends the records through the internal topic `{application_id}-{name}-repartition`,
+    /// partitioned by their current key (JSON serdes), so that equal keys meet in one task.
+    /// Groupings and joins do this by themselves after a key change.
+    pub fn repartition(&self, name: &str) -> KStream<K, V>
+    where
+        K: Serialize + DeserializeOwned,
+        V: Serialize + DeserializeOwned,
+    {
+        self.repartition_with(name, Json::<K>::new(), Json::<V>::new())
+    }
+
+    /// As [`KStream::repartition`], with these serdes.
+    pub fn repartition_with(
+        &self,
+        name: &str,
+        key_serde: impl Serde<K>,
+        value_serde: impl Serde<V>,
+    ) -> KStream<K, V> {
+        self.repartition_through(name, Arc::new(key_serde), Arc::new(value_serde))
+    }
+
+    pub(crate) fn repartition_through(
+        &self,
+        name: &str,
+        key_serde: Arc<dyn Serde<K>>,
+        value_serde: Arc<dyn Serde<V>>,
+    ) -> KStream<K, V> {
+        let topic = TopicName::Internal(format!("{name}-repartition"));
+        let produced = Produced {
+            key_serde: key_serde.clone(),
+            value_serde: value_serde.clone(),
+            partitioner: None,
+        };
+        self.sink(topic.clone(), produced);
+        let node = Node::<K, V>::new(self.builder.next_id());
+        let factory = super::source_factory(node.clone(), key_serde, value_serde);
+        self.builder.add_source(topic, factory);
+        KStream::new(node, self.builder.clone())
+    }
+
     /// Calls `f` on each record and passes it on unchanged.
     pub fn peek(&self, f: impl Fn(&K, &V) + Send + Sync + 'static) -> KStream<K, V> {
         let f = Arc::new(f);

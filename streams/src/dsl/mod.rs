@@ -5,6 +5,8 @@ mod join;
 mod kstream;
 mod ktable;
 mod store_handle;
+mod stream_join;
+mod table_join;
 mod windowed;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -18,9 +20,10 @@ use serde::de::DeserializeOwned;
 pub use grouped::{Grouped, KGroupedStream};
 pub use kstream::{BranchedStream, KStream, Produced};
 pub use ktable::KTable;
+pub use stream_join::JoinWindows;
 pub use windowed::{
-    SessionWindowedKStream, SessionWindows, TimeWindowedKStream, TimeWindows, Windowed,
-    WindowedTable,
+    SessionWindowedKStream, SessionWindows, SlidingWindowedKStream, SlidingWindows,
+    TimeWindowedKStream, TimeWindows, Windowed, WindowedTable,
 };
 
 use crate::error::{Error, Result};

@@ -90,6 +90,25 @@ impl<K: 'static, A: 'static> StoreHandle<K, A> {
             .collect()
     }
 
+    /// The store's index in the task.
+    pub(crate) fn id(&self) -> usize {
+        self.id
+    }
+
+    /// Decodes a stored value.
+    pub(crate) fn decode(&self, bytes: &[u8]) -> Result<A> {
+        self.value_serde
+            .deserialize(Some(bytes))
+            .map_err(|e| self.error(e))
+    }
+
+    /// Decodes a key encoded by [`StoreHandle::key_bytes`].
+    pub(crate) fn decode_key(&self, bytes: &[u8]) -> Result<K> {
+        self.key_serde
+            .deserialize(Some(bytes))
+            .map_err(|e| self.error(e))
+    }
+
     /// The key serde, to decode keys kept in the store.
     pub(crate) fn key_serde(&self) -> &Arc<dyn Serde<K>> {
         &self.key_serde

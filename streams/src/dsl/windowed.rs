@@ -20,7 +20,8 @@ use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::topology::{Data, Node, TaskContext};
 
-/// A key and the window `[start, end)` it was aggregated in (sessions: `[start, end]`).
+/// A key and the window `[start, end)` it was aggregated in (sessions and sliding windows:
+/// `[start, end]`, both ends inclusive, as in Kafka Streams).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct Windowed<K> {
     /// The grouping key.
@@ -101,6 +102,52 @@ impl SessionWindows {
     }
 }
 
+/// Windows of a fixed size that slide with the records (Kafka's `SlidingWindows`): for each
+/// record at `t` the window `[t - size, t]` ending at it, and `[t + 1, t + 1 + size]` starting
+/// just after it once a record falls there. Each distinct set of records within `size` of each
+/// other is aggregated once. Ends are inclusive.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SlidingWindows {
+    size_ms: i64,
+    grace_ms: i64,
+}
+
+impl SlidingWindows {
+    /// Records at most `difference` apart share a window; no grace period.
+    pub fn of_time_difference(difference: Duration) -> Self {
+        Self {
+            size_ms: millis(difference),
+            grace_ms: 0,
+        }
+    }
+
+    /// Accepts records up to `grace` after a window ends.
+    pub fn grace(mut self, grace: Duration) -> Self {
+        self.grace_ms = millis(grace);
+        self
+    }
+
+    /// Windows `(start, end)` that a record at `t` creates or changes, given the timestamps of
+    /// the other buffered records of its key.
+    fn affected(&self, t: i64, others: impl Iterator<Item = i64> + Clone) -> BTreeSet<(i64, i64)> {
+        let d = self.size_ms;
+        // Left windows start at 0 at the earliest, as Kafka's.
+        let mut windows = BTreeSet::from([((t - d).max(0), t)]);
+        for other in others.clone() {
+            if other > t && other <= t + d {
+                windows.insert(((other - d).max(0), other)); // a later record's window holds t
+            }
+            if other < t && other >= t - d - 1 {
+                windows.insert((other + 1, other + 1 + d)); // an earlier record's right window
+            }
+        }
+        if others.clone().any(|o| o > t && o <= t + 1 + d) {
+            windows.insert((t + 1, t + 1 + d));
+        }
+        windows
+    }
+}
+
 /// Store key of a window: the key bytes, then the start, big-endian, so windows of a key sort
 /// by time.
 fn window_key(key: &[u8], start: i64) -> Bytes {
@@ -122,6 +169,12 @@ pub struct TimeWindowedKStream<K, V> {
     windows: TimeWindows,
 }
 
+/// A grouped stream cut into sliding windows.
+pub struct SlidingWindowedKStream<K, V> {
+    grouped: KGroupedStream<K, V>,
+    windows: SlidingWindows,
+}
+
 /// A grouped stream cut into sessions.
 pub struct SessionWindowedKStream<K, V> {
     grouped: KGroupedStream<K, V>,
@@ -140,6 +193,14 @@ impl<K: Data, V: Data> KGroupedStream<K, V> {
     /// Cuts each key's records into tumbling or hopping windows.
     pub fn windowed_by(&self, windows: TimeWindows) -> TimeWindowedKStream<K, V> {
         TimeWindowedKStream {
+            grouped: self.clone(),
+            windows,
+        }
+    }
+
+    /// Cuts each key's records into sliding windows.
+    pub fn windowed_by_sliding(&self, windows: SlidingWindows) -> SlidingWindowedKStream<K, V> {
+        SlidingWindowedKStream {
             grouped: self.clone(),
             windows,
         }
@@ -214,7 +275,32 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 StoreHandle::register(inst, &store_name, key_serde.clone(), value_serde.clone());
             let mut downstream = graph.instantiate(inst);
             let step = step.clone();
+            // (close time, slot) of every stored window, loaded from the store on first use:
+            // closed windows are deleted, so the store holds only open ones.
+            let mut open: Option<BTreeSet<(i64, Bytes)>> = None;
+            let retention = windows.size_ms + windows.grace_ms;
             Box::new(move |ctx, r: Record<K, V>| {
+                let open = match &mut open {
+                    Some(open) => open,
+                    None => open.insert(
+                        ctx.store_entries(store.id())?
+                            .into_iter()
+                            .filter_map(|(slot, _)| {
+                                let start = i64::from_be_bytes(
+                                    slot.get(slot.len().checked_sub(8)?..)?.try_into().ok()?,
+                                );
+                                Some((start + retention, slot))
+                            })
+                            .collect(),
+                    ),
+                };
+                while let Some((close_at, slot)) = open.first().cloned() {
+                    if close_at > ctx.stream_time {
+                        break;
+                    }
+                    open.pop_first();
+                    store.put(ctx, slot, None, r.timestamp)?;
+                }
                 let Some(key_bytes) = store.key_bytes(&r.key)? else {
                     return Ok(());
                 };
@@ -227,6 +313,9 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     accepted = true;
                     let slot = window_key(&key_bytes, start);
                     let old = store.get(ctx, &slot)?;
+                    if old.is_none() {
+                        open.insert((start + retention, slot.clone()));
+                    }
                     let new = step(&r.key, r.value.clone(), old);
                     store.put(ctx, slot, Some(&new), r.timestamp)?;
                     let windowed = Windowed {
@@ -253,6 +342,135 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         WindowedTable {
             table: KTable::new(KStream::new(table, builder)),
             grace_ms: windows.grace_ms,
+            key_serde: self.grouped.grouped().key_serde.clone(),
+            value_serde: serde,
+        }
+    }
+}
+
+/// The buffered records of a key for sliding windows: (timestamp, value bytes), in arrival order.
+type SlidingBuffer = Vec<(i64, Vec<u8>)>;
+
+impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
+    /// Records per window.
+    pub fn count(&self, store: &str) -> WindowedTable<K, u64> {
+        self.aggregate_with(
+            store,
+            Arc::new(Json::<u64>::new()),
+            |_, _, n: Option<u64>| n.unwrap_or(0) + 1,
+        )
+    }
+
+    /// Combines each window's values with `f(aggregate, value)`.
+    pub fn reduce(
+        &self,
+        store: &str,
+        f: impl Fn(V, V) -> V + Send + Sync + 'static,
+    ) -> WindowedTable<K, V> {
+        let serde = self.grouped.grouped().value_serde.clone();
+        self.aggregate_with(store, serde, move |_, v, old: Option<V>| match old {
+            Some(a) => f(a, v),
+            None => v,
+        })
+    }
+
+    /// Folds each window's values into an `A` from `init()`; stored as JSON.
+    pub fn aggregate<A: Data + Serialize + DeserializeOwned>(
+        &self,
+        store: &str,
+        init: impl Fn() -> A + Send + Sync + 'static,
+        f: impl Fn(&K, V, A) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A> {
+        self.aggregate_with(
+            store,
+            Arc::new(Json::<A>::new()),
+            move |k, v, old: Option<A>| f(k, v, old.unwrap_or_else(&init)),
+        )
+    }
+
+    /// Keeps each key's records of the last `size + grace` in the store and re-folds the
+    /// windows a record changes.
+    fn aggregate_with<A: Data>(
+        &self,
+        store: &str,
+        serde: Arc<dyn Serde<A>>,
+        step: impl Fn(&K, V, Option<A>) -> A + Send + Sync + 'static,
+    ) -> WindowedTable<K, A> {
+        let input = self.grouped.partitioned_by_key(store);
+        let builder = input.builder.clone();
+        builder.add_store(store);
+        let table = Node::<Windowed<K>, Option<A>>::new(builder.next_id());
+        let graph = table.clone();
+        let key_serde = self.grouped.grouped().key_serde.clone();
+        let value_serde = self.grouped.grouped().value_serde.clone();
+        let (windows, step, store_name) = (self.windows, Arc::new(step), store.to_string());
+        input.node.add_child(move |inst| {
+            let store = StoreHandle::register(
+                inst,
+                &store_name,
+                key_serde.clone(),
+                Arc::new(Json::<SlidingBuffer>::new()),
+            );
+            let mut downstream = graph.instantiate(inst);
+            let (step, value_serde) = (step.clone(), value_serde.clone());
+            Box::new(move |ctx, r: Record<K, V>| {
+                let Some(key_bytes) = store.key_bytes(&r.key)? else {
+                    return Ok(());
+                };
+                let (t, d, grace) = (r.timestamp, windows.size_ms, windows.grace_ms);
+                let open = |end: i64, now: i64| end + 1 + grace > now;
+                if !open(t + d, ctx.stream_time) {
+                    drop_late(ctx); // every window that could hold it has closed
+                    return Ok(());
+                }
+                let mut buffer = store.get(ctx, &key_bytes)?.unwrap_or_default();
+                let affected = windows.affected(t, buffer.iter().map(|(ts, _)| *ts));
+                let value = value_serde
+                    .serialize(&r.value)
+                    .map_err(|e| store.error(e))?
+                    .map(|b| b.to_vec())
+                    .unwrap_or_default();
+                buffer.push((t, value));
+                buffer.sort_by_key(|(ts, _)| *ts); // stable: equal timestamps keep arrival order
+                for (start, end) in affected {
+                    if !open(end, ctx.stream_time) {
+                        continue;
+                    }
+                    let mut aggregate = None;
+                    let mut latest = i64::MIN;
+                    for (ts, bytes) in buffer.iter().filter(|(ts, _)| (start..=end).contains(ts)) {
+                        let v = value_serde
+                            .deserialize(Some(bytes))
+                            .map_err(|e| store.error(e))?;
+                        aggregate = Some(step(&r.key, v, aggregate));
+                        latest = latest.max(*ts);
+                    }
+                    let Some(aggregate) = aggregate else { continue };
+                    let windowed = Windowed {
+                        key: r.key.clone(),
+                        start,
+                        end,
+                    };
+                    downstream(
+                        ctx,
+                        Record {
+                            key: windowed,
+                            value: Some(aggregate),
+                            timestamp: latest,
+                            headers: r.headers.clone(),
+                        },
+                    )?;
+                }
+                // A record is needed while any window that can hold it is open.
+                let now = ctx.stream_time;
+                buffer.retain(|(ts, _)| open(ts + d, now));
+                store.put(ctx, key_bytes, Some(&buffer), t)
+            })
+        });
+        WindowedTable {
+            table: KTable::new(KStream::new(table, builder)),
+            // Ends are inclusive: a window closes one millisecond after its end plus grace.
+            grace_ms: windows.grace_ms + 1,
             key_serde: self.grouped.grouped().key_serde.clone(),
             value_serde: serde,
         }

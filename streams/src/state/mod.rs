@@ -124,6 +124,44 @@ impl KeyValueStore {
             .collect())
     }
 
+    /// Entries with keys in `from..=to`, in key order (dirty writes included).
+    ///
+    /// # Errors
+    /// [`Error::State`] if the database cannot be read.
+    pub fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Bytes, Bytes)>> {
+        let mut all: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
+        let read = self
+            .db
+            .begin_read()
+            .map_err(|e| state_error(&self.name, e))?;
+        match read.open_table(DATA) {
+            Ok(table) => {
+                for entry in table
+                    .range::<&[u8]>(from..=to)
+                    .map_err(|e| state_error(&self.name, e))?
+                {
+                    let (k, v) = entry.map_err(|e| state_error(&self.name, e))?;
+                    all.insert(
+                        Bytes::copy_from_slice(k.value()),
+                        Some(Bytes::copy_from_slice(v.value())),
+                    );
+                }
+            }
+            Err(redb::TableError::TableDoesNotExist(_)) => {}
+            Err(e) => return Err(state_error(&self.name, e)),
+        }
+        let (from, to) = (Bytes::copy_from_slice(from), Bytes::copy_from_slice(to));
+        all.extend(
+            self.dirty
+                .range(from..=to)
+                .map(|(k, v)| (k.clone(), v.clone())),
+        );
+        Ok(all
+            .into_iter()
+            .filter_map(|(k, v)| v.map(|v| (k, v)))
+            .collect())
+    }
+
     /// Commits the cached writes, and the changelog offset they bring the store to.
     pub(crate) fn flush(&mut self, changelog_offset: u64) -> Result<()> {
         let name = self.name.clone();
