@@ -10,6 +10,7 @@ mod group;
 mod output;
 mod perf;
 mod produce;
+mod streams;
 mod topic;
 
 use std::path::{Path, PathBuf};
@@ -51,6 +52,11 @@ enum Command {
     Group {
         #[command(subcommand)]
         command: group::GroupCommand,
+    },
+    /// Manage streams applications.
+    Streams {
+        #[command(subcommand)]
+        command: streams::StreamsCommand,
     },
     /// Measure produce and consume throughput.
     Perf {
@@ -96,6 +102,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Produce(args) => produce::run(data_dir, args).await,
         Command::Consume(args) => consume::run(data_dir, args).await,
         Command::Group { command } => group::run(data_dir, command).await,
+        Command::Streams { command } => streams::run(data_dir, command).await,
         Command::Perf { command } => perf::run(data_dir, command).await,
         Command::Demo(args) => demo::run(data_dir, args).await,
     }

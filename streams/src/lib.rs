@@ -28,6 +28,7 @@ mod dsl;
 mod error;
 pub mod processor;
 mod record;
+mod reset;
 mod runtime;
 pub mod serde;
 mod state;
@@ -43,6 +44,7 @@ pub use dsl::{
 };
 pub use error::{Error, Result};
 pub use record::Record;
-pub use runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig};
+pub use reset::{ResetReport, reset_application};
+pub use runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig, default_state_dir};
 pub use state::KeyValueStore;
 pub use topology::{Data, OnError, TaskContext, Topology};
