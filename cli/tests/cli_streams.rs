@@ -35,7 +35,14 @@ fn run_app(data_dir: &Path, expected_committed: u64) {
         let running = tokio::spawn(app.run(shutdown.clone()));
         let deadline = Instant::now() + Duration::from_secs(30);
         let tp = TopicPartition::new("words", 0);
-        while broker.committed_offset("wc", &tp).unwrap_or(0) < expected_committed {
+        // Done when the input and the repartition topic are both fully committed.
+        let done = |broker: &Broker| {
+            broker.committed_offset("wc", &tp).unwrap_or(0) >= expected_committed
+                && broker.describe_group("wc").is_ok_and(|g| {
+                    g.partitions.len() == 2 && g.partitions.iter().all(|p| p.lag == 0)
+                })
+        };
+        while !done(&broker) {
             assert!(
                 Instant::now() < deadline,
                 "the app did not commit its input"
