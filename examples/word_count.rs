@@ -1,21 +1,22 @@
-//! Word count per minute with the streams DSL, run through the test driver so it needs no
-//! broker: words are repartitioned, counted in 1-minute tumbling windows with 10 s of grace, and
-//! emitted once per closed window.
+//! Word count per minute: lines are split into words, re-keyed by word (so they go through a
+//! repartition topic), counted in 1-minute tumbling windows with 10 s of grace, and emitted once
+//! per closed window. Runs exactly-once on a fresh embedded log.
 //!
 //! Run: `cargo run -p logbrook-examples --example word_count`
 
 use std::time::Duration;
 
 use anyhow::Result;
+use logbrook_examples::{Example, at, clock};
 use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{
-    Grouped, Produced, StreamsBuilder, TimeWindows, TopologyTestDriver, Windowed,
-};
+use logbrook_streams::{Grouped, Produced, StreamsBuilder, TimeWindows, Windowed};
+use serde_json::json;
 
-fn main() -> Result<()> {
+#[tokio::main]
+async fn main() -> Result<()> {
     let builder = StreamsBuilder::new();
     builder
-        .stream_with::<Option<String>, String>("lines", Str, Str)
+        .stream_with::<String, String>("lines", Str, Json::new())
         .flat_map_values(|line| {
             line.split_whitespace()
                 .map(str::to_lowercase)
@@ -27,25 +28,34 @@ fn main() -> Result<()> {
         .suppress_until_window_closes("word-counts-final")
         .to_with(
             "counts-per-minute",
-            Produced::with(Json::<Windowed<String>>::new(), Json::<u64>::new()),
+            Produced::with(Json::new(), Json::new()),
         );
-    let topology = builder.build()?;
 
-    let mut driver = TopologyTestDriver::new(&topology)?;
-    let lines = driver.input_topic::<Option<String>, String>("lines", Str, Str);
-    for (text, second) in [
-        ("to be or not", 5),
-        ("to be", 40),
-        ("that is", 70),
-        ("the question", 200),
-    ] {
-        driver.pipe(&lines, None, text.to_string(), second * 1_000)?;
+    let example = Example::start(&[("lines", 1), ("counts-per-minute", 1)]).await?;
+    for (i, (text, ts)) in [
+        ("To be or not", at(0, 5)),
+        ("to be", at(0, 40)),
+        ("That is", at(1, 10)),
+        ("the question", at(3, 20)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        example
+            .send("lines", &format!("line-{i}"), &json!(text), ts)
+            .await?;
     }
-    let output =
-        driver.output_topic::<Windowed<String>, u64>("counts-per-minute", Json::new(), Json::new());
-    for record in driver.read_all(&output)? {
-        let minute = record.key.start / 60_000;
-        println!("minute {minute}: {:<8} {}", record.key.key, record.value);
+    example.run("word-count", builder.build()?).await?;
+
+    println!("words per minute (final counts, once each window closed):");
+    let mut rows: Vec<(i64, String, String)> = Vec::new();
+    for record in example.read("counts-per-minute")? {
+        let window: Windowed<String> = serde_json::from_str(&record.key.unwrap_or_default())?;
+        rows.push((window.start, window.key, record.value.unwrap_or_default()));
     }
-    Ok(())
+    rows.sort();
+    for (start, word, count) in rows {
+        println!("  {} {word:<8} {count}", clock(start));
+    }
+    example.finish().await
 }

@@ -26,6 +26,7 @@
 mod driver;
 mod dsl;
 mod error;
+mod input;
 pub mod processor;
 mod record;
 mod reset;

@@ -18,12 +18,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use logbrook_core::{
-    Broker, CleanupPolicy, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
-    ProducerRecord, TopicConfig, TopicPartition, Transaction, now_ms, partition_for_key,
+    Broker, CleanupPolicy, Producer, ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
+    Transaction, now_ms, partition_for_key,
 };
 use tokio_util::sync::CancellationToken;
 
 use crate::error::{Error, Result};
+use crate::input::TaskInputs;
 use crate::state::KeyValueStore;
 use crate::topology::{OnError, OutputRecord, TaskInstance, Topology, changelog_topic};
 
@@ -280,12 +281,6 @@ struct Task {
 
 impl Task {
     async fn run(mut self, stop: CancellationToken) -> Result<()> {
-        let config = ConsumerConfig {
-            group_id: Some(self.config.application_id.clone()),
-            auto_offset_reset: OffsetReset::Earliest,
-            ..ConsumerConfig::default()
-        };
-        let mut consumer = Consumer::new(self.broker.clone(), config);
         let application_id = self.config.application_id.clone();
         let assigned = self
             .topology
@@ -293,7 +288,7 @@ impl Task {
             .into_iter()
             .map(|t| TopicPartition::new(t, self.partition))
             .collect();
-        consumer.assign(assigned)?;
+        let mut inputs = TaskInputs::new(&self.broker, &application_id, assigned)?;
         let mut instance = self.topology.instantiate(
             &application_id,
             self.partition,
@@ -313,6 +308,7 @@ impl Task {
             KeyValueStore::open(name, &state_dir.join(format!("{name}.redb")))
         })?;
         let mut instance = self.restore(instance).await?;
+        instance.load_clocks()?;
         instance.init_processors(now_ms())?;
         let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         let mut txn = Transaction::new();
@@ -323,29 +319,35 @@ impl Task {
         tracing::debug!(application = %self.config.application_id, partition = self.partition, "task started");
         let mut last_commit = Instant::now();
         loop {
-            let records = tokio::select! {
-                () = stop.cancelled() => break,
-                records = consumer.poll(self.config.commit_interval) => records?,
-            };
-            for record in &records {
-                instance.process(record)?;
-                self.write_outputs(&mut instance, exactly_once, &mut txn)
-                    .await?;
-                processed.insert(
-                    TopicPartition::new(&*record.topic, record.partition),
-                    record.offset + 1,
-                );
-                uncommitted = true;
-                if last_commit.elapsed() >= self.config.commit_interval
-                    || txn.size_bytes() >= MAX_TRANSACTION_BYTES
-                {
-                    self.commit(&mut instance, &mut txn, &processed).await?;
-                    uncommitted = false;
-                    last_commit = Instant::now();
+            if stop.is_cancelled() {
+                break;
+            }
+            match inputs.next().await? {
+                Some(record) => {
+                    // Buffered records never wait: give other tasks on this worker a turn.
+                    tokio::task::consume_budget().await;
+                    instance.process(&record)?;
+                    self.write_outputs(&mut instance, exactly_once, &mut txn)
+                        .await?;
+                    processed.insert(
+                        TopicPartition::new(&*record.topic, record.partition),
+                        record.offset + 1,
+                    );
+                    uncommitted = true;
+                    if txn.size_bytes() >= MAX_TRANSACTION_BYTES {
+                        self.commit(&mut instance, &mut txn, &processed).await?;
+                        uncommitted = false;
+                        last_commit = Instant::now();
+                    }
+                    if last_commit.elapsed() < self.config.commit_interval {
+                        continue;
+                    }
                 }
-                if stop.is_cancelled() {
-                    // Unprocessed records of the batch are read again by the next run.
-                    break;
+                None => {
+                    tokio::select! {
+                        () = stop.cancelled() => break,
+                        () = inputs.wait_for_data(self.config.commit_interval) => {}
+                    }
                 }
             }
             instance.punctuate_wall_clock(now_ms())?;
@@ -499,12 +501,16 @@ impl Task {
     /// At-least-once: outputs first, then offsets. Either way the stores are committed after the
     /// changelog records they hold, at the changelog offsets reached.
     async fn commit(
-        &self,
+        &mut self,
         instance: &mut TaskInstance,
         txn: &mut Transaction,
         processed: &HashMap<TopicPartition, u64>,
     ) -> Result<()> {
-        let group = &self.config.application_id;
+        // Operators' stream times go with the state they belong to.
+        instance.save_clocks()?;
+        let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
+        self.write_outputs(instance, exactly_once, txn).await?;
+        let group = &self.config.application_id.clone();
         let offsets: Vec<(TopicPartition, u64)> = processed
             .iter()
             .filter(|(tp, o)| self.broker.committed_offset(group, tp) != Some(**o))

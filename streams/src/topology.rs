@@ -97,6 +97,8 @@ pub(crate) struct Instantiation {
     stores: Vec<String>,
     /// Processor-API instances, for init, punctuation and close.
     pub(crate) hooks: Vec<SharedHooks>,
+    /// Operators that keep their own stream time.
+    clocks: usize,
 }
 
 impl Instantiation {
@@ -108,6 +110,14 @@ impl Instantiation {
         }
         self.stores.push(name.to_string());
         self.stores.len() - 1
+    }
+
+    /// Registers an operator's stream-time clock (the largest timestamp it has seen, as Kafka
+    /// Streams' windowed and join processors keep); its index for `TaskContext::observe`.
+    /// Clocks are saved in the task's clock store at each commit, so a restart resumes them.
+    pub(crate) fn add_clock(&mut self) -> usize {
+        self.clocks += 1;
+        self.clocks - 1
     }
 
     /// The task's single instance of something shared by several operators (the two sides of
@@ -155,6 +165,9 @@ fn user_topics<'a>(topics: impl Iterator<Item = &'a TopicName>) -> Vec<&'a str> 
         })
         .collect()
 }
+
+/// The store keeping operators' stream-time clocks.
+pub(crate) const CLOCK_STORE: &str = "stream-time-clocks";
 
 /// Name of a store's changelog topic.
 pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
@@ -248,6 +261,7 @@ impl Topology {
             .iter()
             .map(|(topic, factory)| (topic.resolve(application_id), factory(&mut inst)))
             .collect();
+        let clock_store = (inst.clocks > 0).then(|| inst.add_store(CLOCK_STORE));
         let changelogs = inst
             .stores
             .iter()
@@ -262,6 +276,8 @@ impl Topology {
                 application_id: application_id.into(),
                 partition,
                 changelogs,
+                clocks: vec![i64::MIN; inst.clocks],
+                clock_store,
                 ..TaskContext::default()
             },
         }
@@ -360,6 +376,10 @@ pub struct TaskContext {
     pub(crate) changelogs: Vec<Arc<str>>,
     /// Records dropped for arriving after their windows closed.
     pub(crate) late_dropped: u64,
+    /// Stream time per operator clock, and whether any moved since the last save.
+    pub(crate) clocks: Vec<i64>,
+    clocks_moved: bool,
+    clock_store: Option<usize>,
 }
 
 impl TaskContext {
@@ -407,6 +427,16 @@ impl TaskContext {
             .get(store)
             .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
             .entries()
+    }
+
+    /// Advances an operator's clock to `timestamp` if later; returns the clock.
+    pub(crate) fn observe(&mut self, clock: usize, timestamp: i64) -> i64 {
+        let now = &mut self.clocks[clock];
+        if timestamp > *now {
+            *now = timestamp;
+            self.clocks_moved = true;
+        }
+        *now
     }
 
     /// Records dropped so far for arriving after every window they belong to had closed.
@@ -474,6 +504,39 @@ impl TaskInstance {
             }
         };
         result.and_then(|()| self.punctuate_stream_time())
+    }
+
+    /// Reads the operators' clocks back from the clock store (after a restore).
+    pub(crate) fn load_clocks(&mut self) -> Result<()> {
+        let Some(store) = self.context.clock_store else {
+            return Ok(());
+        };
+        for i in 0..self.context.clocks.len() {
+            let saved = self.context.store_get(store, &(i as u32).to_be_bytes())?;
+            if let Some(bytes) = saved
+                && let Ok(bytes) = <[u8; 8]>::try_from(&bytes[..])
+            {
+                self.context.clocks[i] = i64::from_be_bytes(bytes);
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the clocks that moved to the clock store (and its changelog), before a commit.
+    pub(crate) fn save_clocks(&mut self) -> Result<()> {
+        let Some(store) = self.context.clock_store else {
+            return Ok(());
+        };
+        if !std::mem::take(&mut self.context.clocks_moved) {
+            return Ok(());
+        }
+        let latest = self.context.clocks.iter().copied().max().unwrap_or(0);
+        for i in 0..self.context.clocks.len() {
+            let value = Bytes::copy_from_slice(&self.context.clocks[i].to_be_bytes());
+            let key = Bytes::copy_from_slice(&(i as u32).to_be_bytes());
+            self.context.store_put(store, key, Some(value), latest)?;
+        }
+        Ok(())
     }
 
     /// Starts the processor-API instances (after the stores are open and restored).

@@ -30,7 +30,7 @@ use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::topology::{
-    Data, Node, SourceEmit, SourceFactory, TaskContext, TopicName, Topology, lock,
+    CLOCK_STORE, Data, Node, SourceEmit, SourceFactory, TaskContext, TopicName, Topology, lock,
 };
 
 #[derive(Default)]
@@ -41,6 +41,8 @@ pub(crate) struct BuilderState {
     stores: Mutex<BTreeSet<String>>,
     /// Mistakes found while building, reported by `build`.
     problems: Mutex<Vec<String>>,
+    /// Whether an operator keeps a stream-time clock (the task then has a clock store).
+    uses_clocks: std::sync::atomic::AtomicBool,
 }
 
 impl BuilderState {
@@ -70,6 +72,11 @@ impl BuilderState {
         } else if !lock(&self.stores).insert(name.to_string()) {
             self.problem(format!("store name {name:?} is used twice"));
         }
+    }
+
+    /// Notes that an operator keeps its own stream time.
+    pub(crate) fn use_clock(&self) {
+        self.uses_clocks.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn problem(&self, problem: String) {
@@ -184,7 +191,12 @@ impl StreamsBuilder {
             ));
         }
         let sinks = std::mem::take(&mut *lock(&self.state.sinks));
-        let stores = std::mem::take(&mut *lock(&self.state.stores));
+        let mut stores = std::mem::take(&mut *lock(&self.state.stores));
+        if self.state.uses_clocks.load(Ordering::Relaxed) && !stores.insert(CLOCK_STORE.into()) {
+            return Err(Error::Topology(format!(
+                "store name {CLOCK_STORE:?} is reserved for operators' stream time"
+            )));
+        }
         Ok(Topology {
             sources,
             sinks,

@@ -115,6 +115,8 @@ struct JoinCore<K, V, VO, VR> {
     outer_right: bool,
     /// (expiry, side, slot) of every buffered record, loaded from the stores on first use.
     expiries: Option<BTreeSet<(i64, Side, Bytes)>>,
+    /// Stream time shared by both sides (Kafka's shared time tracker).
+    clock: usize,
     downstream: Emit<K, VR>,
 }
 
@@ -171,9 +173,10 @@ where
         let Some(key) = self.left.key_bytes(&r.key)? else {
             return Ok(()); // null keys do not join
         };
-        if r.timestamp.saturating_add(w.retention()) <= ctx.stream_time {
+        let now = ctx.observe(self.clock, r.timestamp);
+        if r.timestamp.saturating_add(w.retention()) <= now {
             ctx.late_dropped += 1;
-            return self.expire(ctx);
+            return self.expire(ctx, now);
         }
         let from = slot(&key, r.timestamp.saturating_sub(w.before_ms), 0);
         let to = slot(&key, r.timestamp.saturating_add(w.after_ms), u32::MAX);
@@ -214,7 +217,7 @@ where
             value: r.value,
         };
         self.left.put(ctx, own, Some(&buffered), r.timestamp)?;
-        self.expire(ctx)
+        self.expire(ctx, now)
     }
 
     fn on_right(&mut self, ctx: &mut TaskContext, r: Record<K, VO>) -> Result<()> {
@@ -222,9 +225,10 @@ where
         let Some(key) = self.right.key_bytes(&r.key)? else {
             return Ok(());
         };
-        if r.timestamp.saturating_add(w.retention()) <= ctx.stream_time {
+        let now = ctx.observe(self.clock, r.timestamp);
+        if r.timestamp.saturating_add(w.retention()) <= now {
             ctx.late_dropped += 1;
-            return self.expire(ctx);
+            return self.expire(ctx, now);
         }
         let from = slot(&key, r.timestamp.saturating_sub(w.after_ms), 0);
         let to = slot(&key, r.timestamp.saturating_add(w.before_ms), u32::MAX);
@@ -265,12 +269,11 @@ where
             value: r.value,
         };
         self.right.put(ctx, own, Some(&buffered), r.timestamp)?;
-        self.expire(ctx)
+        self.expire(ctx, now)
     }
 
     /// Drops buffered records no partner can reach any more; outer sides emit the unmatched.
-    fn expire(&mut self, ctx: &mut TaskContext) -> Result<()> {
-        let now = ctx.stream_time;
+    fn expire(&mut self, ctx: &mut TaskContext, now: i64) -> Result<()> {
         loop {
             let Some((expiry, side, s)) = self.expiries(ctx)?.first().cloned() else {
                 break;
@@ -397,6 +400,7 @@ where
         let (left_store, right_store) = (format!("{name}-left"), format!("{name}-right"));
         builder.add_store(&left_store);
         builder.add_store(&right_store);
+        builder.use_clock();
         // Equal keys must meet in one task: re-keyed sides go through a repartition topic.
         let left = if self.key_changed {
             self.repartition(&format!("{name}-left"))
@@ -433,6 +437,7 @@ where
                     outer_left,
                     outer_right,
                     expiries: None,
+                    clock: inst.add_clock(),
                     downstream: out.instantiate(inst),
                 }))
             }

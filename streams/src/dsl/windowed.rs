@@ -158,9 +158,9 @@ fn window_key(key: &[u8], start: i64) -> Bytes {
 }
 
 /// Counts a record dropped for arriving after all of its windows closed.
-fn drop_late(ctx: &mut TaskContext) {
+fn drop_late(ctx: &mut TaskContext, now: i64) {
     ctx.late_dropped += 1;
-    tracing::trace!(stream_time = ctx.stream_time, "dropped a late record");
+    tracing::trace!(stream_time = now, "dropped a late record");
 }
 
 /// A grouped stream cut into time windows.
@@ -261,6 +261,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
         let input = self.grouped.partitioned_by_key(store);
         let builder = input.builder.clone();
         builder.add_store(store);
+        builder.use_clock();
         let table = Node::<Windowed<K>, Option<A>>::new(builder.next_id());
         let graph = table.clone();
         let key_serde = self.grouped.grouped().key_serde.clone();
@@ -271,6 +272,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             serde.clone(),
         );
         input.node.add_child(move |inst| {
+            let clock = inst.add_clock();
             let store =
                 StoreHandle::register(inst, &store_name, key_serde.clone(), value_serde.clone());
             let mut downstream = graph.instantiate(inst);
@@ -280,6 +282,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
             let mut open: Option<BTreeSet<(i64, Bytes)>> = None;
             let retention = windows.size_ms + windows.grace_ms;
             Box::new(move |ctx, r: Record<K, V>| {
+                let now = ctx.observe(clock, r.timestamp);
                 let open = match &mut open {
                     Some(open) => open,
                     None => open.insert(
@@ -295,7 +298,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     ),
                 };
                 while let Some((close_at, slot)) = open.first().cloned() {
-                    if close_at > ctx.stream_time {
+                    if close_at > now {
                         break;
                     }
                     open.pop_first();
@@ -307,7 +310,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                 let mut accepted = false;
                 for start in windows.starts(r.timestamp) {
                     let end = start + windows.size_ms;
-                    if end + windows.grace_ms <= ctx.stream_time {
+                    if end + windows.grace_ms <= now {
                         continue; // this window has closed
                     }
                     accepted = true;
@@ -334,7 +337,7 @@ impl<K: Data, V: Data> TimeWindowedKStream<K, V> {
                     )?;
                 }
                 if !accepted {
-                    drop_late(ctx);
+                    drop_late(ctx, now);
                 }
                 Ok(())
             })
@@ -399,12 +402,14 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
         let input = self.grouped.partitioned_by_key(store);
         let builder = input.builder.clone();
         builder.add_store(store);
+        builder.use_clock();
         let table = Node::<Windowed<K>, Option<A>>::new(builder.next_id());
         let graph = table.clone();
         let key_serde = self.grouped.grouped().key_serde.clone();
         let value_serde = self.grouped.grouped().value_serde.clone();
         let (windows, step, store_name) = (self.windows, Arc::new(step), store.to_string());
         input.node.add_child(move |inst| {
+            let clock = inst.add_clock();
             let store = StoreHandle::register(
                 inst,
                 &store_name,
@@ -414,13 +419,14 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
             let mut downstream = graph.instantiate(inst);
             let (step, value_serde) = (step.clone(), value_serde.clone());
             Box::new(move |ctx, r: Record<K, V>| {
+                let now = ctx.observe(clock, r.timestamp);
                 let Some(key_bytes) = store.key_bytes(&r.key)? else {
                     return Ok(());
                 };
                 let (t, d, grace) = (r.timestamp, windows.size_ms, windows.grace_ms);
                 let open = |end: i64, now: i64| end + 1 + grace > now;
-                if !open(t + d, ctx.stream_time) {
-                    drop_late(ctx); // every window that could hold it has closed
+                if !open(t + d, now) {
+                    drop_late(ctx, now); // every window that could hold it has closed
                     return Ok(());
                 }
                 let mut buffer = store.get(ctx, &key_bytes)?.unwrap_or_default();
@@ -433,7 +439,7 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                 buffer.push((t, value));
                 buffer.sort_by_key(|(ts, _)| *ts); // stable: equal timestamps keep arrival order
                 for (start, end) in affected {
-                    if !open(end, ctx.stream_time) {
+                    if !open(end, now) {
                         continue;
                     }
                     let mut aggregate = None;
@@ -462,7 +468,6 @@ impl<K: Data, V: Data> SlidingWindowedKStream<K, V> {
                     )?;
                 }
                 // A record is needed while any window that can hold it is open.
-                let now = ctx.stream_time;
                 buffer.retain(|(ts, _)| open(ts + d, now));
                 store.put(ctx, key_bytes, Some(&buffer), t)
             })
@@ -523,6 +528,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
         let input = self.grouped.partitioned_by_key(store);
         let builder = input.builder.clone();
         builder.add_store(store);
+        builder.use_clock();
         let table = Node::<Windowed<K>, Option<A>>::new(builder.next_id());
         let graph = table.clone();
         let key_serde = self.grouped.grouped().key_serde.clone();
@@ -534,6 +540,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             serde.clone(),
         );
         input.node.add_child(move |inst| {
+            let clock = inst.add_clock();
             // A key's sessions are kept together, as one JSON list.
             let store = StoreHandle::register(
                 inst,
@@ -544,12 +551,13 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
             let mut downstream = graph.instantiate(inst);
             let (serde, step, merge) = (value_serde.clone(), step.clone(), merge.clone());
             Box::new(move |ctx, r: Record<K, V>| {
+                let now = ctx.observe(clock, r.timestamp);
                 let Some(key_bytes) = store.key_bytes(&r.key)? else {
                     return Ok(());
                 };
                 let ts = r.timestamp;
-                if ts + windows.gap_ms + windows.grace_ms <= ctx.stream_time {
-                    drop_late(ctx); // no session it could join or start is still open
+                if ts + windows.gap_ms + windows.grace_ms <= now {
+                    drop_late(ctx, now); // no session it could join or start is still open
                     return Ok(());
                 }
                 let mut sessions = store.get(ctx, &key_bytes)?.unwrap_or_default();
@@ -598,7 +606,7 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
                     .unwrap_or_default();
                 kept.push(Session { start, end, value });
                 // Sessions that can no longer grow or merge are done: drop them from the store.
-                kept.retain(|s| s.end + windows.gap_ms + windows.grace_ms > ctx.stream_time);
+                kept.retain(|s| s.end + windows.gap_ms + windows.grace_ms > now);
                 kept.sort_by_key(|s| s.start);
                 store.put(ctx, key_bytes, Some(&kept), ts)?;
                 let windowed = Windowed {
@@ -656,6 +664,7 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
         let updates = self.table.to_stream();
         let builder = updates.builder.clone();
         builder.add_store(store);
+        builder.use_clock();
         let out = Node::<Windowed<K>, A>::new(builder.next_id());
         let graph = out.clone();
         let (grace_ms, key_serde, value_serde, store_name) = (
@@ -665,6 +674,7 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
             store.to_string(),
         );
         updates.node.add_child(move |inst| {
+            let clock = inst.add_clock();
             let store = StoreHandle::register(
                 inst,
                 &store_name,
@@ -676,6 +686,7 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
             // (close time, buffer key) of every pending window, loaded from the store once.
             let mut index: Option<BTreeSet<(i64, Bytes)>> = None;
             Box::new(move |ctx, r: Record<Windowed<K>, Option<A>>| {
+                let now = ctx.observe(clock, r.timestamp);
                 let index = match &mut index {
                     Some(index) => index,
                     None => index.insert(
@@ -716,7 +727,7 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
                 }
                 // Emit every window that has closed, oldest first.
                 while let Some((close_at, slot)) = index.first().cloned() {
-                    if close_at > ctx.stream_time {
+                    if close_at > now {
                         break;
                     }
                     index.pop_first();
