@@ -121,3 +121,7 @@ rows = [
 for name, figure, target in rows:
     print(f"{name:36} {figure:75} {target}")
 PY
+
+echo
+echo "==> Nexmark q1 q2 q5 q7 q8 on the streams runtime (exactly-once), 1M events"
+"$lb" --data-dir "$bench_dir" perf nexmark --events 1000000

@@ -7,6 +7,7 @@
 mod consume;
 mod demo;
 mod group;
+mod nexmark;
 mod output;
 mod perf;
 mod produce;

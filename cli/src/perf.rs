@@ -23,6 +23,9 @@ pub enum PerfCommand {
     Produce(PerfProduceArgs),
     /// Consume a topic from its start; print records/s and MB/s.
     Consume(PerfConsumeArgs),
+    /// Nexmark queries q1, q2, q5, q7, q8 on the streams runtime (exactly-once), in events/s
+    /// per core, next to a hand-written loop and Flink's published figures.
+    Nexmark(crate::nexmark::NexmarkArgs),
 }
 
 /// Flags of `perf produce`.
@@ -87,6 +90,7 @@ pub async fn run(data_dir: &Path, command: PerfCommand) -> Result<()> {
     match command {
         PerfCommand::Produce(args) => produce(data_dir, args).await,
         PerfCommand::Consume(args) => consume(data_dir, args).await,
+        PerfCommand::Nexmark(args) => crate::nexmark::run(data_dir, args).await,
     }
 }
 
@@ -357,7 +361,7 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
 }
 
 /// User plus system CPU time of this process (getrusage).
-fn cpu_time() -> Duration {
+pub(crate) fn cpu_time() -> Duration {
     use nix::sys::resource::{UsageWho, getrusage};
     getrusage(UsageWho::RUSAGE_SELF).map_or(Duration::ZERO, |usage| {
         let tv = |t: nix::sys::time::TimeVal| {

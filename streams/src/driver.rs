@@ -132,6 +132,8 @@ impl TopologyTestDriver {
     /// Sends the task's outputs to the output topics, or back into `queue` for topics the
     /// topology reads itself (repartition topics), as they would go round through the log.
     fn route_outputs(&mut self, queue: &mut VecDeque<QueuedRecord>) {
+        // The driver "commits" after every record: its changelogs show each record's writes.
+        self.task.log_store_writes();
         for output in self.task.take_outputs() {
             if self.task.reads(&output.topic) {
                 queue.push_back((

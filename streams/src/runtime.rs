@@ -475,7 +475,7 @@ impl Task {
                     chunk.records(offset, &mut records)?;
                     for r in records.drain(..) {
                         if let Some(key) = r.key {
-                            store.put(key, r.value);
+                            store.put_logged(key, r.value);
                             applied += 1;
                         }
                     }
@@ -506,8 +506,10 @@ impl Task {
         txn: &mut Transaction,
         processed: &HashMap<TopicPartition, u64>,
     ) -> Result<()> {
-        // Operators' stream times go with the state they belong to.
+        // Operators' stream times go with the state they belong to; each key written since the
+        // last commit gets one changelog record.
         instance.save_clocks()?;
+        instance.log_store_writes();
         let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
         self.write_outputs(instance, exactly_once, txn).await?;
         let group = &self.config.application_id.clone();

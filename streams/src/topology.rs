@@ -444,27 +444,19 @@ impl TaskContext {
         self.late_dropped
     }
 
-    /// Writes to a store and records the write in its changelog.
+    /// Writes to a store; the write reaches its changelog at the next
+    /// [`TaskInstance::log_store_writes`].
     pub(crate) fn store_put(
         &mut self,
         store: usize,
         key: Bytes,
         value: Option<Bytes>,
-        timestamp: i64,
+        _timestamp: i64,
     ) -> Result<()> {
-        let target = self
-            .stores
+        self.stores
             .get_mut(store)
-            .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?;
-        target.put(key.clone(), value.clone());
-        self.outputs.push(OutputRecord {
-            topic: self.changelogs[store].clone(),
-            partition: Some(self.partition),
-            key: Some(key),
-            value,
-            timestamp,
-            headers: Vec::new(),
-        });
+            .ok_or_else(|| Error::Topology(format!("store #{store} is not open")))?
+            .put(key, value);
         Ok(())
     }
 }
@@ -504,6 +496,25 @@ impl TaskInstance {
             }
         };
         result.and_then(|()| self.punctuate_stream_time())
+    }
+
+    /// Turns the store writes since the last call into changelog records (the latest value per
+    /// key), stamped with the stream time.
+    pub(crate) fn log_store_writes(&mut self) {
+        let ctx = &mut self.context;
+        let timestamp = ctx.stream_time;
+        for (store, changelog) in ctx.stores.iter_mut().zip(&ctx.changelogs) {
+            for (key, value) in store.take_unlogged() {
+                ctx.outputs.push(OutputRecord {
+                    topic: changelog.clone(),
+                    partition: Some(ctx.partition),
+                    key: Some(key),
+                    value,
+                    timestamp,
+                    headers: Vec::new(),
+                });
+            }
+        }
     }
 
     /// Reads the operators' clocks back from the clock store (after a restore).

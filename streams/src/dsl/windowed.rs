@@ -636,7 +636,6 @@ impl<K: Data, V: Data> SessionWindowedKStream<K, V> {
 }
 
 /// Buffered final results of one window, as kept in the suppression store.
-#[derive(Serialize, Deserialize)]
 struct Pending {
     close_at: i64,
     start: i64,
@@ -644,6 +643,63 @@ struct Pending {
     timestamp: i64,
     key: Vec<u8>,
     value: Option<Vec<u8>>,
+}
+
+/// A compact binary layout for [`Pending`]: it is written on every update of every window, so
+/// JSON (byte arrays as number lists) would dominate the cost. Four big-endian i64 (close_at,
+/// start, end, timestamp), the key (u32 length, bytes), then the value if present.
+struct PendingSerde;
+
+impl Serde<Pending> for PendingSerde {
+    fn serialize(&self, p: &Pending) -> Result<Option<Bytes>, String> {
+        let value_len = p.value.as_ref().map_or(0, Vec::len);
+        let mut buf = BytesMut::with_capacity(37 + p.key.len() + value_len);
+        for n in [p.close_at, p.start, p.end, p.timestamp] {
+            buf.put_i64(n);
+        }
+        buf.put_u32(p.key.len() as u32);
+        buf.put_slice(&p.key);
+        if let Some(value) = &p.value {
+            buf.put_u8(1);
+            buf.put_slice(value);
+        } else {
+            buf.put_u8(0);
+        }
+        Ok(Some(buf.freeze()))
+    }
+
+    fn deserialize(&self, bytes: Option<&[u8]>) -> Result<Pending, String> {
+        let b = bytes.ok_or("null pending window")?;
+        let short = || format!("pending window of {} bytes is truncated", b.len());
+        let i64_at = |at: usize| -> Result<i64, String> {
+            Ok(i64::from_be_bytes(
+                b.get(at..at + 8)
+                    .ok_or_else(short)?
+                    .try_into()
+                    .map_err(|_| short())?,
+            ))
+        };
+        let key_len = u32::from_be_bytes(
+            b.get(32..36)
+                .ok_or_else(short)?
+                .try_into()
+                .map_err(|_| short())?,
+        ) as usize;
+        let key = b.get(36..36 + key_len).ok_or_else(short)?.to_vec();
+        let value = match b.get(36 + key_len) {
+            Some(1) => Some(b[37 + key_len..].to_vec()),
+            Some(_) => None,
+            None => return Err(short()),
+        };
+        Ok(Pending {
+            close_at: i64_at(0)?,
+            start: i64_at(8)?,
+            end: i64_at(16)?,
+            timestamp: i64_at(24)?,
+            key,
+            value,
+        })
+    }
 }
 
 impl<K: Data, A: Data> WindowedTable<K, A> {
@@ -675,12 +731,8 @@ impl<K: Data, A: Data> WindowedTable<K, A> {
         );
         updates.node.add_child(move |inst| {
             let clock = inst.add_clock();
-            let store = StoreHandle::register(
-                inst,
-                &store_name,
-                key_serde.clone(),
-                Arc::new(Json::<Pending>::new()),
-            );
+            let store =
+                StoreHandle::register(inst, &store_name, key_serde.clone(), Arc::new(PendingSerde));
             let mut downstream = graph.instantiate(inst);
             let value_serde = value_serde.clone();
             // (close time, buffer key) of every pending window, loaded from the store once.

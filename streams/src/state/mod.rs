@@ -26,6 +26,9 @@ pub struct KeyValueStore {
     db: Database,
     /// Writes since the last flush (`None` deletes), read before the database.
     dirty: BTreeMap<Bytes, Option<Bytes>>,
+    /// Keys written since their last changelog record: a key written many times between two
+    /// commits is logged once, with its latest value (as Kafka Streams' caching does).
+    unlogged: std::collections::BTreeSet<Bytes>,
 }
 
 impl std::fmt::Debug for KeyValueStore {
@@ -48,6 +51,7 @@ impl KeyValueStore {
             name: name.to_string(),
             db,
             dirty: BTreeMap::new(),
+            unlogged: std::collections::BTreeSet::new(),
         })
     }
 
@@ -60,6 +64,7 @@ impl KeyValueStore {
             name: name.to_string(),
             db,
             dirty: BTreeMap::new(),
+            unlogged: std::collections::BTreeSet::new(),
         })
     }
 
@@ -91,7 +96,24 @@ impl KeyValueStore {
 
     /// Sets (or with `None` deletes) `key`; durable at the next flush.
     pub(crate) fn put(&mut self, key: Bytes, value: Option<Bytes>) {
+        self.unlogged.insert(key.clone());
         self.dirty.insert(key, value);
+    }
+
+    /// Writes without a changelog record (restoring from the changelog itself).
+    pub(crate) fn put_logged(&mut self, key: Bytes, value: Option<Bytes>) {
+        self.dirty.insert(key, value);
+    }
+
+    /// The latest value of every key written since the last call, for the changelog.
+    pub(crate) fn take_unlogged(&mut self) -> Vec<(Bytes, Option<Bytes>)> {
+        let keys = std::mem::take(&mut self.unlogged);
+        keys.into_iter()
+            .map(|k| {
+                let value = self.dirty.get(&k).cloned().flatten();
+                (k, value)
+            })
+            .collect()
     }
 
     /// Every entry, in key order (dirty writes included).
