@@ -3,22 +3,14 @@
 //! change.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
+use common::check_golden;
+
 use std::time::Duration;
 
 use logbrook_streams::serde::{Json, Str};
 use logbrook_streams::{JoinWindows, Produced, StreamsBuilder, TopologyTestDriver};
-
-fn check_golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("LOGBROOK_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(actual, expected, "output differs from {}", path.display());
-}
 
 /// (topic, key, value or None for a delete, timestamp)
 type Script<'a> = &'a [(&'a str, &'a str, Option<&'a str>, i64)];

@@ -3,6 +3,10 @@
 //! Set `LOGBROOK_BLESS=1` to rewrite the golden files after an intended change.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
+use common::check_golden;
+
 use std::time::Duration;
 
 use logbrook_streams::serde::{Json, Str};
@@ -12,18 +16,6 @@ use logbrook_streams::{
 };
 
 type Input<'a> = &'a [(&'a str, &'a str, i64)];
-
-fn check_golden(name: &str, actual: &str) {
-    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/golden")
-        .join(format!("{name}.txt"));
-    if std::env::var_os("LOGBROOK_BLESS").is_some() {
-        std::fs::write(&path, actual).unwrap();
-    }
-    let expected =
-        std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-    assert_eq!(actual, expected, "output differs from {}", path.display());
-}
 
 /// Pipes `input` into topic "events" and renders the records of "out" plus the late-drop count.
 fn run(

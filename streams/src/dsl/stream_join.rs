@@ -168,107 +168,93 @@ where
     VO: Data + Serialize + DeserializeOwned,
     VR: Data,
 {
+    /// Advances the join's stream time; `None` (after expiring) when `timestamp` is late.
+    fn admit(&mut self, ctx: &mut TaskContext, timestamp: i64) -> Result<Option<i64>> {
+        let now = ctx.observe(self.clock, timestamp);
+        if timestamp.saturating_add(self.windows.retention()) <= now {
+            ctx.late_dropped += 1;
+            self.expire(ctx, now)?;
+            return Ok(None);
+        }
+        Ok(Some(now))
+    }
+
     fn on_left(&mut self, ctx: &mut TaskContext, r: Record<K, V>) -> Result<()> {
-        let w = self.windows;
         let Some(key) = self.left.key_bytes(&r.key)? else {
             return Ok(()); // null keys do not join
         };
-        let now = ctx.observe(self.clock, r.timestamp);
-        if r.timestamp.saturating_add(w.retention()) <= now {
-            ctx.late_dropped += 1;
-            return self.expire(ctx, now);
-        }
-        let from = slot(&key, r.timestamp.saturating_sub(w.before_ms), 0);
-        let to = slot(&key, r.timestamp.saturating_add(w.after_ms), u32::MAX);
-        let partners = ctx.store_range(self.right.id(), &from, &to)?;
-        let mut matched = false;
-        for (partner_slot, bytes) in partners {
-            let Some((_, ts)) = slot_parts(&partner_slot) else {
-                continue;
-            };
-            let mut partner: Buffered<VO> = self.right.decode(&bytes)?;
-            matched = true;
-            let joined = (self.joiner)(&r.key, Some(r.value.clone()), Some(partner.value.clone()));
-            let out = Record {
-                key: r.key.clone(),
-                value: joined,
-                timestamp: r.timestamp.max(ts),
-                headers: r.headers.clone(),
-            };
-            (self.downstream)(ctx, out)?;
-            if !partner.matched {
-                partner.matched = true;
-                self.right.put(ctx, partner_slot, Some(&partner), ts)?;
-            }
-        }
-        let sequence = ctx
-            .store_range(
-                self.left.id(),
-                &slot(&key, r.timestamp, 0),
-                &slot(&key, r.timestamp, u32::MAX),
-            )?
-            .len() as u32;
-        let own = slot(&key, r.timestamp, sequence);
-        let expiry = r.timestamp.saturating_add(w.retention());
-        self.expiries(ctx)?
-            .insert((expiry, Side::Left, own.clone()));
-        let buffered = Buffered {
-            matched,
-            value: r.value,
+        let Some(now) = self.admit(ctx, r.timestamp)? else {
+            return Ok(());
         };
-        self.left.put(ctx, own, Some(&buffered), r.timestamp)?;
-        self.expire(ctx, now)
+        let window = (self.windows.before_ms, self.windows.after_ms);
+        let Self {
+            left,
+            right,
+            joiner,
+            downstream,
+            ..
+        } = self;
+        let buffered = probe_and_buffer(
+            ctx,
+            left,
+            right,
+            window,
+            &key,
+            r,
+            |ctx, out, mine, theirs| {
+                let joined = out.map(|k, ()| {
+                    let value = joiner(&k, Some(mine), Some(theirs));
+                    (k, value)
+                });
+                downstream(ctx, joined)
+            },
+        )?;
+        self.track(ctx, Side::Left, buffered, now)
     }
 
     fn on_right(&mut self, ctx: &mut TaskContext, r: Record<K, VO>) -> Result<()> {
-        let w = self.windows;
         let Some(key) = self.right.key_bytes(&r.key)? else {
+            return Ok(()); // null keys do not join
+        };
+        let Some(now) = self.admit(ctx, r.timestamp)? else {
             return Ok(());
         };
-        let now = ctx.observe(self.clock, r.timestamp);
-        if r.timestamp.saturating_add(w.retention()) <= now {
-            ctx.late_dropped += 1;
-            return self.expire(ctx, now);
-        }
-        let from = slot(&key, r.timestamp.saturating_sub(w.after_ms), 0);
-        let to = slot(&key, r.timestamp.saturating_add(w.before_ms), u32::MAX);
-        let partners = ctx.store_range(self.left.id(), &from, &to)?;
-        let mut matched = false;
-        for (partner_slot, bytes) in partners {
-            let Some((_, ts)) = slot_parts(&partner_slot) else {
-                continue;
-            };
-            let mut partner: Buffered<V> = self.left.decode(&bytes)?;
-            matched = true;
-            let joined = (self.joiner)(&r.key, Some(partner.value.clone()), Some(r.value.clone()));
-            let out = Record {
-                key: r.key.clone(),
-                value: joined,
-                timestamp: r.timestamp.max(ts),
-                headers: r.headers.clone(),
-            };
-            (self.downstream)(ctx, out)?;
-            if !partner.matched {
-                partner.matched = true;
-                self.left.put(ctx, partner_slot, Some(&partner), ts)?;
-            }
-        }
-        let sequence = ctx
-            .store_range(
-                self.right.id(),
-                &slot(&key, r.timestamp, 0),
-                &slot(&key, r.timestamp, u32::MAX),
-            )?
-            .len() as u32;
-        let own = slot(&key, r.timestamp, sequence);
-        let expiry = r.timestamp.saturating_add(w.retention());
-        self.expiries(ctx)?
-            .insert((expiry, Side::Right, own.clone()));
-        let buffered = Buffered {
-            matched,
-            value: r.value,
-        };
-        self.right.put(ctx, own, Some(&buffered), r.timestamp)?;
+        let window = (self.windows.after_ms, self.windows.before_ms);
+        let Self {
+            left,
+            right,
+            joiner,
+            downstream,
+            ..
+        } = self;
+        let buffered = probe_and_buffer(
+            ctx,
+            right,
+            left,
+            window,
+            &key,
+            r,
+            |ctx, out, mine, theirs| {
+                let joined = out.map(|k, ()| {
+                    let value = joiner(&k, Some(theirs), Some(mine));
+                    (k, value)
+                });
+                downstream(ctx, joined)
+            },
+        )?;
+        self.track(ctx, Side::Right, buffered, now)
+    }
+
+    /// Registers a newly buffered record for expiry, then expires what is due.
+    fn track(
+        &mut self,
+        ctx: &mut TaskContext,
+        side: Side,
+        (slot, timestamp): (Bytes, i64),
+        now: i64,
+    ) -> Result<()> {
+        let expiry = timestamp.saturating_add(self.windows.retention());
+        self.expiries(ctx)?.insert((expiry, side, slot));
         self.expire(ctx, now)
     }
 
@@ -314,6 +300,59 @@ where
         }
         Ok(())
     }
+}
+
+/// Joins `r` with the other side's buffered records of its key within
+/// `[t - look_back, t + look_ahead]` (`emit` gets the joined record's key, its value, the
+/// partner's value, and returns after forwarding), marks them matched, then buffers `r`.
+/// Returns the slot and timestamp it was buffered at.
+fn probe_and_buffer<K, T, O>(
+    ctx: &mut TaskContext,
+    own: &StoreHandle<K, Buffered<T>>,
+    other: &StoreHandle<K, Buffered<O>>,
+    (look_back, look_ahead): (i64, i64),
+    key: &[u8],
+    r: Record<K, T>,
+    mut emit: impl FnMut(&mut TaskContext, Record<K, ()>, T, O) -> Result<()>,
+) -> Result<(Bytes, i64)>
+where
+    K: Data,
+    T: Data + Serialize + DeserializeOwned,
+    O: Data + Serialize + DeserializeOwned,
+{
+    let from = slot(key, r.timestamp.saturating_sub(look_back), 0);
+    let to = slot(key, r.timestamp.saturating_add(look_ahead), u32::MAX);
+    let mut matched = false;
+    for (partner_slot, bytes) in ctx.store_range(other.id(), &from, &to)? {
+        let Some((_, ts)) = slot_parts(&partner_slot) else {
+            continue;
+        };
+        let mut partner = other.decode(&bytes)?;
+        matched = true;
+        let out = Record {
+            key: r.key.clone(),
+            value: (),
+            timestamp: r.timestamp.max(ts),
+            headers: r.headers.clone(),
+        };
+        emit(ctx, out, r.value.clone(), partner.value.clone())?;
+        if !partner.matched {
+            partner.matched = true;
+            other.put(ctx, partner_slot, Some(&partner), ts)?;
+        }
+    }
+    let same_time = ctx.store_range(
+        own.id(),
+        &slot(key, r.timestamp, 0),
+        &slot(key, r.timestamp, u32::MAX),
+    )?;
+    let own_slot = slot(key, r.timestamp, same_time.len() as u32);
+    let buffered = Buffered {
+        matched,
+        value: r.value,
+    };
+    own.put(ctx, own_slot.clone(), Some(&buffered), r.timestamp)?;
+    Ok((own_slot, r.timestamp))
 }
 
 impl<K, V> KStream<K, V>

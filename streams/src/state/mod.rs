@@ -9,10 +9,11 @@
 //! that checkpoint (from the start if the local file is gone), so the local file is only a cache.
 
 use std::collections::BTreeMap;
+use std::ops::Bound;
 use std::path::Path;
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use redb::{Database, ReadableDatabase, TableDefinition};
 
 use crate::error::{Error, Result};
 
@@ -121,29 +122,7 @@ impl KeyValueStore {
     /// # Errors
     /// [`Error::State`] if the database cannot be read.
     pub fn entries(&self) -> Result<Vec<(Bytes, Bytes)>> {
-        let mut all: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
-        let read = self
-            .db
-            .begin_read()
-            .map_err(|e| state_error(&self.name, e))?;
-        match read.open_table(DATA) {
-            Ok(table) => {
-                for entry in table.iter().map_err(|e| state_error(&self.name, e))? {
-                    let (k, v) = entry.map_err(|e| state_error(&self.name, e))?;
-                    all.insert(
-                        Bytes::copy_from_slice(k.value()),
-                        Some(Bytes::copy_from_slice(v.value())),
-                    );
-                }
-            }
-            Err(redb::TableError::TableDoesNotExist(_)) => {}
-            Err(e) => return Err(state_error(&self.name, e)),
-        }
-        all.extend(self.dirty.iter().map(|(k, v)| (k.clone(), v.clone())));
-        Ok(all
-            .into_iter()
-            .filter_map(|(k, v)| v.map(|v| (k, v)))
-            .collect())
+        self.scan((Bound::Unbounded, Bound::Unbounded))
     }
 
     /// Entries with keys in `from..=to`, in key order (dirty writes included).
@@ -151,6 +130,11 @@ impl KeyValueStore {
     /// # Errors
     /// [`Error::State`] if the database cannot be read.
     pub fn range(&self, from: &[u8], to: &[u8]) -> Result<Vec<(Bytes, Bytes)>> {
+        self.scan((Bound::Included(from), Bound::Included(to)))
+    }
+
+    /// Committed entries in `bounds`, overlaid with the dirty writes there.
+    fn scan(&self, bounds: (Bound<&[u8]>, Bound<&[u8]>)) -> Result<Vec<(Bytes, Bytes)>> {
         let mut all: BTreeMap<Bytes, Option<Bytes>> = BTreeMap::new();
         let read = self
             .db
@@ -159,7 +143,7 @@ impl KeyValueStore {
         match read.open_table(DATA) {
             Ok(table) => {
                 for entry in table
-                    .range::<&[u8]>(from..=to)
+                    .range::<&[u8]>(bounds)
                     .map_err(|e| state_error(&self.name, e))?
                 {
                     let (k, v) = entry.map_err(|e| state_error(&self.name, e))?;
@@ -172,12 +156,9 @@ impl KeyValueStore {
             Err(redb::TableError::TableDoesNotExist(_)) => {}
             Err(e) => return Err(state_error(&self.name, e)),
         }
-        let (from, to) = (Bytes::copy_from_slice(from), Bytes::copy_from_slice(to));
-        all.extend(
-            self.dirty
-                .range(from..=to)
-                .map(|(k, v)| (k.clone(), v.clone())),
-        );
+        let owned = |b: Bound<&[u8]>| b.map(Bytes::copy_from_slice);
+        let dirty = self.dirty.range((owned(bounds.0), owned(bounds.1)));
+        all.extend(dirty.map(|(k, v)| (k.clone(), v.clone())));
         Ok(all
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
