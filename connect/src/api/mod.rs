@@ -1,0 +1,12 @@
+//! The plugin API: what a connector, a transform or a converter implements.
+
+mod plugin;
+mod record;
+pub mod schema;
+mod sink;
+mod source;
+
+pub use plugin::{ConnectorKind, Plugin, Registry};
+pub use record::{Record, SourceRecord};
+pub use sink::{Rejected, Sink, SinkConnector, SinkContext};
+pub use source::{Source, SourceConnector, SourceContext};

@@ -1,0 +1,73 @@
+//! Sinks: write records of topics to an outside system.
+
+use async_trait::async_trait;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use super::Record;
+use crate::error::{ConfigIssue, Error, Result};
+
+/// A sink connector's config, which also opens its tasks. See [`SourceConnector`](super::SourceConnector).
+#[async_trait]
+pub trait SinkConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 'static {
+    /// Checks the config without any I/O.
+    ///
+    /// # Errors
+    /// The first bad key and why.
+    fn validate(&self) -> Result<(), ConfigIssue>;
+
+    /// Opens one task. The runtime gives each task a share of the topics' partitions.
+    ///
+    /// # Errors
+    /// Retriable errors are retried by the runtime; others fail the task.
+    async fn open(self, context: SinkContext) -> Result<Box<dyn Sink>>;
+}
+
+/// One running sink task.
+///
+/// The runtime calls `put` with batches, then `flush`; it commits the consumer offsets of
+/// everything put only after `flush` returns, so `flush` must make the data durable.
+#[async_trait]
+pub trait Sink: Send {
+    /// Writes (or buffers) records. Returns the records it rejected as bad data; the runtime
+    /// sends those to the dead-letter topic or fails, by `errors.tolerance`.
+    ///
+    /// # Errors
+    /// [`Error::Retriable`] is retried with the same batch (so writes should be idempotent or
+    /// the sink at-least-once); others fail the task.
+    async fn put(&mut self, records: Vec<Record>) -> Result<Vec<Rejected>>;
+
+    /// Makes everything put so far durable.
+    ///
+    /// # Errors
+    /// As [`put`](Self::put).
+    async fn flush(&mut self) -> Result<()>;
+
+    /// Releases resources after a final flush.
+    ///
+    /// # Errors
+    /// Logged.
+    async fn close(&mut self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// A record a sink refused, and why.
+#[derive(Debug)]
+pub struct Rejected {
+    /// The record (its topic, partition and offset name it in the dead-letter topic).
+    pub record: Record,
+    /// Why.
+    pub error: Error,
+}
+
+/// What a sink task is told when it opens.
+#[derive(Debug, Clone)]
+pub struct SinkContext {
+    /// The connector's name.
+    pub connector: String,
+    /// This task's number, from 0.
+    pub task: usize,
+    /// The connector's `topics`.
+    pub topics: Vec<String>,
+}
