@@ -12,10 +12,17 @@
 //! - [`rest`]: Kafka Connect's REST API over a worker.
 
 pub mod api;
+pub mod config;
+pub mod converters;
 mod error;
+pub mod rest;
+pub mod runtime;
+pub mod transforms;
 
 pub use api::{
     ConnectorKind, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext, Source,
     SourceConnector, SourceContext, SourceRecord,
 };
+pub use config::{ConnectorConfig, WorkerConfig};
 pub use error::{ConfigError, ConfigIssue, ConfigOrigin, Error, Result};
+pub use runtime::Worker;

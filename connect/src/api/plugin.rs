@@ -171,17 +171,15 @@ pub(crate) fn parse_typed<C: DeserializeOwned>(value: &Value) -> Result<C, Confi
     serde_path_to_error::deserialize::<_, C>(value).map_err(|e| {
         let path = e.path().to_string();
         let inner = e.into_inner().to_string();
-        // serde names an unknown key in the message, not the path; lift it into the key.
-        let key = match inner.strip_prefix("unknown field `") {
-            Some(rest) => {
-                let field = rest.split('`').next().unwrap_or(rest);
-                if path == "." {
-                    field.to_string()
-                } else {
-                    format!("{path}.{field}")
-                }
-            }
-            None => path,
+        // The path usually ends in the bad key; inside tagged enums it stops short, and the
+        // unknown key is only in the message.
+        let unknown = inner
+            .strip_prefix("unknown field `")
+            .and_then(|rest| rest.split('`').next());
+        let key = match unknown {
+            Some(field) if path == "." => field.to_string(),
+            Some(field) if !path.ends_with(field) => format!("{path}.{field}"),
+            _ => path,
         };
         ConfigIssue::new(key, inner)
     })

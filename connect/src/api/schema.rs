@@ -37,7 +37,11 @@ pub fn from_connect_json(schema: &Value) -> Result<(DataType, bool), String> {
             let scale = object
                 .get("parameters")
                 .and_then(|p| p.get("scale"))
-                .and_then(|s| s.as_str().map(str::parse::<i8>).or(s.as_i64().map(|v| Ok(v as i8))))
+                .and_then(|s| {
+                    s.as_str()
+                        .map(str::parse::<i8>)
+                        .or(s.as_i64().map(|v| Ok(v as i8)))
+                })
                 .transpose()
                 .map_err(|e| format!("decimal scale: {e}"))?
                 .unwrap_or(0);
@@ -58,7 +62,8 @@ pub fn from_connect_json(schema: &Value) -> Result<(DataType, bool), String> {
             DataType::List(Arc::new(Field::new("item", item, nullable)))
         }
         ("map", _) => {
-            let (key, _) = from_connect_json(object.get("keys").ok_or("a map schema needs `keys`")?)?;
+            let (key, _) =
+                from_connect_json(object.get("keys").ok_or("a map schema needs `keys`")?)?;
             let (value, nullable) =
                 from_connect_json(object.get("values").ok_or("a map schema needs `values`")?)?;
             let entries = Fields::from(vec![

@@ -29,13 +29,14 @@ pub trait SinkConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 's
 /// everything put only after `flush` returns, so `flush` must make the data durable.
 #[async_trait]
 pub trait Sink: Send {
-    /// Writes (or buffers) records. Returns the records it rejected as bad data; the runtime
-    /// sends those to the dead-letter topic or fails, by `errors.tolerance`.
+    /// Writes (or buffers) records. Returns the records it rejected as bad data (by index into
+    /// `records`); the runtime sends those to the dead-letter topic or fails, by
+    /// `errors.tolerance`.
     ///
     /// # Errors
     /// [`Error::Retriable`] is retried with the same batch (so writes should be idempotent or
     /// the sink at-least-once); others fail the task.
-    async fn put(&mut self, records: Vec<Record>) -> Result<Vec<Rejected>>;
+    async fn put(&mut self, records: &[Record]) -> Result<Vec<Rejected>>;
 
     /// Makes everything put so far durable.
     ///
@@ -55,8 +56,8 @@ pub trait Sink: Send {
 /// A record a sink refused, and why.
 #[derive(Debug)]
 pub struct Rejected {
-    /// The record (its topic, partition and offset name it in the dead-letter topic).
-    pub record: Record,
+    /// Its index in the batch given to [`Sink::put`].
+    pub index: usize,
     /// Why.
     pub error: Error,
 }

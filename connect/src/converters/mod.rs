@@ -1,0 +1,191 @@
+//! Converters: the bytes of a key or value in the log, to and from Connect data.
+//!
+//! - `json`: schemaless JSON, or with `*_converter_schemas_enable = true` Kafka Connect's
+//!   envelope `{"schema": {...}, "payload": ...}`, checked against the schema on read.
+//! - `string`: UTF-8 text.
+//! - `bytes`: raw bytes, carried as base64 text typed `Binary` (as Kafka Connect's JSON does).
+
+use arrow_schema::DataType;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+
+use crate::api::schema;
+use crate::error::{Error, Result};
+
+/// A converter type, as named in `key_converter` / `value_converter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConverterKind {
+    /// JSON documents.
+    #[default]
+    Json,
+    /// UTF-8 strings.
+    String,
+    /// Raw bytes.
+    Bytes,
+}
+
+/// Data: a value and, when known, its type.
+pub type Data = (Option<Value>, Option<DataType>);
+
+/// A configured converter.
+#[derive(Debug, Clone, Copy)]
+pub struct Converter {
+    kind: ConverterKind,
+    schemas_enable: bool,
+}
+
+impl Converter {
+    /// A converter of `kind`; `schemas_enable` only matters for JSON.
+    pub fn new(kind: ConverterKind, schemas_enable: bool) -> Self {
+        Self {
+            kind,
+            schemas_enable,
+        }
+    }
+
+    /// Bytes from the log to data. `None` (a null key, a tombstone) stays `None`.
+    ///
+    /// # Errors
+    /// [`Error::Data`] naming what does not parse.
+    pub fn to_data(&self, bytes: Option<&[u8]>) -> Result<Data> {
+        let Some(bytes) = bytes else {
+            return Ok((None, None));
+        };
+        match self.kind {
+            ConverterKind::Json => {
+                let value: Value = serde_json::from_slice(bytes)
+                    .map_err(|e| Error::data(format!("not JSON: {e}")))?;
+                if !self.schemas_enable {
+                    return Ok((Some(value), None));
+                }
+                let Value::Object(mut envelope) = value else {
+                    return Err(Error::data(
+                        "expected a {\"schema\", \"payload\"} envelope (schemas enabled)",
+                    ));
+                };
+                let payload = envelope.remove("payload").ok_or_else(|| {
+                    Error::data("expected a {\"schema\", \"payload\"} envelope (schemas enabled)")
+                })?;
+                match envelope.remove("schema") {
+                    None | Some(Value::Null) => Ok((Some(payload), None)),
+                    Some(schema_json) => {
+                        let (data_type, _) = schema::from_connect_json(&schema_json)
+                            .map_err(|e| Error::data(format!("bad schema: {e}")))?;
+                        schema::check_value(&data_type, &payload).map_err(Error::data)?;
+                        Ok((Some(payload), Some(data_type)))
+                    }
+                }
+            }
+            ConverterKind::String => {
+                let text = std::str::from_utf8(bytes)
+                    .map_err(|e| Error::data(format!("not UTF-8: {e}")))?;
+                Ok((Some(Value::String(text.to_string())), Some(DataType::Utf8)))
+            }
+            ConverterKind::Bytes => Ok((
+                Some(Value::String(BASE64.encode(bytes))),
+                Some(DataType::Binary),
+            )),
+        }
+    }
+
+    /// Data to bytes for the log.
+    ///
+    /// # Errors
+    /// [`Error::Data`] when binary data is not valid base64.
+    pub fn from_data(
+        &self,
+        value: Option<&Value>,
+        data_type: Option<&DataType>,
+    ) -> Result<Option<Bytes>> {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let bytes = match self.kind {
+            ConverterKind::Json if self.schemas_enable => {
+                let schema = data_type.map_or(Value::Null, |t| schema::to_connect_json(t, true));
+                serde_json::to_vec(&json!({"schema": schema, "payload": value}))
+            }
+            ConverterKind::Json => serde_json::to_vec(value),
+            ConverterKind::String | ConverterKind::Bytes => match (value, data_type) {
+                (Value::String(text), Some(DataType::Binary)) => {
+                    return BASE64
+                        .decode(text)
+                        .map(|b| Some(Bytes::from(b)))
+                        .map_err(|e| Error::data(format!("binary value is not base64: {e}")));
+                }
+                (Value::String(text), _) => {
+                    return Ok(Some(Bytes::copy_from_slice(text.as_bytes())));
+                }
+                (other, _) => serde_json::to_vec(other),
+            },
+        };
+        bytes
+            .map(|b| Some(Bytes::from(b)))
+            .map_err(|e| Error::data(format!("cannot encode as JSON: {e}")))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[test]
+    fn json_with_schemas_reads_kafka_connect_envelopes_and_checks_them() {
+        let converter = Converter::new(ConverterKind::Json, true);
+        let bytes = br#"{"schema":{"type":"struct","fields":[{"field":"id","type":"int64","optional":false}]},"payload":{"id":7}}"#;
+        let (value, data_type) = converter.to_data(Some(bytes)).unwrap();
+        assert_eq!(value, Some(json!({"id": 7})));
+        assert!(matches!(data_type, Some(DataType::Struct(_))));
+        let written = converter
+            .from_data(value.as_ref(), data_type.as_ref())
+            .unwrap()
+            .unwrap();
+        let (again, again_type) = converter.to_data(Some(&written)).unwrap();
+        assert_eq!((again, again_type), (value, data_type));
+
+        let wrong = br#"{"schema":{"type":"struct","fields":[{"field":"id","type":"int64"}]},"payload":{"id":"x"}}"#;
+        let error = converter.to_data(Some(wrong)).unwrap_err().to_string();
+        assert!(error.contains("\"id\""), "{error}");
+    }
+
+    #[test]
+    fn schemaless_json_rejects_what_does_not_parse() {
+        let converter = Converter::new(ConverterKind::Json, false);
+        assert_eq!(
+            converter.to_data(Some(b"[1,2]")).unwrap().0,
+            Some(json!([1, 2]))
+        );
+        assert!(matches!(
+            converter.to_data(Some(b"{oops")),
+            Err(Error::Data { .. })
+        ));
+        assert_eq!(converter.to_data(None).unwrap(), (None, None));
+    }
+
+    #[test]
+    fn bytes_round_trip_exactly_and_strings_stay_text() {
+        let bytes = Converter::new(ConverterKind::Bytes, false);
+        let raw = [0u8, 159, 146, 150, 10];
+        let (value, data_type) = bytes.to_data(Some(&raw)).unwrap();
+        let back = bytes
+            .from_data(value.as_ref(), data_type.as_ref())
+            .unwrap()
+            .unwrap();
+        assert_eq!(&back[..], &raw);
+
+        let string = Converter::new(ConverterKind::String, false);
+        assert!(string.to_data(Some(&raw)).is_err());
+        let (value, _) = string.to_data(Some("héllo".as_bytes())).unwrap();
+        assert_eq!(value, Some(json!("héllo")));
+        let out = string
+            .from_data(Some(&json!({"a": 1})), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!(&out[..], br#"{"a":1}"#);
+    }
+}

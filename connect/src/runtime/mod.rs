@@ -1,0 +1,750 @@
+//! The worker: runs connectors' tasks on the embedded log, keeps their status, and changes them
+//! on request (REST or files).
+//!
+//! Every task runs under a child of the worker's root `CancellationToken` on one `TaskTracker`.
+//! Stopping a connector cancels its tasks: sources stop polling (their last batch is already
+//! committed), sinks flush and commit; [`Worker::shutdown`] waits for all of it.
+
+mod errors;
+mod metrics;
+mod sink_task;
+mod source_task;
+mod stores;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use logbrook_core::{Broker, ResetTarget, TopicConfig, TopicPartition};
+use serde_json::{Map, Value, json};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+pub use metrics::{Metrics, TaskMetrics};
+pub use sink_task::group_id;
+pub use stores::{CONFIGS_TOPIC, OFFSETS_TOPIC, OffsetStore};
+
+use crate::api::{ConnectorKind, Registry};
+use crate::config::{ConnectorConfig, WorkerConfig};
+use crate::error::{ConfigOrigin, Error, Result};
+use stores::{ConfigStore, StoredConnector};
+
+/// A task's state, as `GET /connectors/{name}/status` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskState {
+    /// Opening.
+    Unassigned,
+    /// Working.
+    Running,
+    /// Paused by request.
+    Paused,
+    /// Stopped by an error, with the message.
+    Failed(String),
+    /// Stopped (connector deleted or worker shutting down).
+    Stopped,
+}
+
+impl TaskState {
+    /// Kafka Connect's state name.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Unassigned => "UNASSIGNED",
+            Self::Running => "RUNNING",
+            Self::Paused => "PAUSED",
+            Self::Failed(_) => "FAILED",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// A connector's status and its tasks'.
+#[derive(Debug, Clone)]
+pub struct ConnectorStatus {
+    /// Name.
+    pub name: String,
+    /// Source or sink.
+    pub kind: ConnectorKind,
+    /// The connector's own state (RUNNING, PAUSED, or FAILED when it could not start tasks).
+    pub state: TaskState,
+    /// Each task's state.
+    pub tasks: Vec<TaskState>,
+}
+
+/// What a task needs from its connector and worker.
+pub(crate) struct TaskScope {
+    pub(crate) worker: Arc<WorkerShared>,
+    pub(crate) config: Arc<ConnectorConfig>,
+    pub(crate) task: usize,
+    pub(crate) token: CancellationToken,
+    pub(crate) metrics: Arc<TaskMetrics>,
+    paused: watch::Receiver<bool>,
+    state: Arc<Mutex<TaskState>>,
+}
+
+impl TaskScope {
+    pub(crate) fn set_state(&self, state: TaskState) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
+    }
+
+    pub(crate) fn is_paused(&self) -> bool {
+        *self.paused.borrow()
+    }
+
+    /// Waits while the connector is paused. Returns false when the task should stop.
+    pub(crate) async fn wait_while_paused(&self) -> bool {
+        let mut paused = self.paused.clone();
+        if *paused.borrow_and_update() {
+            self.set_state(TaskState::Paused);
+            tracing::info!(connector = %self.config.name, task = self.task, "paused");
+            loop {
+                tokio::select! {
+                    () = self.token.cancelled() => return false,
+                    changed = paused.changed() => {
+                        if changed.is_err() {
+                            return false;
+                        }
+                        if !*paused.borrow_and_update() {
+                            break;
+                        }
+                    }
+                }
+            }
+            self.set_state(TaskState::Running);
+            tracing::info!(connector = %self.config.name, task = self.task, "resumed");
+        }
+        !self.token.is_cancelled()
+    }
+
+    fn finish(&self, outcome: Result<()>) {
+        match outcome {
+            Ok(()) => {
+                self.set_state(TaskState::Stopped);
+                tracing::info!(connector = %self.config.name, task = self.task, "task stopped");
+            }
+            Err(e) => {
+                let message = self.config.secrets.redact(&e.to_string());
+                tracing::error!(connector = %self.config.name, task = self.task, error = %message, "task failed");
+                self.set_state(TaskState::Failed(message));
+            }
+        }
+    }
+}
+
+/// State shared by the worker and its tasks.
+pub(crate) struct WorkerShared {
+    pub(crate) broker: Broker,
+    pub(crate) config: WorkerConfig,
+    pub(crate) offsets: OffsetStore,
+    topic_lock: Mutex<()>,
+}
+
+impl WorkerShared {
+    /// Creates a topic the worker writes to if it is missing.
+    pub(crate) fn ensure_topic(&self, topic: &str) -> Result<()> {
+        let _guard = self.topic_lock.lock().unwrap_or_else(|e| e.into_inner());
+        if self.broker.topic(topic).is_ok() {
+            return Ok(());
+        }
+        let config = TopicConfig {
+            partitions: self.config.topic_partitions,
+            ..TopicConfig::default()
+        };
+        self.broker.create_topic(topic, config)?;
+        tracing::info!(
+            topic,
+            partitions = self.config.topic_partitions,
+            "created topic"
+        );
+        Ok(())
+    }
+}
+
+/// A running (or paused, or failed) connector.
+struct ConnectorRuntime {
+    /// The config as given, before interpolation: what the REST API returns.
+    raw: Map<String, Value>,
+    config: Arc<ConnectorConfig>,
+    /// Whether it lives in `__connect_configs` (created over REST) rather than in a file.
+    persisted: bool,
+    paused: watch::Sender<bool>,
+    token: CancellationToken,
+    tasks: Vec<(Arc<Mutex<TaskState>>, tokio::task::JoinHandle<()>)>,
+    /// Why no task could start, if so.
+    failure: Option<String>,
+}
+
+/// Runs connectors.
+pub struct Worker {
+    shared: Arc<WorkerShared>,
+    registry: Registry,
+    configs: ConfigStore,
+    connectors: tokio::sync::Mutex<BTreeMap<String, ConnectorRuntime>>,
+    metrics: Arc<Metrics>,
+    root: CancellationToken,
+    tracker: TaskTracker,
+}
+
+impl std::fmt::Debug for Worker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Worker").finish_non_exhaustive()
+    }
+}
+
+impl Worker {
+    /// Starts a worker on an open broker and restarts the connectors created over REST before.
+    ///
+    /// # Errors
+    /// Reading the internal topics failed.
+    pub async fn start(
+        broker: Broker,
+        registry: Registry,
+        config: WorkerConfig,
+    ) -> Result<Arc<Self>> {
+        let offsets = OffsetStore::load(&broker).await?;
+        let (configs, stored) = ConfigStore::load(&broker).await?;
+        let worker = Arc::new(Self {
+            shared: Arc::new(WorkerShared {
+                broker,
+                config,
+                offsets,
+                topic_lock: Mutex::new(()),
+            }),
+            registry,
+            configs,
+            connectors: tokio::sync::Mutex::new(BTreeMap::new()),
+            metrics: Arc::new(Metrics::default()),
+            root: CancellationToken::new(),
+            tracker: TaskTracker::new(),
+        });
+        for (name, connector) in stored {
+            let origin = ConfigOrigin::Rest(name.clone());
+            let outcome = worker
+                .put_inner(&name, connector.config, &origin, true, connector.paused)
+                .await;
+            if let Err(e) = outcome {
+                tracing::error!(connector = %name, error = %e, "stored connector does not start");
+            }
+        }
+        Ok(worker)
+    }
+
+    /// The worker's settings.
+    pub fn config(&self) -> &WorkerConfig {
+        &self.shared.config
+    }
+
+    /// The plugins it can run.
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
+    /// Per-task counters.
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    /// The broker it runs on.
+    pub fn broker(&self) -> &Broker {
+        &self.shared.broker
+    }
+
+    /// Validates a raw config without running it.
+    ///
+    /// # Errors
+    /// The first bad key.
+    pub fn validate(
+        &self,
+        raw: &Map<String, Value>,
+        origin: &ConfigOrigin,
+    ) -> Result<ConnectorConfig> {
+        Ok(ConnectorConfig::resolve(raw, origin, &self.registry)?)
+    }
+
+    /// Runs a connector from a file (not persisted: the file is the source of truth). Replaces
+    /// a connector of the same name.
+    ///
+    /// # Errors
+    /// Config errors naming the file and key.
+    pub async fn run_file(&self, raw: Map<String, Value>, origin: &ConfigOrigin) -> Result<String> {
+        let config = self.validate(&raw, origin)?;
+        let name = config.name.clone();
+        self.put_inner(&name, raw, origin, false, false).await?;
+        Ok(name)
+    }
+
+    /// Creates or replaces a connector from REST; it is stored and survives restarts. Returns
+    /// whether it was created (not replaced).
+    ///
+    /// # Errors
+    /// Config errors naming the connector and key.
+    pub async fn put_connector(&self, name: &str, mut raw: Map<String, Value>) -> Result<bool> {
+        raw.insert("name".into(), Value::String(name.to_string()));
+        let origin = ConfigOrigin::Rest(name.to_string());
+        self.validate(&raw, &origin)?;
+        let paused = {
+            let connectors = self.connectors.lock().await;
+            connectors.get(name).is_some_and(|c| *c.paused.borrow())
+        };
+        self.configs
+            .put(
+                name,
+                Some(&StoredConnector {
+                    config: raw.clone(),
+                    paused,
+                }),
+            )
+            .await?;
+        self.put_inner(name, raw, &origin, true, paused).await
+    }
+
+    async fn put_inner(
+        &self,
+        name: &str,
+        raw: Map<String, Value>,
+        origin: &ConfigOrigin,
+        persisted: bool,
+        paused: bool,
+    ) -> Result<bool> {
+        if self.root.is_cancelled() {
+            return Err(Error::ShuttingDown);
+        }
+        let config = Arc::new(self.validate(&raw, origin)?);
+        let mut connectors = self.connectors.lock().await;
+        let created = match connectors.remove(name) {
+            Some(old) => {
+                stop(old).await;
+                false
+            }
+            None => true,
+        };
+        let runtime = self.launch(raw, config, persisted, paused);
+        connectors.insert(name.to_string(), runtime);
+        tracing::info!(connector = name, created, "connector started");
+        Ok(created)
+    }
+
+    fn launch(
+        &self,
+        raw: Map<String, Value>,
+        config: Arc<ConnectorConfig>,
+        persisted: bool,
+        paused: bool,
+    ) -> ConnectorRuntime {
+        let (paused_tx, paused_rx) = watch::channel(paused);
+        let token = self.root.child_token();
+        let mut runtime = ConnectorRuntime {
+            raw,
+            config: config.clone(),
+            persisted,
+            paused: paused_tx,
+            token: token.clone(),
+            tasks: Vec::new(),
+            failure: None,
+        };
+        let scope = |task: usize| TaskScope {
+            worker: self.shared.clone(),
+            config: config.clone(),
+            task,
+            token: token.child_token(),
+            metrics: self.metrics.task(&config.name, task),
+            paused: paused_rx.clone(),
+            state: Arc::new(Mutex::new(TaskState::Unassigned)),
+        };
+        let plan = self.plan_tasks(&config);
+        match plan {
+            Err(e) => {
+                let message = config.secrets.redact(&e.to_string());
+                tracing::error!(connector = %config.name, error = %message, "connector failed to start");
+                runtime.failure = Some(message);
+            }
+            Ok(TaskPlan::Source(task_configs)) => {
+                for (i, task_config) in task_configs.into_iter().enumerate() {
+                    let scope = scope(i);
+                    let state = scope.state.clone();
+                    let handle = self.tracker.spawn(source_task::run(scope, task_config));
+                    runtime.tasks.push((state, handle));
+                }
+            }
+            Ok(TaskPlan::Sink(assignments)) => {
+                for (i, partitions) in assignments.into_iter().enumerate() {
+                    let scope = scope(i);
+                    let state = scope.state.clone();
+                    let handle = self.tracker.spawn(sink_task::run(scope, partitions));
+                    runtime.tasks.push((state, handle));
+                }
+            }
+        }
+        runtime
+    }
+
+    fn plan_tasks(&self, config: &ConnectorConfig) -> Result<TaskPlan> {
+        if let Some(topic) = &config.errors.dead_letter_topic {
+            self.shared.ensure_topic(topic)?;
+        }
+        match config.plugin.kind() {
+            ConnectorKind::Source => {
+                if let Some(topic) = &config.topic {
+                    self.shared.ensure_topic(topic)?;
+                }
+                Ok(TaskPlan::Source(
+                    config.plugin.source_tasks(&config.own, config.tasks)?,
+                ))
+            }
+            ConnectorKind::Sink => {
+                let mut partitions = Vec::new();
+                for topic in &config.topics {
+                    self.shared.ensure_topic(topic)?;
+                    let count = self.shared.broker.topic(topic)?.partition_count();
+                    partitions.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
+                }
+                let tasks = config.tasks.min(partitions.len()).max(1);
+                let mut assignments = vec![Vec::new(); tasks];
+                for (i, tp) in partitions.into_iter().enumerate() {
+                    assignments[i % tasks].push(tp);
+                }
+                Ok(TaskPlan::Sink(assignments))
+            }
+        }
+    }
+
+    /// Names of all connectors.
+    pub async fn connector_names(&self) -> Vec<String> {
+        self.connectors.lock().await.keys().cloned().collect()
+    }
+
+    /// A connector's raw config (secrets stay as `${...}` references).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnector`].
+    pub async fn connector_config(
+        &self,
+        name: &str,
+    ) -> Result<(Map<String, Value>, ConnectorKind, usize)> {
+        let connectors = self.connectors.lock().await;
+        let c = connectors
+            .get(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        Ok((c.raw.clone(), c.config.plugin.kind(), c.tasks.len()))
+    }
+
+    /// A connector's status.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnector`].
+    pub async fn status(&self, name: &str) -> Result<ConnectorStatus> {
+        let connectors = self.connectors.lock().await;
+        let c = connectors
+            .get(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        let state = match (&c.failure, *c.paused.borrow()) {
+            (Some(message), _) => TaskState::Failed(message.clone()),
+            (None, true) => TaskState::Paused,
+            (None, false) => TaskState::Running,
+        };
+        Ok(ConnectorStatus {
+            name: name.to_string(),
+            kind: c.config.plugin.kind(),
+            state,
+            tasks: c
+                .tasks
+                .iter()
+                .map(|(state, _)| state.lock().unwrap_or_else(|e| e.into_inner()).clone())
+                .collect(),
+        })
+    }
+
+    /// Pauses or resumes a connector's tasks. Stored connectors remember it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnector`]; storing failed.
+    pub async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
+        let connectors = self.connectors.lock().await;
+        let c = connectors
+            .get(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        if c.persisted {
+            self.configs
+                .put(
+                    name,
+                    Some(&StoredConnector {
+                        config: c.raw.clone(),
+                        paused,
+                    }),
+                )
+                .await?;
+        }
+        c.paused.send_replace(paused);
+        tracing::info!(connector = name, paused, "connector target state changed");
+        Ok(())
+    }
+
+    /// Stops and starts a connector's tasks (clearing failures), keeping its config.
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnector`].
+    pub async fn restart(&self, name: &str) -> Result<()> {
+        let mut connectors = self.connectors.lock().await;
+        let old = connectors
+            .remove(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        let (raw, config, persisted, paused) = (
+            old.raw.clone(),
+            old.config.clone(),
+            old.persisted,
+            *old.paused.borrow(),
+        );
+        stop(old).await;
+        connectors.insert(
+            name.to_string(),
+            self.launch(raw, config, persisted, paused),
+        );
+        tracing::info!(connector = name, "connector restarted");
+        Ok(())
+    }
+
+    /// Stops and removes a connector; its offsets are kept (a new connector of the same name
+    /// resumes from them).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnector`]; storing failed.
+    pub async fn delete(&self, name: &str) -> Result<()> {
+        let mut connectors = self.connectors.lock().await;
+        let old = connectors
+            .remove(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        if old.persisted {
+            self.configs.put(name, None).await?;
+        }
+        stop(old).await;
+        self.metrics.remove_connector(name);
+        tracing::info!(connector = name, "connector deleted");
+        Ok(())
+    }
+
+    /// A connector's offsets in Kafka Connect's format: `{"offsets": [{"partition", "offset"}]}`.
+    /// For sinks, partitions are `{"kafka_topic", "kafka_partition"}` and offsets
+    /// `{"kafka_offset"}` (the next offset to read).
+    ///
+    /// # Errors
+    /// [`Error::UnknownConnector`].
+    pub async fn offsets(&self, name: &str) -> Result<Value> {
+        let connectors = self.connectors.lock().await;
+        let c = connectors
+            .get(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        let offsets: Vec<Value> = match c.config.plugin.kind() {
+            ConnectorKind::Source => self
+                .shared
+                .offsets
+                .get(name)
+                .into_iter()
+                .map(|(partition, offset)| json!({"partition": partition, "offset": offset}))
+                .collect(),
+            ConnectorKind::Sink => {
+                let group = group_id(name);
+                let mut out = Vec::new();
+                for topic in &c.config.topics {
+                    let count = self
+                        .shared
+                        .broker
+                        .topic(topic)
+                        .map_or(0, |t| t.partition_count());
+                    for p in 0..count {
+                        let tp = TopicPartition::new(topic.as_str(), p);
+                        if let Some(offset) = self.shared.broker.committed_offset(&group, &tp) {
+                            out.push(json!({
+                                "partition": {"kafka_topic": topic, "kafka_partition": p},
+                                "offset": {"kafka_offset": offset},
+                            }));
+                        }
+                    }
+                }
+                out
+            }
+        };
+        Ok(json!({ "offsets": offsets }))
+    }
+
+    /// Changes a paused connector's offsets, then restarts its tasks (still paused) so they
+    /// read them. `change` is Kafka Connect's `{"offsets": [...]}` body (a `null` offset removes
+    /// a partition's), `{"to_timestamp_ms": N}` for sinks (each partition to its first record at
+    /// or after N), or `None` to reset everything (sources forget their offsets; sinks go back to
+    /// the log start).
+    ///
+    /// # Errors
+    /// [`Error::WrongState`] unless paused; [`Error::Data`] for a malformed body.
+    pub async fn alter_offsets(&self, name: &str, change: Option<&Value>) -> Result<String> {
+        let kind = {
+            let connectors = self.connectors.lock().await;
+            let c = connectors
+                .get(name)
+                .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+            if !*c.paused.borrow() {
+                return Err(Error::WrongState {
+                    name: name.to_string(),
+                    state: "RUNNING".into(),
+                    needed: "pause it before changing its offsets (PUT /connectors/NAME/pause)",
+                });
+            }
+            c.config.plugin.kind()
+        };
+        // Tasks hold positions in memory: stop them before the change, start them after.
+        let mut connectors = self.connectors.lock().await;
+        let old = connectors
+            .remove(name)
+            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+        let (raw, running_config, persisted) = (old.raw.clone(), old.config.clone(), old.persisted);
+        stop(old).await;
+        let outcome = match kind {
+            ConnectorKind::Source => self.alter_source_offsets(name, change).await,
+            ConnectorKind::Sink => {
+                self.alter_sink_offsets(name, &running_config.topics, change)
+                    .await
+            }
+        };
+        connectors.insert(
+            name.to_string(),
+            self.launch(raw, running_config, persisted, true),
+        );
+        outcome
+    }
+
+    async fn alter_source_offsets(&self, name: &str, change: Option<&Value>) -> Result<String> {
+        let changes: Vec<(Value, Option<Value>)> = match change {
+            None => self
+                .shared
+                .offsets
+                .get(name)
+                .into_iter()
+                .map(|(partition, _)| (partition, None))
+                .collect(),
+            Some(body) => parse_offsets_body(body)?
+                .into_iter()
+                .map(|(partition, offset)| (partition, offset.filter(|o| !o.is_null())))
+                .collect(),
+        };
+        let count = changes.len();
+        self.shared
+            .offsets
+            .alter(&self.shared.broker, name, changes)
+            .await?;
+        Ok(format!("changed the offsets of {count} source partitions"))
+    }
+
+    async fn alter_sink_offsets(
+        &self,
+        name: &str,
+        topics: &[String],
+        change: Option<&Value>,
+    ) -> Result<String> {
+        let group = group_id(name);
+        let broker = &self.shared.broker;
+        let timestamp = change
+            .and_then(|b| b.get("to_timestamp_ms"))
+            .and_then(Value::as_i64);
+        match (change, timestamp) {
+            (None, _) | (Some(_), Some(_)) => {
+                let target = timestamp.map_or(ResetTarget::Earliest, ResetTarget::Timestamp);
+                let mut moved = 0;
+                for topic in topics {
+                    moved += broker
+                        .reset_group_offsets(&group, topic, target, false)
+                        .await?
+                        .len();
+                }
+                Ok(format!("reset {moved} partitions"))
+            }
+            (Some(body), None) => {
+                let mut offsets = Vec::new();
+                for (partition, offset) in parse_offsets_body(body)? {
+                    let topic = partition.get("kafka_topic").and_then(Value::as_str);
+                    let number = partition.get("kafka_partition").and_then(Value::as_u64);
+                    let (Some(topic), Some(number)) = (topic, number) else {
+                        return Err(Error::data(format!(
+                            "a sink partition is {{\"kafka_topic\": ..., \"kafka_partition\": ...}}, got {partition}"
+                        )));
+                    };
+                    if !topics.iter().any(|t| t == topic) {
+                        return Err(Error::data(format!(
+                            "connector {name:?} does not read topic {topic:?}"
+                        )));
+                    }
+                    let tp = TopicPartition::new(topic, number as u32);
+                    let next = match offset.as_ref().and_then(|o| o.get("kafka_offset")) {
+                        Some(v) => v.as_u64().ok_or_else(|| {
+                            Error::data(format!("kafka_offset must be a number, got {v}"))
+                        })?,
+                        None => {
+                            broker
+                                .topic(topic)?
+                                .partition(number as u32)?
+                                .log()
+                                .stats()
+                                .log_start_offset
+                        }
+                    };
+                    offsets.push((tp, next));
+                }
+                let count = offsets.len();
+                broker.commit_offsets(&group, &offsets).await?;
+                Ok(format!("changed the offsets of {count} partitions"))
+            }
+        }
+    }
+
+    /// Stops every connector (sources stop, sinks flush and commit) and waits for the tasks.
+    pub async fn shutdown(&self) {
+        let mut connectors = self.connectors.lock().await;
+        self.root.cancel();
+        for (_, runtime) in std::mem::take(&mut *connectors) {
+            stop(runtime).await;
+        }
+        self.tracker.close();
+        self.tracker.wait().await;
+    }
+
+    /// The worker's token; cancelled at shutdown.
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.root.clone()
+    }
+}
+
+enum TaskPlan {
+    Source(Vec<Value>),
+    Sink(Vec<Vec<TopicPartition>>),
+}
+
+async fn stop(runtime: ConnectorRuntime) {
+    runtime.token.cancel();
+    for (_, handle) in runtime.tasks {
+        // A task that does not stop in time is abandoned; its offsets are safe either way.
+        if tokio::time::timeout(Duration::from_secs(30), handle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(connector = %runtime.config.name, "a task did not stop within 30 s");
+        }
+    }
+}
+
+fn parse_offsets_body(body: &Value) -> Result<Vec<(Value, Option<Value>)>> {
+    let entries = body
+        .get("offsets")
+        .and_then(Value::as_array)
+        .ok_or_else(|| {
+            Error::data("expected {\"offsets\": [{\"partition\": ..., \"offset\": ...}]}")
+        })?;
+    let mut out = HashMap::new();
+    for entry in entries {
+        let partition = entry
+            .get("partition")
+            .cloned()
+            .ok_or_else(|| Error::data(format!("an offsets entry needs `partition`: {entry}")))?;
+        out.insert(
+            partition.to_string(),
+            (partition, entry.get("offset").cloned()),
+        );
+    }
+    Ok(out.into_values().collect())
+}

@@ -1,0 +1,300 @@
+//! A source task: poll the source, transform and convert, then append the records, any dead
+//! letters and the new source offsets in one log transaction. The source's position can never
+//! run ahead of (or behind) the records in the log, so a restart resumes exactly.
+
+use std::collections::{BTreeMap, HashSet};
+
+use bytes::Bytes;
+use logbrook_core::{Transaction, partition_for_key};
+use serde_json::Value;
+
+use super::errors::{Backoff, BadRecord, DeadLetter, Origin, Stage, handle_bad_record};
+use super::stores::{OFFSETS_TOPIC, OffsetStore};
+use super::{TaskScope, TaskState};
+use crate::api::{SourceContext, SourceRecord};
+use crate::converters::Converter;
+use crate::error::{Error, Result};
+use crate::transforms::apply_chain;
+
+/// A transaction is committed early once it holds this much.
+const MAX_TRANSACTION_BYTES: usize = 8 << 20;
+
+/// Runs one source task until its token is cancelled or it fails.
+pub(crate) async fn run(scope: TaskScope, task_config: Value) {
+    let outcome = run_inner(&scope, task_config).await;
+    scope.finish(outcome);
+}
+
+async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
+    let config = &scope.config;
+    let topic = config.topic.clone().unwrap_or_default();
+    let token = scope.token.clone();
+    let mut backoff = Backoff::new(scope);
+    let mut source = loop {
+        let context = SourceContext::new(
+            &config.name,
+            scope.task,
+            &topic,
+            scope.worker.offsets.get(&config.name),
+        );
+        match config
+            .plugin
+            .open_source(task_config.clone(), context)
+            .await
+        {
+            Ok(source) => break source,
+            Err(e) => {
+                backoff
+                    .wait_or_fail(e, "opening the source", scope, &token)
+                    .await?
+            }
+        }
+    };
+    backoff.reset();
+    scope.set_state(TaskState::Running);
+    let mut writer = BatchWriter::new(scope);
+    let outcome = async {
+        loop {
+            if !scope.wait_while_paused().await {
+                return Ok(());
+            }
+            let records = tokio::select! {
+                () = token.cancelled() => return Ok(()),
+                polled = source.poll() => polled,
+            };
+            let records = match records {
+                Ok(records) => {
+                    backoff.reset();
+                    records
+                }
+                Err(e) => {
+                    backoff.wait_or_fail(e, "poll", scope, &token).await?;
+                    continue;
+                }
+            };
+            if records.is_empty() {
+                continue;
+            }
+            scope.metrics.add_in(records.len() as u64);
+            for record in records {
+                writer.add(record)?;
+                if writer.transaction.size_bytes() >= MAX_TRANSACTION_BYTES {
+                    writer.commit().await?;
+                }
+            }
+            writer.commit().await?;
+            if let Err(e) = source.commit().await {
+                tracing::warn!(connector = %config.name, task = scope.task, error = %e, "source commit hook failed");
+            }
+        }
+    }
+    .await;
+    if let Err(e) = source.close().await {
+        tracing::warn!(connector = %config.name, task = scope.task, error = %e, "closing the source failed");
+    }
+    outcome
+}
+
+/// Builds one transaction: records, dead letters and the offsets they cover.
+struct BatchWriter<'a> {
+    scope: &'a TaskScope,
+    key_converter: Converter,
+    value_converter: Converter,
+    transaction: Transaction,
+    offsets: BTreeMap<String, (Value, Value)>,
+    records: u64,
+    known_topics: HashSet<String>,
+    round_robin: u32,
+}
+
+impl<'a> BatchWriter<'a> {
+    fn new(scope: &'a TaskScope) -> Self {
+        let (key_kind, key_schemas) = scope.config.key_converter;
+        let (value_kind, value_schemas) = scope.config.value_converter;
+        Self {
+            scope,
+            key_converter: Converter::new(key_kind, key_schemas),
+            value_converter: Converter::new(value_kind, value_schemas),
+            transaction: Transaction::new(),
+            offsets: BTreeMap::new(),
+            records: 0,
+            known_topics: HashSet::new(),
+            round_robin: scope.task as u32,
+        }
+    }
+
+    fn add(&mut self, source_record: SourceRecord) -> Result<()> {
+        let SourceRecord {
+            record,
+            source_partition,
+            source_offset,
+            error,
+        } = source_record;
+        let origin = Origin::Source {
+            partition: &source_partition,
+            offset: &source_offset,
+        };
+        let outcome = match error {
+            Some(message) => Err((Stage::Source, Error::data(message))),
+            None => self.convert(record.clone()),
+        };
+        match outcome {
+            Ok(None) => {}
+            Ok(Some((topic, partition, timestamp, key, value, headers))) => {
+                self.transaction.send(
+                    &topic,
+                    partition,
+                    timestamp,
+                    key.as_deref(),
+                    value.as_deref(),
+                    &headers,
+                );
+                self.records += 1;
+            }
+            Err((stage, error)) => {
+                // The dead letter holds the record as read, JSON-encoded.
+                let bad = BadRecord {
+                    origin,
+                    key: record.key.as_ref().map(|k| Bytes::from(k.to_string())),
+                    value: record.value.as_ref().map(|v| match v {
+                        Value::String(text) => Bytes::from(text.clone()),
+                        other => Bytes::from(other.to_string()),
+                    }),
+                    headers: record.headers.clone(),
+                };
+                if let Some(letter) = handle_bad_record(self.scope, stage, bad, &error)? {
+                    self.dead_letter(letter)?;
+                }
+            }
+        }
+        self.offsets.insert(
+            source_partition.to_string(),
+            (source_partition, source_offset),
+        );
+        Ok(())
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn convert(
+        &mut self,
+        record: crate::api::Record,
+    ) -> Result<
+        Option<(
+            String,
+            u32,
+            i64,
+            Option<Bytes>,
+            Option<Bytes>,
+            Vec<logbrook_core::Header>,
+        )>,
+        (Stage, Error),
+    > {
+        let mut record = record;
+        if record.topic.is_empty() {
+            record.topic = self.scope.config.topic.clone().unwrap_or_default();
+        }
+        let Some(record) = apply_chain(&self.scope.config.transforms, record)
+            .map_err(|e| (Stage::Transform, e))?
+        else {
+            return Ok(None);
+        };
+        let key = self
+            .key_converter
+            .from_data(record.key.as_ref(), record.key_schema.as_ref())
+            .map_err(|e| (Stage::Converter, e))?;
+        let value = self
+            .value_converter
+            .from_data(record.value.as_ref(), record.value_schema.as_ref())
+            .map_err(|e| (Stage::Converter, e))?;
+        let partitions = self
+            .ensure_topic(&record.topic)
+            .map_err(|e| (Stage::Transform, e))?;
+        let partition = match (record.partition, &key) {
+            (Some(p), _) if p < partitions => p,
+            (Some(p), _) => {
+                return Err((
+                    Stage::Transform,
+                    Error::data(format!(
+                        "partition {p} of topic {:?}, which has {partitions}",
+                        record.topic
+                    )),
+                ));
+            }
+            (None, Some(key)) => partition_for_key(key, partitions),
+            (None, None) => {
+                self.round_robin = self.round_robin.wrapping_add(1);
+                self.round_robin % partitions
+            }
+        };
+        let timestamp = record.timestamp.unwrap_or_else(logbrook_core::now_ms);
+        Ok(Some((
+            record.topic,
+            partition,
+            timestamp,
+            key,
+            value,
+            record.headers,
+        )))
+    }
+
+    /// The partition count of a topic, creating it (as Kafka Connect's topic creation does) when
+    /// a source or a `route` transform names a new one.
+    fn ensure_topic(&mut self, topic: &str) -> Result<u32> {
+        let broker = &self.scope.worker.broker;
+        if !self.known_topics.contains(topic) {
+            self.scope.worker.ensure_topic(topic)?;
+            self.known_topics.insert(topic.to_string());
+        }
+        Ok(broker.topic(topic)?.partition_count())
+    }
+
+    fn dead_letter(&mut self, letter: DeadLetter) -> Result<()> {
+        let partitions = self.ensure_topic(&letter.topic)?;
+        self.round_robin = self.round_robin.wrapping_add(1);
+        self.transaction.send(
+            &letter.topic,
+            self.round_robin % partitions,
+            logbrook_core::now_ms(),
+            letter.key.as_deref(),
+            letter.value.as_deref(),
+            &letter.headers,
+        );
+        Ok(())
+    }
+
+    /// Commits records, dead letters and offsets together. Nothing happens for an empty batch.
+    async fn commit(&mut self) -> Result<()> {
+        if self.offsets.is_empty() {
+            return Ok(());
+        }
+        let name = &self.scope.config.name;
+        let now = logbrook_core::now_ms();
+        for (partition, offset) in self.offsets.values() {
+            let key = OffsetStore::key(name, partition);
+            let value = offset.to_string();
+            self.transaction.send(
+                OFFSETS_TOPIC,
+                0,
+                now,
+                Some(&key),
+                Some(value.as_bytes()),
+                &[],
+            );
+        }
+        let transaction = std::mem::take(&mut self.transaction);
+        self.scope
+            .worker
+            .broker
+            .commit_transaction(transaction)
+            .await?;
+        let offsets = std::mem::take(&mut self.offsets);
+        self.scope
+            .worker
+            .offsets
+            .committed(name, offsets.into_values());
+        self.scope
+            .metrics
+            .add_out(std::mem::take(&mut self.records));
+        Ok(())
+    }
+}
