@@ -4,12 +4,14 @@
 //! only read open it read-only, so they can run beside a writer process; commands that write take
 //! the directory's writer lock and always close the broker before exiting so data is flushed.
 
+mod connect;
 mod consume;
 mod demo;
 mod group;
 mod nexmark;
 mod output;
 mod perf;
+mod plugins;
 mod produce;
 mod streams;
 mod topic;
@@ -59,6 +61,11 @@ enum Command {
         #[command(subcommand)]
         command: streams::StreamsCommand,
     },
+    /// Run source and sink connectors from config files, with a Kafka-Connect-style REST API.
+    Connect {
+        #[command(subcommand)]
+        command: connect::ConnectCommand,
+    },
     /// Measure produce and consume throughput.
     Perf {
         #[command(subcommand)]
@@ -104,15 +111,19 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Consume(args) => consume::run(data_dir, args).await,
         Command::Group { command } => group::run(data_dir, command).await,
         Command::Streams { command } => streams::run(data_dir, command).await,
+        Command::Connect { command } => connect::run(data_dir, command).await,
         Command::Perf { command } => perf::run(data_dir, command).await,
         Command::Demo(args) => demo::run(data_dir, args).await,
     }
 }
 
-/// Logs to stderr at `warn` unless `RUST_LOG` says otherwise.
+/// Logs to stderr at `warn` (connectors at `info`) unless `RUST_LOG` says otherwise.
 fn init_tracing() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
+        tracing_subscriber::EnvFilter::new(
+            "warn,logbrook_connect=info,logbrook_connector_file=info,logbrook::connect=info",
+        )
+    });
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -231,3 +231,5 @@ pub fn rfc3339(ms: i64) -> String {
 pub fn now_ms() -> i64 {
     logbrook_core::now_ms()
 }
+
+pub mod connect;
