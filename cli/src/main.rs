@@ -11,6 +11,7 @@ mod group;
 mod nexmark;
 mod output;
 mod perf;
+mod perf_connect;
 mod plugins;
 mod produce;
 mod streams;

@@ -26,6 +26,9 @@ pub enum PerfCommand {
     /// Nexmark queries q1, q2, q5, q7, q8 on the streams runtime (exactly-once), in events/s
     /// per core, next to a hand-written loop and Flink's published figures.
     Nexmark(crate::nexmark::NexmarkArgs),
+    /// File source and file sink throughput through the Connect runtime, next to `cat` and
+    /// `dd conv=fsync` copying the same file.
+    Connect(crate::perf_connect::PerfConnectArgs),
 }
 
 /// Flags of `perf produce`.
@@ -91,10 +94,11 @@ pub async fn run(data_dir: &Path, command: PerfCommand) -> Result<()> {
         PerfCommand::Produce(args) => produce(data_dir, args).await,
         PerfCommand::Consume(args) => consume(data_dir, args).await,
         PerfCommand::Nexmark(args) => crate::nexmark::run(data_dir, args).await,
+        PerfCommand::Connect(args) => crate::perf_connect::run(data_dir, args).await,
     }
 }
 
-fn progress(total: u64, what: &str) -> ProgressBar {
+pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
     let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template("{msg} {bar:40} {pos}/{len} records ({per_sec}, eta {eta})")

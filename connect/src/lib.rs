@@ -12,6 +12,8 @@
 //! - [`rest`]: Kafka Connect's REST API over a worker.
 
 pub mod api;
+/// Arrow's type system, which record schemas use.
+pub use arrow_schema;
 pub mod config;
 pub mod converters;
 mod error;

@@ -2,7 +2,7 @@
 //! letters and the new source offsets in one log transaction. The source's position can never
 //! run ahead of (or behind) the records in the log, so a restart resumes exactly.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 
 use bytes::Bytes;
 use logbrook_core::{Transaction, partition_for_key};
@@ -101,7 +101,7 @@ struct BatchWriter<'a> {
     key_converter: Converter,
     value_converter: Converter,
     transaction: Transaction,
-    offsets: BTreeMap<String, (Value, Value)>,
+    offsets: Vec<(Value, Value)>,
     records: u64,
     known_topics: HashSet<String>,
     round_robin: u32,
@@ -116,7 +116,7 @@ impl<'a> BatchWriter<'a> {
             key_converter: Converter::new(key_kind, key_schemas),
             value_converter: Converter::new(value_kind, value_schemas),
             transaction: Transaction::new(),
-            offsets: BTreeMap::new(),
+            offsets: Vec::new(),
             records: 0,
             known_topics: HashSet::new(),
             round_robin: scope.task as u32,
@@ -134,9 +134,15 @@ impl<'a> BatchWriter<'a> {
             partition: &source_partition,
             offset: &source_offset,
         };
+        // Transforms consume the record: keep the original for the dead-letter topic only then.
+        let original = if error.is_some() || !self.scope.config.transforms.is_empty() {
+            Some(record.clone())
+        } else {
+            None
+        };
         let outcome = match error {
-            Some(message) => Err((Stage::Source, Error::data(message))),
-            None => self.convert(record.clone()),
+            Some(message) => Err((Stage::Source, Error::data(message), None)),
+            None => self.convert(record),
         };
         match outcome {
             Ok(None) => {}
@@ -151,7 +157,10 @@ impl<'a> BatchWriter<'a> {
                 );
                 self.records += 1;
             }
-            Err((stage, error)) => {
+            Err((stage, error, returned)) => {
+                let Some(record) = original.or(returned.map(|boxed| *boxed)) else {
+                    return Err(error);
+                };
                 // The dead letter holds the record as read, JSON-encoded.
                 let bad = BadRecord {
                     origin,
@@ -167,10 +176,16 @@ impl<'a> BatchWriter<'a> {
                 }
             }
         }
-        self.offsets.insert(
-            source_partition.to_string(),
-            (source_partition, source_offset),
-        );
+        // Few source partitions per batch: a scan beats serializing each one as a map key.
+        match self
+            .offsets
+            .iter_mut()
+            .rev()
+            .find(|(partition, _)| *partition == source_partition)
+        {
+            Some(entry) => entry.1 = source_offset,
+            None => self.offsets.push((source_partition, source_offset)),
+        }
         Ok(())
     }
 
@@ -187,38 +202,43 @@ impl<'a> BatchWriter<'a> {
             Option<Bytes>,
             Vec<logbrook_core::Header>,
         )>,
-        (Stage, Error),
+        (Stage, Error, Option<Box<crate::api::Record>>),
     > {
         let mut record = record;
         if record.topic.is_empty() {
             record.topic = self.scope.config.topic.clone().unwrap_or_default();
         }
         let Some(record) = apply_chain(&self.scope.config.transforms, record)
-            .map_err(|e| (Stage::Transform, e))?
+            .map_err(|e| (Stage::Transform, e, None))?
         else {
             return Ok(None);
         };
-        let key = self
+        let key = match self
             .key_converter
             .from_data(record.key.as_ref(), record.key_schema.as_ref())
-            .map_err(|e| (Stage::Converter, e))?;
-        let value = self
+        {
+            Ok(key) => key,
+            Err(e) => return Err((Stage::Converter, e, Some(Box::new(record)))),
+        };
+        let value = match self
             .value_converter
             .from_data(record.value.as_ref(), record.value_schema.as_ref())
-            .map_err(|e| (Stage::Converter, e))?;
-        let partitions = self
-            .ensure_topic(&record.topic)
-            .map_err(|e| (Stage::Transform, e))?;
+        {
+            Ok(value) => value,
+            Err(e) => return Err((Stage::Converter, e, Some(Box::new(record)))),
+        };
+        let partitions = match self.ensure_topic(&record.topic) {
+            Ok(partitions) => partitions,
+            Err(e) => return Err((Stage::Transform, e, Some(Box::new(record)))),
+        };
         let partition = match (record.partition, &key) {
             (Some(p), _) if p < partitions => p,
             (Some(p), _) => {
-                return Err((
-                    Stage::Transform,
-                    Error::data(format!(
-                        "partition {p} of topic {:?}, which has {partitions}",
-                        record.topic
-                    )),
+                let error = Error::data(format!(
+                    "partition {p} of topic {:?}, which has {partitions}",
+                    record.topic
                 ));
+                return Err((Stage::Transform, error, Some(Box::new(record))));
             }
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => {
@@ -269,7 +289,7 @@ impl<'a> BatchWriter<'a> {
         }
         let name = &self.scope.config.name;
         let now = logbrook_core::now_ms();
-        for (partition, offset) in self.offsets.values() {
+        for (partition, offset) in &self.offsets {
             let key = OffsetStore::key(name, partition);
             let value = offset.to_string();
             self.transaction.send(
@@ -288,10 +308,7 @@ impl<'a> BatchWriter<'a> {
             .commit_transaction(transaction)
             .await?;
         let offsets = std::mem::take(&mut self.offsets);
-        self.scope
-            .worker
-            .offsets
-            .committed(name, offsets.into_values());
+        self.scope.worker.offsets.committed(name, offsets);
         self.scope
             .metrics
             .add_out(std::mem::take(&mut self.records));
