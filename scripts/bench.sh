@@ -125,3 +125,7 @@ PY
 echo
 echo "==> Nexmark q1 q2 q5 q7 q8 on the streams runtime (exactly-once), 1M events"
 "$lb" --data-dir "$bench_dir" perf nexmark --events 1000000
+
+echo
+echo "==> Connect: file source and file sink, 1M x 100 B lines, next to cat and dd conv=fsync"
+"$lb" --data-dir "$bench_dir" perf connect --records 1000000 --record-size 100

@@ -136,3 +136,21 @@ fn a_bad_worker_file_names_its_key() {
         "{stderr}"
     );
 }
+
+#[test]
+fn the_example_connector_files_are_valid() {
+    let lb = Logbrook::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/connect");
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "toml") && !p.ends_with("worker.toml"))
+        .map(|p| p.display().to_string())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 3, "{files:?}");
+    let mut args = vec!["connect", "validate"];
+    args.extend(files.iter().map(String::as_str));
+    let out = lb.ok(&args);
+    assert_eq!(out.lines().count(), files.len(), "{out}");
+}

@@ -86,13 +86,11 @@ fn resolve(text: &str, key: &str, secrets: &mut Secrets) -> Result<String, Confi
                 .map_err(|e| ConfigIssue::new(key, format!("cannot read secret file {path}: {e}")))?
                 .trim_end_matches(['\n', '\r'])
                 .to_string(),
+            // Other `${...}` (a route's `${topic}`) belong to the connector: keep them.
             _ => {
-                return Err(ConfigIssue::new(
-                    key,
-                    format!(
-                        "unknown reference ${{{reference}}} (use ${{env:NAME}} or ${{file:PATH}})"
-                    ),
-                ));
+                out.push_str(&rest[start..start + 2 + end + 1]);
+                rest = &after[end + 1..];
+                continue;
             }
         };
         secrets.values.push(resolved.clone());
@@ -128,6 +126,13 @@ mod tests {
             secrets.redact("connect to pg://user:hunter22@db failed"),
             "connect to pg://user:****@db failed"
         );
+    }
+
+    #[test]
+    fn other_placeholders_are_left_for_the_connector() {
+        let mut value = json!({"topic_format": "${topic}-${timestamp}"});
+        interpolate(&mut value, &mut Secrets::default()).unwrap();
+        assert_eq!(value["topic_format"], "${topic}-${timestamp}");
     }
 
     #[test]

@@ -26,7 +26,8 @@ pub struct FilterConfig {
     /// Keep or drop the matching records.
     #[serde(default)]
     pub action: FilterAction,
-    /// Value field the field conditions test (dotted for nested fields).
+    /// Value field the conditions below test (dotted for nested fields); without it they test
+    /// the whole value (e.g. a line of text).
     pub field: Option<String>,
     /// The field equals this value.
     pub equals: Option<Value>,
@@ -57,12 +58,6 @@ impl FilterConfig {
             || self.exists.is_some()
             || self.greater_than.is_some()
             || self.less_than.is_some();
-        if field_conditions && self.field.is_none() {
-            return Err(ConfigIssue::new(
-                "field",
-                "equals, matches, exists, greater_than and less_than test a `field`",
-            ));
-        }
         if self.field.is_some() && !field_conditions {
             return Err(ConfigIssue::new(
                 "field",
@@ -93,8 +88,17 @@ impl FilterConfig {
     }
 
     fn matches(&self, record: &Record) -> bool {
-        if let Some(field) = &self.field {
-            let value = lookup(record.value.as_ref(), field).filter(|v| !v.is_null());
+        let field_conditions = self.equals.is_some()
+            || self.matches_regex.is_some()
+            || self.exists.is_some()
+            || self.greater_than.is_some()
+            || self.less_than.is_some();
+        if field_conditions {
+            let value = match &self.field {
+                Some(field) => lookup(record.value.as_ref(), field),
+                None => record.value.as_ref(),
+            }
+            .filter(|v| !v.is_null());
             if let Some(exists) = self.exists
                 && value.is_some() != exists
             {

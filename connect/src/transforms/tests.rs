@@ -134,6 +134,17 @@ fn filter_keeps_or_drops_matching_records() {
             .unwrap()
             .is_some()
     );
+    let lines = chain(json!([{"type": "filter", "matches": "ERROR"}]));
+    assert!(
+        apply_chain(&lines, record(json!("12:00 ERROR disk full")))
+            .unwrap()
+            .is_some()
+    );
+    assert!(
+        apply_chain(&lines, record(json!("12:00 INFO ok")))
+            .unwrap()
+            .is_none()
+    );
     let tombstones = chain(json!([{"type": "filter", "action": "drop", "is_tombstone": true}]));
     let mut tombstone = record(json!(null));
     tombstone.value = None;
@@ -152,7 +163,8 @@ fn bad_transform_configs_name_the_key() {
             json!({"type": "route", "regex": "(", "replacement": "x"}),
             "regex",
         ),
-        (json!({"type": "filter", "equals": 1}), "field"),
+        (json!({"type": "filter", "field": "a"}), "field"),
+        (json!({"type": "filter"}), "field"),
         (json!({"type": "cast"}), "fields"),
         (json!({"fields": ["a"]}), "type"),
         (json!({"type": "explode"}), "type"),
