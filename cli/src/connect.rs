@@ -50,7 +50,7 @@ pub async fn run(data_dir: &Path, command: ConnectCommand) -> Result<()> {
             connectors,
         } => run_worker(data_dir, worker.as_deref(), rest_listen, &connectors).await,
         ConnectCommand::Validate { connectors } => {
-            for (path, config) in load_connectors(&connectors)? {
+            for (path, _, config) in load_connectors(&connectors)? {
                 println!(
                     "{}: ok ({} {:?}, {} task(s))",
                     path.display(),
@@ -72,8 +72,11 @@ pub async fn run(data_dir: &Path, command: ConnectCommand) -> Result<()> {
     }
 }
 
+/// A connector file: its path, its keys as written, and their validated form.
+type ConnectorFile = (PathBuf, Map<String, Value>, ConnectorConfig);
+
 /// Reads and validates every connector file before anything runs.
-fn load_connectors(paths: &[PathBuf]) -> Result<Vec<(PathBuf, ConnectorConfig)>> {
+fn load_connectors(paths: &[PathBuf]) -> Result<Vec<ConnectorFile>> {
     let registry = registry();
     let mut seen: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut out = Vec::new();
@@ -88,7 +91,7 @@ fn load_connectors(paths: &[PathBuf]) -> Result<Vec<(PathBuf, ConnectorConfig)>>
                 first.display()
             );
         }
-        out.push((path.clone(), config));
+        out.push((path.clone(), raw, config));
     }
     Ok(out)
 }
@@ -108,10 +111,6 @@ async fn run_worker(
     }
     // Every file is checked before the log is opened or anything starts.
     let connectors = load_connectors(connector_files)?;
-    let raws: Vec<(PathBuf, Map<String, Value>)> = connectors
-        .iter()
-        .map(|(path, _)| read_config_file(path).map(|raw| (path.clone(), raw)))
-        .collect::<Result<_, _>>()?;
     let listener = if worker_config.rest_enabled {
         let listener = tokio::net::TcpListener::bind(worker_config.rest_listen)
             .await
@@ -138,7 +137,7 @@ async fn run_worker(
             return Err(e).context("starting the connect worker");
         }
     };
-    for (path, raw) in raws {
+    for (path, raw, _) in connectors {
         if let Err(e) = worker.run_file(raw, &ConfigOrigin::File(path)).await {
             worker.shutdown().await;
             broker.close().await?;

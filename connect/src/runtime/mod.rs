@@ -219,9 +219,14 @@ impl Worker {
         });
         for (name, connector) in stored {
             let origin = ConfigOrigin::Rest(name.clone());
-            let outcome = worker
-                .put_inner(&name, connector.config, &origin, true, connector.paused)
-                .await;
+            let outcome = match worker.validate(&connector.config, &origin) {
+                Ok(config) => {
+                    worker
+                        .put_inner(&name, connector.config, config, true, connector.paused)
+                        .await
+                }
+                Err(e) => Err(e),
+            };
             if let Err(e) = outcome {
                 tracing::error!(connector = %name, error = %e, "stored connector does not start");
             }
@@ -269,7 +274,7 @@ impl Worker {
     pub async fn run_file(&self, raw: Map<String, Value>, origin: &ConfigOrigin) -> Result<String> {
         let config = self.validate(&raw, origin)?;
         let name = config.name.clone();
-        self.put_inner(&name, raw, origin, false, false).await?;
+        self.put_inner(&name, raw, config, false, false).await?;
         Ok(name)
     }
 
@@ -281,7 +286,7 @@ impl Worker {
     pub async fn put_connector(&self, name: &str, mut raw: Map<String, Value>) -> Result<bool> {
         raw.insert("name".into(), Value::String(name.to_string()));
         let origin = ConfigOrigin::Rest(name.to_string());
-        self.validate(&raw, &origin)?;
+        let config = self.validate(&raw, &origin)?;
         let paused = {
             let connectors = self.connectors.lock().await;
             connectors.get(name).is_some_and(|c| *c.paused.borrow())
@@ -295,21 +300,21 @@ impl Worker {
                 }),
             )
             .await?;
-        self.put_inner(name, raw, &origin, true, paused).await
+        self.put_inner(name, raw, config, true, paused).await
     }
 
     async fn put_inner(
         &self,
         name: &str,
         raw: Map<String, Value>,
-        origin: &ConfigOrigin,
+        config: ConnectorConfig,
         persisted: bool,
         paused: bool,
     ) -> Result<bool> {
         if self.root.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
-        let config = Arc::new(self.validate(&raw, origin)?);
+        let config = Arc::new(config);
         let mut connectors = self.connectors.lock().await;
         let created = match connectors.remove(name) {
             Some(old) => {

@@ -2,7 +2,7 @@
 //! letters and the new source offsets in one log transaction. The source's position can never
 //! run ahead of (or behind) the records in the log, so a restart resumes exactly.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use logbrook_core::{Transaction, partition_for_key};
@@ -103,7 +103,8 @@ struct BatchWriter<'a> {
     transaction: Transaction,
     offsets: Vec<(Value, Value)>,
     records: u64,
-    known_topics: HashSet<String>,
+    /// Partition counts of the topics written so far: one lookup per topic, not per record.
+    partition_counts: HashMap<String, u32>,
     round_robin: u32,
 }
 
@@ -118,7 +119,7 @@ impl<'a> BatchWriter<'a> {
             transaction: Transaction::new(),
             offsets: Vec::new(),
             records: 0,
-            known_topics: HashSet::new(),
+            partition_counts: HashMap::new(),
             round_robin: scope.task as u32,
         }
     }
@@ -260,12 +261,13 @@ impl<'a> BatchWriter<'a> {
     /// The partition count of a topic, creating it (as Kafka Connect's topic creation does) when
     /// a source or a `route` transform names a new one.
     fn ensure_topic(&mut self, topic: &str) -> Result<u32> {
-        let broker = &self.scope.worker.broker;
-        if !self.known_topics.contains(topic) {
-            self.scope.worker.ensure_topic(topic)?;
-            self.known_topics.insert(topic.to_string());
+        if let Some(count) = self.partition_counts.get(topic) {
+            return Ok(*count);
         }
-        Ok(broker.topic(topic)?.partition_count())
+        self.scope.worker.ensure_topic(topic)?;
+        let count = self.scope.worker.broker.topic(topic)?.partition_count();
+        self.partition_counts.insert(topic.to_string(), count);
+        Ok(count)
     }
 
     fn dead_letter(&mut self, letter: DeadLetter) -> Result<()> {
