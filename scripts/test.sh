@@ -9,12 +9,18 @@ if ! command -v cargo >/dev/null 2>&1; then
   exit 1
 fi
 
-# The log engine is embedded: its tests need no external service. Tests that need PostgreSQL or an
-# S3-compatible server (the connector crates) start them from here, on loopback, and stop them.
+# The log engine is embedded: its tests need no external service. The connector tests need a real
+# PostgreSQL server: install it if missing, start it on loopback, stop it at the end.
+export LOGBROOK_PG_PORT="${LOGBROOK_PG_PORT:-55432}"
+export LOGBROOK_PG_DATA="${LOGBROOK_PG_DATA:-$(mktemp -d /tmp/logbrook-pg.XXXXXX)}"
+echo "==> PostgreSQL on 127.0.0.1:$LOGBROOK_PG_PORT"
+scripts/pg-server.sh start
+export LOGBROOK_TEST_PG_URL="$(scripts/pg-server.sh url)"
+
+log=$(mktemp)
+trap 'rm -f "$log"; scripts/pg-server.sh destroy' EXIT
 
 echo "==> cargo test --workspace (debug build)"
-log=$(mktemp)
-trap 'rm -f "$log"' EXIT
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
 

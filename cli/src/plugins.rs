@@ -7,5 +7,6 @@ use logbrook_connect::Registry;
 pub fn registry() -> Registry {
     let mut plugins = Vec::new();
     plugins.extend(logbrook_connector_file::plugins());
+    plugins.extend(logbrook_connector_postgres::plugins());
     Registry::new(plugins)
 }

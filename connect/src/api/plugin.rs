@@ -101,6 +101,23 @@ impl Plugin {
         self.erased.open_source(task, context)
     }
 
+    /// Whether a source names its records' topics itself, so `topic` is optional.
+    ///
+    /// # Errors
+    /// The first bad key.
+    pub fn names_own_topics(&self, own: &Map<String, Value>) -> Result<bool, ConfigIssue> {
+        self.erased.names_own_topics(own)
+    }
+
+    /// Tells a source connector it was deleted.
+    pub fn deleted(
+        &self,
+        own: &Map<String, Value>,
+        connector: &str,
+    ) -> BoxFuture<'static, Result<()>> {
+        self.erased.deleted(own, connector.to_string())
+    }
+
     /// Opens one sink task.
     pub fn open_sink(
         &self,
@@ -150,6 +167,16 @@ impl Registry {
 
 trait ErasedPlugin: Send + Sync {
     fn validate(&self, own: &Map<String, Value>) -> Result<(), ConfigIssue>;
+    fn names_own_topics(&self, _own: &Map<String, Value>) -> Result<bool, ConfigIssue> {
+        Ok(false)
+    }
+    fn deleted(
+        &self,
+        _own: &Map<String, Value>,
+        _connector: String,
+    ) -> BoxFuture<'static, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
     fn source_tasks(&self, own: &Map<String, Value>, max_tasks: usize) -> Result<Vec<Value>>;
     fn open_source(
         &self,
@@ -197,6 +224,22 @@ fn parse_connector<C: DeserializeOwned>(
 impl<C: SourceConnector> ErasedPlugin for SourcePlugin<C> {
     fn validate(&self, own: &Map<String, Value>) -> Result<(), ConfigIssue> {
         parse_connector::<C>(own, C::validate).map(|_| ())
+    }
+
+    fn names_own_topics(&self, own: &Map<String, Value>) -> Result<bool, ConfigIssue> {
+        parse_connector::<C>(own, C::validate).map(|c| c.names_own_topics())
+    }
+
+    fn deleted(
+        &self,
+        own: &Map<String, Value>,
+        connector: String,
+    ) -> BoxFuture<'static, Result<()>> {
+        let parsed = parse_connector::<C>(own, C::validate);
+        Box::pin(async move {
+            let config = parsed.map_err(|issue| Error::fatal(issue.to_string()))?;
+            config.deleted(connector).await
+        })
     }
 
     fn source_tasks(&self, own: &Map<String, Value>, max_tasks: usize) -> Result<Vec<Value>> {

@@ -30,9 +30,20 @@ pub fn from_connect_json(schema: &Value) -> Result<(DataType, bool), String> {
         .ok_or("a schema needs a string `type`")?;
     let name = object.get("name").and_then(Value::as_str);
     let data_type = match (kind, name) {
-        ("int64", Some(TIMESTAMP)) => DataType::Timestamp(TimeUnit::Millisecond, None),
+        ("int64", Some(TIMESTAMP)) => {
+            let unit = match parameter(object, "logbrook.unit") {
+                Some("us") => TimeUnit::Microsecond,
+                Some("ns") => TimeUnit::Nanosecond,
+                Some("s") => TimeUnit::Second,
+                _ => TimeUnit::Millisecond,
+            };
+            DataType::Timestamp(unit, parameter(object, "logbrook.timezone").map(Into::into))
+        }
         ("int32", Some(DATE)) => DataType::Date32,
-        ("int32", Some(TIME)) => DataType::Time32(TimeUnit::Millisecond),
+        ("int32", Some(TIME)) => match parameter(object, "logbrook.unit") {
+            Some("us") => DataType::Time64(TimeUnit::Microsecond),
+            _ => DataType::Time32(TimeUnit::Millisecond),
+        },
         ("bytes", Some(DECIMAL)) => {
             let scale = object
                 .get("parameters")
@@ -45,7 +56,11 @@ pub fn from_connect_json(schema: &Value) -> Result<(DataType, bool), String> {
                 .transpose()
                 .map_err(|e| format!("decimal scale: {e}"))?
                 .unwrap_or(0);
-            DataType::Decimal128(38, scale)
+            let precision = parameter(object, "connect.decimal.precision")
+                .and_then(|p| p.parse::<u8>().ok())
+                .filter(|p| (1..=38).contains(p))
+                .unwrap_or(38);
+            DataType::Decimal128(precision, scale)
         }
         ("int8", _) => DataType::Int8,
         ("int16", _) => DataType::Int16,
@@ -97,6 +112,19 @@ pub fn from_connect_json(schema: &Value) -> Result<(DataType, bool), String> {
     Ok((data_type, optional))
 }
 
+fn parameter<'a>(schema: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    schema.get("parameters")?.get(name)?.as_str()
+}
+
+fn unit_name(unit: TimeUnit) -> &'static str {
+    match unit {
+        TimeUnit::Second => "s",
+        TimeUnit::Millisecond => "ms",
+        TimeUnit::Microsecond => "us",
+        TimeUnit::Nanosecond => "ns",
+    }
+}
+
 /// Writes a type as a Kafka Connect JSON schema.
 pub fn to_connect_json(data_type: &DataType, optional: bool) -> Value {
     let mut schema = match data_type {
@@ -110,14 +138,32 @@ pub fn to_connect_json(data_type: &DataType, optional: bool) -> Value {
         DataType::Binary | DataType::LargeBinary | DataType::FixedSizeBinary(_) => {
             json!({"type": "bytes"})
         }
-        DataType::Timestamp(_, _) => json!({"type": "int64", "name": TIMESTAMP, "version": 1}),
+        // Connect's logical types are milliseconds without a zone; parameters keep the Arrow
+        // unit and zone so a round trip is exact.
+        DataType::Timestamp(unit, timezone) => {
+            let mut schema = json!({"type": "int64", "name": TIMESTAMP, "version": 1});
+            let mut parameters = Map::new();
+            if *unit != TimeUnit::Millisecond {
+                parameters.insert("logbrook.unit".into(), unit_name(*unit).into());
+            }
+            if let Some(timezone) = timezone {
+                parameters.insert("logbrook.timezone".into(), timezone.to_string().into());
+            }
+            if !parameters.is_empty() {
+                schema["parameters"] = Value::Object(parameters);
+            }
+            schema
+        }
         DataType::Date32 | DataType::Date64 => json!({"type": "int32", "name": DATE, "version": 1}),
+        DataType::Time64(TimeUnit::Microsecond) => json!({
+            "type": "int32", "name": TIME, "version": 1, "parameters": {"logbrook.unit": "us"}
+        }),
         DataType::Time32(_) | DataType::Time64(_) => {
             json!({"type": "int32", "name": TIME, "version": 1})
         }
-        DataType::Decimal128(_, scale) | DataType::Decimal256(_, scale) => json!({
+        DataType::Decimal128(precision, scale) | DataType::Decimal256(precision, scale) => json!({
             "type": "bytes", "name": DECIMAL, "version": 1,
-            "parameters": {"scale": scale.to_string()}
+            "parameters": {"scale": scale.to_string(), "connect.decimal.precision": precision.to_string()}
         }),
         DataType::List(item) | DataType::LargeList(item) => json!({
             "type": "array",
@@ -174,6 +220,16 @@ fn check_at(data_type: &DataType, value: &Value, path: &mut String) -> Result<()
             | DataType::Timestamp(_, _),
             Value::Number(n),
         ) => n.is_i64() || n.is_u64(),
+        // Temporal values may also be ISO-8601 text (`2024-05-01T12:00:00.123456Z`), which keeps
+        // microseconds and zones exact (the Postgres source writes them so).
+        (
+            DataType::Date32
+            | DataType::Date64
+            | DataType::Time32(_)
+            | DataType::Time64(_)
+            | DataType::Timestamp(_, _),
+            Value::String(_),
+        ) => true,
         (DataType::Float32 | DataType::Float64, Value::Number(_)) => true,
         (DataType::Utf8 | DataType::LargeUtf8, Value::String(_)) => true,
         (DataType::Binary | DataType::Decimal128(_, _), Value::String(_)) => true,
@@ -268,6 +324,22 @@ mod tests {
         );
         let back = to_connect_json(&data_type, false);
         assert_eq!(from_connect_json(&back).unwrap().0, data_type);
+    }
+
+    #[test]
+    fn exact_temporal_and_decimal_types_survive_connect_schemas() {
+        for data_type in [
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            DataType::Timestamp(TimeUnit::Microsecond, None),
+            DataType::Time64(TimeUnit::Microsecond),
+            DataType::Decimal128(12, 3),
+        ] {
+            let schema = to_connect_json(&data_type, true);
+            assert_eq!(from_connect_json(&schema).unwrap().0, data_type, "{schema}");
+        }
+        let at = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+        assert!(check_value(&at, &json!("2024-05-01T12:00:00.123456Z")).is_ok());
+        assert!(check_value(&at, &json!(true)).is_err());
     }
 
     #[test]

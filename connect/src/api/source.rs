@@ -32,6 +32,22 @@ pub trait SourceConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 
         Ok(vec![self.clone()])
     }
 
+    /// Whether the source names each record's topic itself (one topic per table, say), so the
+    /// connector's `topic` may be left out. `false` by default: `topic` is required.
+    fn names_own_topics(&self) -> bool {
+        false
+    }
+
+    /// Called once when the connector is deleted (not when it stops), after its tasks stopped:
+    /// the place to drop what the connector keeps outside the log (a replication slot).
+    ///
+    /// # Errors
+    /// Logged; the connector is deleted anyway.
+    async fn deleted(self, connector: String) -> Result<()> {
+        let _ = connector;
+        Ok(())
+    }
+
     /// Opens one task, resuming from the offsets in `context`.
     ///
     /// # Errors

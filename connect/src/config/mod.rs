@@ -196,13 +196,16 @@ impl ConnectorConfig {
                         "a source writes to one `topic`; `topics` is for sinks",
                     )));
                 }
-                let topic = keys.topic.as_deref().ok_or_else(|| {
-                    redact(ConfigIssue::new(
-                        "topic",
-                        "a source connector needs `topic`",
-                    ))
-                })?;
-                check_topic("topic", topic).map_err(&redact)?;
+                match keys.topic.as_deref() {
+                    Some(topic) => check_topic("topic", topic).map_err(&redact)?,
+                    None if plugin.names_own_topics(&own).map_err(&redact)? => {}
+                    None => {
+                        return Err(redact(ConfigIssue::new(
+                            "topic",
+                            "a source connector needs `topic`",
+                        )));
+                    }
+                }
             }
             ConnectorKind::Sink => {
                 if keys.topic.is_some() {

@@ -521,7 +521,11 @@ impl Worker {
         if old.persisted {
             self.configs.put(name, None).await?;
         }
+        let config = old.config.clone();
         stop(old).await;
+        if let Err(e) = config.plugin.deleted(&config.own, name).await {
+            tracing::warn!(connector = name, error = %e, "cleaning up after the connector failed");
+        }
         self.metrics.remove_connector(name);
         tracing::info!(connector = name, "connector deleted");
         Ok(())
