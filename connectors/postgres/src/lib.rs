@@ -1,11 +1,15 @@
 //! PostgreSQL connectors for Logbrook Connect: `postgres-source` reads tables (by query or by
 //! logical replication) into topics, `postgres-sink` writes topics into tables.
 
+pub mod source;
 pub mod sql;
+pub mod types;
 
 use logbrook_connect::Plugin;
 
 /// The connector types of this crate, for the worker's registry.
 pub fn plugins() -> Vec<Plugin> {
-    Vec::new()
+    vec![Plugin::source::<source::PostgresSourceConfig>(
+        "postgres-source",
+    )]
 }

@@ -131,6 +131,9 @@ impl std::fmt::Display for TableName {
 /// # Errors
 /// Why it does not parse (the URL itself is a secret and is not repeated).
 pub fn check_url(url: &str) -> Result<(), String> {
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err("must start with postgres:// or postgresql://".into());
+    }
     url.parse::<PgConnectOptions>()
         .map(|_| ())
         .map_err(|e| format!("not a PostgreSQL connection URL: {e}"))
@@ -144,7 +147,9 @@ pub async fn connect(url: &str, application_name: &str, max: u32) -> Result<PgPo
     let options = url
         .parse::<PgConnectOptions>()
         .map_err(|e| Error::fatal(format!("not a PostgreSQL connection URL: {e}")))?
-        .application_name(application_name);
+        .application_name(application_name)
+        // sqlx already sets DateStyle ISO and TimeZone UTC, which the source's text forms need.
+        .options([("bytea_output", "hex")]);
     PgPoolOptions::new()
         .max_connections(max)
         .min_connections(0)
