@@ -12,6 +12,7 @@ mod nexmark;
 mod output;
 mod perf;
 mod perf_connect;
+mod perf_postgres;
 mod plugins;
 mod produce;
 mod streams;

@@ -29,6 +29,9 @@ pub enum PerfCommand {
     /// File source and file sink throughput through the Connect runtime, next to `cat` and
     /// `dd conv=fsync` copying the same file.
     Connect(crate::perf_connect::PerfConnectArgs),
+    /// Postgres source and sink rows/s through the Connect runtime, next to `psql \\copy` of
+    /// the same rows on the same server.
+    Postgres(crate::perf_postgres::PerfPostgresArgs),
 }
 
 /// Flags of `perf produce`.
@@ -95,6 +98,7 @@ pub async fn run(data_dir: &Path, command: PerfCommand) -> Result<()> {
         PerfCommand::Consume(args) => consume(data_dir, args).await,
         PerfCommand::Nexmark(args) => crate::nexmark::run(data_dir, args).await,
         PerfCommand::Connect(args) => crate::perf_connect::run(data_dir, args).await,
+        PerfCommand::Postgres(args) => crate::perf_postgres::run(data_dir, args).await,
     }
 }
 

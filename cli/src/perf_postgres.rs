@@ -1,0 +1,226 @@
+//! `logbrook perf postgres`: `postgres-source` and `postgres-sink` rows/s through the Connect
+//! runtime, next to `psql \copy` moving the same rows out of and into the same server in the
+//! same run.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use clap::Args;
+use logbrook_connect::{ConfigOrigin, Worker, WorkerConfig};
+use logbrook_core::Broker;
+use serde_json::{Value, json};
+
+use crate::plugins::registry;
+
+/// Flags of `perf postgres`.
+#[derive(Debug, Clone, Args)]
+pub struct PerfPostgresArgs {
+    /// The server to measure (tables `logbrook_perf_*` are created and dropped there).
+    #[arg(long, env = "LOGBROOK_PG_URL")]
+    url: String,
+    /// Rows in the generated table.
+    #[arg(long, default_value_t = 1_000_000)]
+    rows: u64,
+    /// Rows per source query and per sink COPY.
+    #[arg(long, default_value_t = 10_000)]
+    batch_rows: u64,
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+const COLUMNS: &str =
+    "id bigint PRIMARY KEY, name text NOT NULL, amount numeric(12,2), at timestamptz, flag boolean";
+
+/// Runs the benchmark in `DATA_DIR/perf-postgres` (removed afterwards).
+///
+/// # Errors
+/// `psql` missing or failing, connector failures, or a sink table that differs from the source.
+pub async fn run(data_dir: &Path, args: PerfPostgresArgs) -> Result<()> {
+    let dir = data_dir.join("perf-postgres");
+    if dir.exists() {
+        std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
+    }
+    std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    let rows = args.rows;
+    psql(
+        &args.url,
+        &format!(
+            "DROP TABLE IF EXISTS logbrook_perf_src, logbrook_perf_copy, logbrook_perf_dst; \
+             CREATE TABLE logbrook_perf_src ({COLUMNS}); \
+             CREATE TABLE logbrook_perf_copy ({COLUMNS}); \
+             CREATE TABLE logbrook_perf_dst ({COLUMNS}); \
+             INSERT INTO logbrook_perf_src SELECT g, 'customer-' || g, (g % 100000) / 100.0, \
+               '2024-01-01'::timestamptz + g * interval '1 second', g % 2 = 0 \
+             FROM generate_series(1, {rows}) g; \
+             VACUUM ANALYZE logbrook_perf_src"
+        ),
+    )?;
+    let dump = dir.join("rows.tsv");
+    let started = Instant::now();
+    psql(
+        &args.url,
+        &format!("\\copy logbrook_perf_src TO '{}'", dump.display()),
+    )?;
+    let copy_out = started.elapsed().as_secs_f64();
+    let started = Instant::now();
+    psql(
+        &args.url,
+        &format!("\\copy logbrook_perf_copy FROM '{}'", dump.display()),
+    )?;
+    let copy_in = started.elapsed().as_secs_f64();
+
+    let (source, sink) = run_connectors(&dir, &args).await?;
+    let differing = psql(
+        &args.url,
+        "SELECT count(*) FROM logbrook_perf_src s FULL JOIN logbrook_perf_dst d USING (id) \
+         WHERE s IS DISTINCT FROM d",
+    )?;
+    psql(
+        &args.url,
+        "DROP TABLE logbrook_perf_src, logbrook_perf_copy, logbrook_perf_dst",
+    )?;
+    std::fs::remove_dir_all(&dir).ok();
+    ensure!(
+        differing.trim() == "0",
+        "{differing} rows differ between logbrook_perf_src and the sink's copy"
+    );
+    let rate = |seconds: f64| rows as f64 / seconds;
+    if args.json {
+        println!(
+            "{}",
+            json!({
+                "rows": rows,
+                "psql_copy_out_rows_per_sec": rate(copy_out),
+                "source_rows_per_sec": rate(source),
+                "source_vs_copy": copy_out / source,
+                "psql_copy_in_rows_per_sec": rate(copy_in),
+                "sink_rows_per_sec": rate(sink),
+                "sink_vs_copy": copy_in / sink,
+                "sink_table_equals_source": true,
+            })
+        );
+        return Ok(());
+    }
+    println!("{rows} rows ({COLUMNS}); sink table equals the source table: true");
+    println!("{:<34} {:>12} {:>10}", "", "rows/s", "vs \\copy");
+    println!("{:<34} {:>12.0}", "psql \\copy table TO file", rate(copy_out));
+    println!(
+        "{:<34} {:>12.0} {:>9.2}x",
+        "postgres-source -> topic",
+        rate(source),
+        copy_out / source
+    );
+    println!("{:<34} {:>12.0}", "psql \\copy table FROM file", rate(copy_in));
+    println!(
+        "{:<34} {:>12.0} {:>9.2}x",
+        "topic -> postgres-sink",
+        rate(sink),
+        copy_in / sink
+    );
+    Ok(())
+}
+
+fn psql(url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .output()
+        .context("running psql (install postgresql-client)")?;
+    if !out.status.success() {
+        bail!(
+            "psql failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64)> {
+    let broker = Broker::open(dir.join("data")).await?;
+    let config = WorkerConfig {
+        rest_enabled: false,
+        ..WorkerConfig::default()
+    };
+    let worker = Worker::start(broker.clone(), registry(), config).await?;
+    let rows = args.rows;
+    let outcome = async {
+        let source = json!({
+            "name": "perf-pg-source", "connector": "postgres-source", "topic": "perf-postgres",
+            "url": args.url, "table": "logbrook_perf_src", "mode": "incrementing",
+            "incrementing_column": "id", "batch_rows": args.batch_rows,
+        });
+        let bar = crate::perf::progress(rows, "postgres-source");
+        let started = Instant::now();
+        start_connector(&worker, source).await?;
+        wait(&worker, "perf-pg-source", &bar, rows, |offsets| {
+            offsets
+                .first()
+                .and_then(|o| o["offset"]["incrementing"].as_u64())
+                .unwrap_or(0)
+        })
+        .await?;
+        let source_seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+
+        let sink = json!({
+            "name": "perf-pg-sink", "connector": "postgres-sink", "topics": ["perf-postgres"],
+            "url": args.url, "table": "logbrook_perf_dst", "mode": "insert",
+            "batch_rows": args.batch_rows,
+        });
+        let bar = crate::perf::progress(rows, "postgres-sink");
+        let started = Instant::now();
+        start_connector(&worker, sink).await?;
+        wait(&worker, "perf-pg-sink", &bar, rows, |offsets| {
+            offsets
+                .iter()
+                .map(|o| o["offset"]["kafka_offset"].as_u64().unwrap_or(0))
+                .sum()
+        })
+        .await?;
+        let sink_seconds = started.elapsed().as_secs_f64();
+        bar.finish_and_clear();
+        Ok::<_, anyhow::Error>((source_seconds, sink_seconds))
+    }
+    .await;
+    worker.shutdown().await;
+    broker.close().await?;
+    outcome
+}
+
+async fn start_connector(worker: &Worker, config: Value) -> Result<()> {
+    let Value::Object(raw) = config else {
+        unreachable!("a JSON object literal")
+    };
+    worker
+        .run_file(raw, &ConfigOrigin::Rest("perf".into()))
+        .await?;
+    Ok(())
+}
+
+async fn wait(
+    worker: &Worker,
+    name: &str,
+    bar: &indicatif::ProgressBar,
+    target: u64,
+    progress: impl Fn(&[Value]) -> u64,
+) -> Result<()> {
+    loop {
+        let offsets = worker.offsets(name).await?;
+        let done = progress(offsets["offsets"].as_array().map_or(&[][..], Vec::as_slice));
+        bar.set_position(done);
+        if done >= target {
+            return Ok(());
+        }
+        let status = worker.status(name).await?;
+        if let Some(logbrook_connect::runtime::TaskState::Failed(message)) = status
+            .tasks
+            .iter()
+            .find(|t| matches!(t, logbrook_connect::runtime::TaskState::Failed(_)))
+        {
+            bail!("{name} failed: {message}");
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
