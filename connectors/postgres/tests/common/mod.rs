@@ -35,11 +35,15 @@ impl TestDb {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        let mut conn = PgConnection::connect(&admin).await.expect("connect to the test server");
-        sqlx::query(AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
-            .execute(&mut conn)
+        let mut conn = PgConnection::connect(&admin)
             .await
-            .expect("drop old test database");
+            .expect("connect to the test server");
+        sqlx::query(AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+        )))
+        .execute(&mut conn)
+        .await
+        .expect("drop old test database");
         sqlx::query(AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
             .execute(&mut conn)
             .await
@@ -53,7 +57,9 @@ impl TestDb {
 
     /// A pool on this database.
     pub async fn pool(&self) -> PgPool {
-        PgPool::connect(&self.url).await.expect("connect to the test database")
+        PgPool::connect(&self.url)
+            .await
+            .expect("connect to the test database")
     }
 
     /// Runs statements (several, separated by `;`).
