@@ -27,6 +27,7 @@
 //! created and widened from the records, and exactly once with `exactly_once = true` (offsets
 //! in a table, in the same transaction as the rows).
 
+pub mod sink;
 pub mod source;
 pub mod sql;
 pub mod types;
@@ -35,7 +36,8 @@ use logbrook_connect::Plugin;
 
 /// The connector types of this crate, for the worker's registry.
 pub fn plugins() -> Vec<Plugin> {
-    vec![Plugin::source::<source::PostgresSourceConfig>(
-        "postgres-source",
-    )]
+    vec![
+        Plugin::source::<source::PostgresSourceConfig>("postgres-source"),
+        Plugin::sink::<sink::PostgresSinkConfig>("postgres-sink"),
+    ]
 }
