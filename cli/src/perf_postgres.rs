@@ -106,14 +106,22 @@ pub async fn run(data_dir: &Path, args: PerfPostgresArgs) -> Result<()> {
     }
     println!("{rows} rows ({COLUMNS}); sink table equals the source table: true");
     println!("{:<34} {:>12} {:>10}", "", "rows/s", "vs \\copy");
-    println!("{:<34} {:>12.0}", "psql \\copy table TO file", rate(copy_out));
+    println!(
+        "{:<34} {:>12.0}",
+        "psql \\copy table TO file",
+        rate(copy_out)
+    );
     println!(
         "{:<34} {:>12.0} {:>9.2}x",
         "postgres-source -> topic",
         rate(source),
         copy_out / source
     );
-    println!("{:<34} {:>12.0}", "psql \\copy table FROM file", rate(copy_in));
+    println!(
+        "{:<34} {:>12.0}",
+        "psql \\copy table FROM file",
+        rate(copy_in)
+    );
     println!(
         "{:<34} {:>12.0} {:>9.2}x",
         "topic -> postgres-sink",

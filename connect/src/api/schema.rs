@@ -12,6 +12,10 @@ const DATE: &str = "org.apache.kafka.connect.data.Date";
 const TIME: &str = "org.apache.kafka.connect.data.Time";
 const DECIMAL: &str = "org.apache.kafka.connect.data.Decimal";
 
+/// Field metadata holding a Connect schema name that no Arrow type expresses, such as
+/// `io.debezium.data.Json` on a `Utf8` field of JSON text.
+pub const CONNECT_NAME: &str = "connect.name";
+
 /// Reads a Kafka Connect JSON schema. Returns the type and whether it is optional.
 ///
 /// # Errors
@@ -103,7 +107,18 @@ pub fn from_connect_json(schema: &Value) -> Result<(DataType, bool), String> {
                     .ok_or("each struct field needs a string `field` name")?;
                 let (data_type, nullable) =
                     from_connect_json(field).map_err(|e| format!("field {name:?}: {e}"))?;
-                out.push(Field::new(name, data_type, nullable));
+                let mut arrow_field = Field::new(name, data_type, nullable);
+                // A semantic name Arrow has no type for (`io.debezium.data.Json`) stays on the
+                // field, so sinks can pick the exact column type.
+                if let Some(semantic) = field.get("name").and_then(Value::as_str)
+                    && ![TIMESTAMP, DATE, TIME, DECIMAL].contains(&semantic)
+                {
+                    arrow_field = arrow_field.with_metadata(std::collections::HashMap::from([(
+                        CONNECT_NAME.to_string(),
+                        semantic.to_string(),
+                    )]));
+                }
+                out.push(arrow_field);
             }
             DataType::Struct(Fields::from(out))
         }
@@ -184,6 +199,11 @@ pub fn to_connect_json(data_type: &DataType, optional: bool) -> Value {
                     let mut field = to_connect_json(f.data_type(), f.is_nullable());
                     if let Some(object) = field.as_object_mut() {
                         object.insert("field".into(), Value::String(f.name().clone()));
+                        if let Some(semantic) = f.metadata().get(CONNECT_NAME)
+                            && !object.contains_key("name")
+                        {
+                            object.insert("name".into(), Value::String(semantic.clone()));
+                        }
                     }
                     field
                 })
@@ -337,6 +357,18 @@ mod tests {
             let schema = to_connect_json(&data_type, true);
             assert_eq!(from_connect_json(&schema).unwrap().0, data_type, "{schema}");
         }
+        let json_text = Field::new("doc", DataType::Utf8, true).with_metadata(
+            [(
+                CONNECT_NAME.to_string(),
+                "io.debezium.data.Json".to_string(),
+            )]
+            .into(),
+        );
+        let row = DataType::Struct(Fields::from(vec![json_text]));
+        assert_eq!(
+            from_connect_json(&to_connect_json(&row, false)).unwrap().0,
+            row
+        );
         let at = DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
         assert!(check_value(&at, &json!("2024-05-01T12:00:00.123456Z")).is_ok());
         assert!(check_value(&at, &json!(true)).is_err());

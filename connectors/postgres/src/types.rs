@@ -22,6 +22,11 @@ use arrow_schema::{DataType, Field, TimeUnit};
 use base64::Engine as _;
 use serde_json::{Number, Value};
 
+/// The schema name of JSON text.
+pub const JSON_NAME: &str = "io.debezium.data.Json";
+/// The schema name of a UUID's text.
+pub const UUID_NAME: &str = "io.debezium.data.Uuid";
+
 /// How a column's values are represented.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Kind {
@@ -51,6 +56,8 @@ pub enum Kind {
     Time,
     /// `json`, `jsonb`
     Json,
+    /// `uuid`
+    Uuid,
     /// An array of the element kind.
     Array(Box<Kind>),
     /// Text and every other type, as its text form.
@@ -74,6 +81,7 @@ impl Kind {
             1082 => Self::Date,
             1083 => Self::Time,
             114 | 3802 => Self::Json,
+            2950 => Self::Uuid,
             1000 => Self::array(Self::Bool),
             1005 => Self::array(Self::Int2),
             1007 => Self::array(Self::Int4),
@@ -87,8 +95,9 @@ impl Kind {
             1182 => Self::array(Self::Date),
             1183 => Self::array(Self::Time),
             199 | 3807 => Self::array(Self::Json),
-            // text[], varchar[], bpchar[], name[], uuid[]
-            1009 | 1015 | 1014 | 1003 | 2951 => Self::array(Self::Text),
+            2951 => Self::array(Self::Uuid),
+            // text[], varchar[], bpchar[], name[]
+            1009 | 1015 | 1014 | 1003 => Self::array(Self::Text),
             _ => Self::Text,
         }
     }
@@ -107,13 +116,23 @@ impl Kind {
             Self::Float4 => DataType::Float32,
             Self::Float8 => DataType::Float64,
             Self::Numeric(Some((precision, scale))) => DataType::Decimal128(*precision, *scale),
-            Self::Numeric(None) | Self::Json | Self::Text => DataType::Utf8,
+            Self::Numeric(None) | Self::Json | Self::Uuid | Self::Text => DataType::Utf8,
             Self::Bytea => DataType::Binary,
             Self::TimestampTz => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
             Self::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, None),
             Self::Date => DataType::Date32,
             Self::Time => DataType::Time64(TimeUnit::Microsecond),
             Self::Array(item) => DataType::List(Arc::new(Field::new("item", item.arrow(), true))),
+        }
+    }
+
+    /// The Connect schema name (Debezium's) of text that holds more than text: the sink turns
+    /// it back into a `jsonb` or `uuid` column.
+    pub fn semantic_name(&self) -> Option<&'static str> {
+        match self {
+            Self::Json => Some(JSON_NAME),
+            Self::Uuid => Some(UUID_NAME),
+            _ => None,
         }
     }
 
@@ -148,7 +167,7 @@ impl Kind {
                 let parsed = parse_array(text).ok_or_else(bad)?;
                 decode_array(item, parsed)?
             }
-            Self::Numeric(_) | Self::Date | Self::Time | Self::Json | Self::Text => {
+            Self::Numeric(_) | Self::Date | Self::Time | Self::Json | Self::Uuid | Self::Text => {
                 Value::String(text.into())
             }
         })

@@ -99,7 +99,20 @@ pub(super) fn fields_of<'r>(
                 }
             }
             let from_key = fields.len();
-            for (name, value) in map {
+            // Schema order when there is a schema (auto-created columns follow it), else the
+            // map's order.
+            let ordered: Vec<(&'r String, &'r Value)> = match &record.value_schema {
+                Some(DataType::Struct(schema)) => schema
+                    .iter()
+                    .filter_map(|f| map.get_key_value(f.name()))
+                    .chain(
+                        map.iter()
+                            .filter(|(k, _)| !schema.iter().any(|f| f.name() == *k)),
+                    )
+                    .collect(),
+                _ => map.iter().collect(),
+            };
+            for (name, value) in ordered {
                 // The key's copy of a primary key field wins over the value's.
                 if fields[..from_key].iter().any(|f| f.name == name) {
                     continue;
@@ -138,6 +151,22 @@ fn key_field<'r>(record: &'r Record, name: &str, single: bool) -> Option<(&'r Va
             .map(|v| (v, Source::KeyField)),
         Value::Null | Value::Array(_) => None,
         primitive if single => Some((primitive, Source::Key)),
+        _ => None,
+    }
+}
+
+/// The Arrow field of a record field, when the record is typed (`None` for a primitive key).
+pub(super) fn arrow_field<'r>(
+    record: &'r Record,
+    field: &Field<'_>,
+) -> Option<&'r arrow_schema::Field> {
+    let schema = match field.source {
+        Source::Value => record.value_schema.as_ref(),
+        Source::KeyField => record.key_schema.as_ref(),
+        Source::Key => None,
+    };
+    match schema? {
+        DataType::Struct(fields) => fields.iter().find(|f| f.name() == field.name).map(|f| &**f),
         _ => None,
     }
 }

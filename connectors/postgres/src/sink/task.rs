@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_trait::async_trait;
+use logbrook_connect::api::schema;
 use logbrook_connect::{Error, Record, Rejected, Result, Sink, SinkContext};
 use sqlx::PgPool;
 
@@ -259,8 +260,17 @@ impl PostgresSink {
                 if has_column || rows::check_name(field.name).is_err() {
                     continue;
                 }
-                let seen = rows::field_type(record, field)
-                    .and_then(columns::sql_type_of_arrow)
+                let semantic = rows::arrow_field(record, field)
+                    .and_then(|f| f.metadata().get(schema::CONNECT_NAME))
+                    .and_then(|name| match name.as_str() {
+                        crate::types::JSON_NAME => Some("jsonb".to_string()),
+                        crate::types::UUID_NAME => Some("uuid".to_string()),
+                        _ => None,
+                    });
+                let seen = semantic
+                    .or_else(|| {
+                        rows::field_type(record, field).and_then(columns::sql_type_of_arrow)
+                    })
                     .or_else(|| columns::sql_type_of_json(field.value).map(str::to_string));
                 slot.missing.note(field.name, seen);
             }

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use arrow_schema::{DataType, Field, Fields};
+use logbrook_connect::api::schema;
 use logbrook_connect::{Error, Result};
 use serde_json::{Map, Value};
 use sqlx::{PgConnection, Row};
@@ -38,7 +39,16 @@ pub struct Shape {
 impl Shape {
     /// A shape from its columns and key.
     pub fn new(columns: Vec<Column>, key: Vec<usize>) -> Self {
-        let field = |c: &Column| Field::new(&c.name, c.kind.arrow(), c.nullable);
+        let field = |c: &Column| {
+            let field = Field::new(&c.name, c.kind.arrow(), c.nullable);
+            match c.kind.semantic_name() {
+                Some(name) => field.with_metadata(std::collections::HashMap::from([(
+                    schema::CONNECT_NAME.to_string(),
+                    name.to_string(),
+                )])),
+                None => field,
+            }
+        };
         let value_schema = DataType::Struct(columns.iter().map(field).collect::<Fields>());
         let key_schema = (!key.is_empty())
             .then(|| DataType::Struct(key.iter().map(|&i| field(&columns[i])).collect::<Fields>()));
