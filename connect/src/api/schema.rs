@@ -357,13 +357,11 @@ mod tests {
             let schema = to_connect_json(&data_type, true);
             assert_eq!(from_connect_json(&schema).unwrap().0, data_type, "{schema}");
         }
-        let json_text = Field::new("doc", DataType::Utf8, true).with_metadata(
-            [(
-                CONNECT_NAME.to_string(),
-                "io.debezium.data.Json".to_string(),
-            )]
-            .into(),
-        );
+        let metadata = std::collections::HashMap::from([(
+            CONNECT_NAME.to_string(),
+            "io.debezium.data.Json".to_string(),
+        )]);
+        let json_text = Field::new("doc", DataType::Utf8, true).with_metadata(metadata);
         let row = DataType::Struct(Fields::from(vec![json_text]));
         assert_eq!(
             from_connect_json(&to_connect_json(&row, false)).unwrap().0,
