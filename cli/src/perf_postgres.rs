@@ -54,10 +54,10 @@ pub async fn run(data_dir: &Path, args: PerfPostgresArgs) -> Result<()> {
              CREATE TABLE logbrook_perf_dst ({COLUMNS}); \
              INSERT INTO logbrook_perf_src SELECT g, 'customer-' || g, (g % 100000) / 100.0, \
                '2024-01-01'::timestamptz + g * interval '1 second', g % 2 = 0 \
-             FROM generate_series(1, {rows}) g; \
-             VACUUM ANALYZE logbrook_perf_src"
+             FROM generate_series(1, {rows}) g"
         ),
     )?;
+    psql(&args.url, "VACUUM ANALYZE logbrook_perf_src")?;
     let dump = dir.join("rows.tsv");
     let started = Instant::now();
     psql(
@@ -134,6 +134,7 @@ pub async fn run(data_dir: &Path, args: PerfPostgresArgs) -> Result<()> {
 fn psql(url: &str, sql: &str) -> Result<String> {
     let out = Command::new("psql")
         .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
+        .env("PGOPTIONS", "-c client_min_messages=warning")
         .output()
         .context("running psql (install postgresql-client)")?;
     if !out.status.success() {
