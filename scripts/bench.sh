@@ -129,3 +129,12 @@ echo "==> Nexmark q1 q2 q5 q7 q8 on the streams runtime (exactly-once), 1M event
 echo
 echo "==> Connect: file source and file sink, 1M x 100 B lines, next to cat and dd conv=fsync"
 "$lb" --data-dir "$bench_dir" perf connect --records 1000000 --record-size 100
+
+echo
+echo "==> Connect: postgres source and sink, 1M rows, next to psql \\copy on the same server"
+pg_port=55532
+while (exec 3<>"/dev/tcp/127.0.0.1/$pg_port") 2>/dev/null; do pg_port=$((pg_port + 1)); done
+export LOGBROOK_PG_PORT=$pg_port LOGBROOK_PG_DATA="$bench_dir/pg"
+trap 'scripts/pg-server.sh destroy' EXIT
+scripts/pg-server.sh start
+"$lb" --data-dir "$bench_dir" perf postgres --url "$(scripts/pg-server.sh url)" --rows 1000000

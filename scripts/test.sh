@@ -11,14 +11,16 @@ fi
 
 # The log engine is embedded: its tests need no external service. The connector tests need a real
 # PostgreSQL server: install it if missing, start it on loopback, stop it at the end.
-export LOGBROOK_PG_PORT="${LOGBROOK_PG_PORT:-55432}"
+port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+port=55432
+while ! port_free "$port"; do port=$((port + 1)); done
+export LOGBROOK_PG_PORT="${LOGBROOK_PG_PORT:-$port}"
 export LOGBROOK_PG_DATA="${LOGBROOK_PG_DATA:-$(mktemp -d /tmp/logbrook-pg.XXXXXX)}"
+log=$(mktemp)
+trap 'rm -f "$log"; scripts/pg-server.sh destroy' EXIT
 echo "==> PostgreSQL on 127.0.0.1:$LOGBROOK_PG_PORT"
 scripts/pg-server.sh start
 export LOGBROOK_TEST_PG_URL="$(scripts/pg-server.sh url)"
-
-log=$(mktemp)
-trap 'rm -f "$log"; scripts/pg-server.sh destroy' EXIT
 
 echo "==> cargo test --workspace (debug build)"
 status=0

@@ -180,22 +180,25 @@ pub fn parse_time(text: &str) -> Result<i64, String> {
 }
 
 /// Resolves on Ctrl-C or SIGTERM; never if the handlers cannot be installed.
-pub async fn shutdown_signal() {
-    let interrupt = async {
-        if tokio::signal::ctrl_c().await.is_err() {
-            std::future::pending::<()>().await;
-        }
-    };
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
+///
+/// The handlers are installed when this is called, not when the future is first polled: a
+/// signal that arrives before the first poll (a busy consume loop) must not kill the process.
+pub fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let interrupt = signal(SignalKind::interrupt()).ok();
+    let terminate = signal(SignalKind::terminate()).ok();
+    async move {
+        let wait = |handler: Option<tokio::signal::unix::Signal>| async move {
+            match handler {
+                Some(mut handler) => {
+                    handler.recv().await;
+                }
+                None => std::future::pending::<()>().await,
             }
-            Err(_) => std::future::pending::<()>().await,
+        };
+        tokio::select! {
+            () = wait(interrupt) => {}
+            () = wait(terminate) => {}
         }
-    };
-    tokio::select! {
-        () = interrupt => {}
-        () = terminate => {}
     }
 }
