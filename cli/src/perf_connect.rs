@@ -213,7 +213,8 @@ async fn run_connectors(dir: &Path, input: &Path, records: u64, bytes: u64) -> R
     outcome
 }
 
-async fn start_connector(worker: &Worker, config: Value) -> Result<()> {
+/// Starts a connector from a JSON config, as `connect run` does for a file.
+pub(crate) async fn start_connector(worker: &Worker, config: Value) -> Result<()> {
     let Value::Object(raw) = config else {
         unreachable!("a JSON object literal")
     };
@@ -223,7 +224,8 @@ async fn start_connector(worker: &Worker, config: Value) -> Result<()> {
     Ok(())
 }
 
-async fn wait(
+/// Waits until `progress` of the connector's offsets reaches `target`, failing if a task fails.
+pub(crate) async fn wait(
     worker: &Worker,
     name: &str,
     bar: &indicatif::ProgressBar,

@@ -4,14 +4,15 @@
 
 use std::path::Path;
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use logbrook_connect::{ConfigOrigin, Worker, WorkerConfig};
+use logbrook_connect::{Worker, WorkerConfig};
 use logbrook_core::Broker;
 use serde_json::{Value, json};
 
+use crate::perf_connect::{start_connector, wait};
 use crate::plugins::registry;
 
 /// Flags of `perf postgres`.
@@ -163,13 +164,13 @@ async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64
         let bar = crate::perf::progress(rows, "postgres-source");
         let started = Instant::now();
         start_connector(&worker, source).await?;
-        wait(&worker, "perf-pg-source", &bar, rows, |offsets| {
+        let incrementing = |offsets: &[Value]| {
             offsets
                 .first()
                 .and_then(|o| o["offset"]["incrementing"].as_u64())
                 .unwrap_or(0)
-        })
-        .await?;
+        };
+        wait(&worker, "perf-pg-source", &bar, incrementing, rows).await?;
         let source_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
@@ -181,13 +182,13 @@ async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64
         let bar = crate::perf::progress(rows, "postgres-sink");
         let started = Instant::now();
         start_connector(&worker, sink).await?;
-        wait(&worker, "perf-pg-sink", &bar, rows, |offsets| {
+        let committed = |offsets: &[Value]| {
             offsets
                 .iter()
                 .map(|o| o["offset"]["kafka_offset"].as_u64().unwrap_or(0))
                 .sum()
-        })
-        .await?;
+        };
+        wait(&worker, "perf-pg-sink", &bar, committed, rows).await?;
         let sink_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok::<_, anyhow::Error>((source_seconds, sink_seconds))
@@ -196,40 +197,4 @@ async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64
     worker.shutdown().await;
     broker.close().await?;
     outcome
-}
-
-async fn start_connector(worker: &Worker, config: Value) -> Result<()> {
-    let Value::Object(raw) = config else {
-        unreachable!("a JSON object literal")
-    };
-    worker
-        .run_file(raw, &ConfigOrigin::Rest("perf".into()))
-        .await?;
-    Ok(())
-}
-
-async fn wait(
-    worker: &Worker,
-    name: &str,
-    bar: &indicatif::ProgressBar,
-    target: u64,
-    progress: impl Fn(&[Value]) -> u64,
-) -> Result<()> {
-    loop {
-        let offsets = worker.offsets(name).await?;
-        let done = progress(offsets["offsets"].as_array().map_or(&[][..], Vec::as_slice));
-        bar.set_position(done);
-        if done >= target {
-            return Ok(());
-        }
-        let status = worker.status(name).await?;
-        if let Some(logbrook_connect::runtime::TaskState::Failed(message)) = status
-            .tasks
-            .iter()
-            .find(|t| matches!(t, logbrook_connect::runtime::TaskState::Failed(_)))
-        {
-            bail!("{name} failed: {message}");
-        }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
 }

@@ -6,34 +6,12 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::Logbrook;
 use common::connect::{Worker, connector_file};
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
+use common::postgres::{self, psql};
 
 fn create_database(name: &str) -> String {
-    let admin = std::env::var("LOGBROOK_TEST_PG_URL").expect(
-        "LOGBROOK_TEST_PG_URL is not set: run ./scripts/test.sh (it starts PostgreSQL on loopback)",
-    );
-    psql(
-        &admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
-    psql(&admin, &format!("CREATE DATABASE {name}"));
-    format!("{}/{name}", admin.rsplit_once('/').unwrap().0)
+    postgres::create_database(&postgres::server_url(), name)
 }
 
 const ROWS: &str = "SELECT * FROM public.orders ORDER BY id";

@@ -11,40 +11,11 @@ use std::process::Command;
 
 use common::Logbrook;
 use common::connect::{Worker, connector_file, lines_of, wait_for};
+use common::postgres::{create_database, psql, server_url};
 use serde_json::Value;
-
-fn server_url() -> String {
-    std::env::var("LOGBROOK_TEST_PG_URL").expect(
-        "LOGBROOK_TEST_PG_URL is not set: run ./scripts/test.sh (it starts PostgreSQL on loopback)",
-    )
-}
 
 fn repo_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn psql(url: &str, sql: &str) -> String {
-    let out = Command::new("psql")
-        .args([url, "-v", "ON_ERROR_STOP=1", "-Atqc", sql])
-        .output()
-        .expect("run psql");
-    assert!(
-        out.status.success(),
-        "psql {sql}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-/// A fresh database on the server at `admin`; returns its URL.
-fn create_database(admin: &str, name: &str) -> String {
-    psql(
-        admin,
-        &format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"),
-    );
-    psql(admin, &format!("CREATE DATABASE {name}"));
-    let (base, _) = admin.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 fn ids_in(lines: &[String]) -> Vec<i64> {

@@ -233,3 +233,4 @@ pub fn now_ms() -> i64 {
 }
 
 pub mod connect;
+pub mod postgres;

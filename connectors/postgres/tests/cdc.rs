@@ -7,7 +7,7 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::TestDb;
+use common::{TestDb, poll_n, values};
 use logbrook_connect::{Source, SourceConnector, SourceContext, SourceRecord};
 use logbrook_connector_postgres::source::PostgresSourceConfig;
 use serde_json::{Value, json};
@@ -20,33 +20,6 @@ async fn open(config: &Value, offsets: Vec<(Value, Value)>) -> Box<dyn Source> {
         .open(SourceContext::new("cdc-test", 0, "changes", offsets))
         .await
         .unwrap()
-}
-
-/// Polls until `n` records (or 20 s); `commit` says whether each batch "reached the log".
-async fn poll_n(source: &mut Box<dyn Source>, n: usize, commit: bool) -> Vec<SourceRecord> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "got {} of {n}: {:#?}",
-            out.len(),
-            values(&out)
-        );
-        let batch = source.poll().await.unwrap();
-        if commit && !batch.is_empty() {
-            source.commit().await.unwrap();
-        }
-        out.extend(batch);
-    }
-    out
-}
-
-fn values(records: &[SourceRecord]) -> Vec<Value> {
-    records
-        .iter()
-        .map(|r| r.record.value.clone().unwrap_or(Value::Null))
-        .collect()
 }
 
 /// `op:id` of each change event, e.g. `c:6`.

@@ -4,9 +4,7 @@
 
 mod common;
 
-use std::time::{Duration, Instant};
-
-use common::TestDb;
+use common::{TestDb, poll_n, values};
 use logbrook_connect::{Source, SourceConnector, SourceContext, SourceRecord};
 use logbrook_connector_postgres::source::PostgresSourceConfig;
 use serde_json::{Value, json};
@@ -20,26 +18,6 @@ async fn open(config: Value, offsets: Vec<(Value, Value)>) -> Box<dyn Source> {
         .unwrap()
 }
 
-/// Polls (committing after each batch, as the runtime does) until `n` records or 20 s.
-async fn poll_n(source: &mut Box<dyn Source>, n: usize) -> Vec<SourceRecord> {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let mut out = Vec::new();
-    while out.len() < n {
-        assert!(
-            Instant::now() < deadline,
-            "got {} of {n} records: {out:#?}",
-            out.len()
-        );
-        let batch = source.poll().await.unwrap();
-        if !batch.is_empty() {
-            source.commit().await.unwrap();
-        }
-        out.extend(batch);
-    }
-    out
-}
-
-/// Polls for a while and returns whatever arrives (to show that nothing more does).
 async fn poll_quiet(source: &mut Box<dyn Source>, polls: usize) -> Vec<SourceRecord> {
     let mut out = Vec::new();
     for _ in 0..polls {
@@ -50,13 +28,6 @@ async fn poll_quiet(source: &mut Box<dyn Source>, polls: usize) -> Vec<SourceRec
         out.extend(batch);
     }
     out
-}
-
-fn values(records: &[SourceRecord]) -> Vec<Value> {
-    records
-        .iter()
-        .map(|r| r.record.value.clone().unwrap_or(Value::Null))
-        .collect()
 }
 
 fn ids(records: &[SourceRecord], field: &str) -> Vec<i64> {
@@ -86,7 +57,7 @@ async fn every_column_type_arrives_exact_with_its_arrow_type() {
     )
     .await;
     let mut source = open(json!({"url": db.url, "table": "t", "mode": "bulk"}), vec![]).await;
-    let records = poll_n(&mut source, 1).await;
+    let records = poll_n(&mut source, 1, true).await;
     assert_eq!(records.len(), 1);
     let record = &records[0].record;
     assert_eq!(record.key, Some(json!({"id": 9007199254740993_i64})));
@@ -143,14 +114,14 @@ async fn incrementing_mode_reads_in_batches_and_resumes_after_the_stored_id() {
     assert_eq!(ids(&first, "id"), (1..=10).collect::<Vec<_>>());
     assert_eq!(first[0].record.topic, "pg.public.orders");
     assert_eq!(first[9].source_offset, json!({"incrementing": 10}));
-    let second = poll_n(&mut source, 10).await;
+    let second = poll_n(&mut source, 10, true).await;
     assert_eq!(ids(&second, "id"), (11..=20).collect::<Vec<_>>());
     // Stop after 15 reached the log; the restarted source goes on from 16.
     source.close().await.unwrap();
     let stored = offsets_after(&second[..5]);
     let mut source = open(config, stored).await;
     db.exec("INSERT INTO orders (item) VALUES ('late')").await;
-    let rest = poll_n(&mut source, 11).await;
+    let rest = poll_n(&mut source, 11, true).await;
     assert_eq!(ids(&rest, "id"), (16..=26).collect::<Vec<_>>());
     assert!(poll_quiet(&mut source, 3).await.is_empty());
 }
@@ -168,13 +139,13 @@ async fn timestamp_mode_never_splits_rows_of_equal_timestamps() {
         "batch_rows": 3, "poll_interval_ms": 50, "topic_prefix": ""
     });
     let mut source = open(config.clone(), vec![]).await;
-    let mut got = poll_n(&mut source, 8).await;
+    let mut got = poll_n(&mut source, 8, true).await;
     // Restart after the first group: the second group comes again whole, nothing is skipped.
     let stored = offsets_after(&got[..4]);
     assert_eq!(stored[0].1, json!({"timestamp": "2024-01-01 00:00:00+00"}));
     source.close().await.unwrap();
     let mut source = open(config, stored).await;
-    let rest = poll_n(&mut source, 7).await;
+    let rest = poll_n(&mut source, 7, true).await;
     got.truncate(4);
     got.extend(rest);
     let mut seen = ids(&got, "id");
@@ -194,7 +165,7 @@ async fn timestamp_incrementing_mode_sees_updates_and_resumes_exactly() {
         "batch_rows": 4, "poll_interval_ms": 50, "topic_prefix": "t-"
     });
     let mut source = open(config.clone(), vec![]).await;
-    let first = poll_n(&mut source, 6).await;
+    let first = poll_n(&mut source, 6, true).await;
     assert_eq!(ids(&first, "id"), vec![1, 2, 3, 4, 5, 6]);
     assert_eq!(
         first[3].source_offset,
@@ -202,13 +173,13 @@ async fn timestamp_incrementing_mode_sees_updates_and_resumes_exactly() {
     );
     db.exec("UPDATE acct SET balance = 50, changed = '2024-01-02' WHERE id IN (2, 5)")
         .await;
-    let updates = poll_n(&mut source, 2).await;
+    let updates = poll_n(&mut source, 2, true).await;
     assert_eq!(ids(&updates, "id"), vec![2, 5]);
     assert_eq!(values(&updates)[0]["balance"], 50);
     source.close().await.unwrap();
     // Restarted after the update of 2 only: the update of 5 comes again, nothing else.
     let mut source = open(config, offsets_after(&updates[..1])).await;
-    let again = poll_n(&mut source, 1).await;
+    let again = poll_n(&mut source, 1, true).await;
     assert_eq!(ids(&again, "id"), vec![5]);
     assert!(poll_quiet(&mut source, 3).await.is_empty());
 }
@@ -225,7 +196,7 @@ async fn a_query_source_uses_its_key_columns_and_the_prefix_as_topic() {
         "topic_prefix": "joined", "poll_interval_ms": 50
     });
     let mut source = open(config, vec![]).await;
-    let records = poll_n(&mut source, 2).await;
+    let records = poll_n(&mut source, 2, true).await;
     assert_eq!(records[1].record.topic, "joined");
     assert_eq!(records[1].record.key, Some(json!({"id": 2})));
     assert_eq!(
@@ -241,10 +212,10 @@ async fn bulk_mode_copies_the_whole_table_again_every_interval() {
         .await;
     let config = json!({"url": db.url, "table": "k", "mode": "bulk", "batch_rows": 10, "poll_interval_ms": 200});
     let mut source = open(config, vec![]).await;
-    let first = poll_n(&mut source, 25).await;
+    let first = poll_n(&mut source, 25, true).await;
     assert_eq!(ids(&first, "id"), (1..=25).collect::<Vec<_>>());
     db.exec("DELETE FROM k WHERE id > 3").await;
-    let second = poll_n(&mut source, 3).await;
+    let second = poll_n(&mut source, 3, true).await;
     assert_eq!(ids(&second, "id"), vec![1, 2, 3]);
 }
 
@@ -259,7 +230,7 @@ async fn hostile_table_and_column_names_are_read_as_names() {
     let config = json!({"url": db.url, "table": r#""we""ird; DROP TABLE x; --""#, "mode": "incrementing",
                         "incrementing_column": "id col", "topic_prefix": "p."});
     let mut source = open(config, vec![]).await;
-    let records = poll_n(&mut source, 1).await;
+    let records = poll_n(&mut source, 1, true).await;
     assert_eq!(
         records[0].record.value,
         Some(json!({"id col": 1, "va'l": "x';--"}))

@@ -4,6 +4,10 @@
 #![allow(dead_code)]
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use logbrook_connect::{Source, SourceRecord};
+use serde_json::Value;
 
 use sqlx::postgres::PgPool;
 use sqlx::{AssertSqlSafe, Connection, PgConnection};
@@ -70,4 +74,33 @@ impl TestDb {
             .await
             .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
+}
+
+/// Polls until `n` records (or 20 s). `commit` says whether each batch "reached the log" (the
+/// runtime calls `commit` after the log transaction).
+pub async fn poll_n(source: &mut Box<dyn Source>, n: usize, commit: bool) -> Vec<SourceRecord> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {n} records: {:#?}",
+            out.len(),
+            values(&out)
+        );
+        let batch = source.poll().await.expect("poll");
+        if commit && !batch.is_empty() {
+            source.commit().await.expect("commit");
+        }
+        out.extend(batch);
+    }
+    out
+}
+
+/// The records' values (`null` for tombstones).
+pub fn values(records: &[SourceRecord]) -> Vec<Value> {
+    records
+        .iter()
+        .map(|r| r.record.value.clone().unwrap_or(Value::Null))
+        .collect()
 }
