@@ -40,7 +40,7 @@ fn a_cdc_source_feeds_a_sink_that_keeps_an_exact_copy_of_the_table() {
         &format!(
             "name = \"mirror-out\"\nconnector = \"postgres-source\"\nurl = \"{shop}\"\n\
              table = \"public.orders\"\nmode = \"cdc\"\nenvelope = \"row\"\ntopic = \"orders-mirror\"\n\
-             slot = \"mirror_{pid}\"\npoll_interval_ms = 50\ndrop_slot_on_delete = true\n\
+             slot = \"mirror_{pid}\"\npoll_interval_ms = 50\ndrop_slot_on_delete = true\nmax_slot_wal_mb = 0\n\
              key_converter_schemas_enable = true\nvalue_converter_schemas_enable = true\n"
         ),
     );
@@ -100,6 +100,14 @@ fn a_cdc_source_feeds_a_sink_that_keeps_an_exact_copy_of_the_table() {
         "id integer\ncustomer text\namount numeric(10,2)\nplaced timestamp with time zone\n\
          day date\ntags text[]\ndoc jsonb\npaid boolean\nraw bytea",
         "the replica's columns have the original types"
+    );
+    // Any retained WAL is over a limit of 0 MB: the connector says so.
+    assert!(
+        worker
+            .stderr()
+            .contains("the replication slot retains more WAL than max_slot_wal_mb"),
+        "{}",
+        worker.stderr()
     );
     assert_eq!(worker.stop().code, Some(0));
 }
