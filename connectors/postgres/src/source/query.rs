@@ -17,6 +17,7 @@ use sqlx::postgres::{PgPool, PgRow};
 use sqlx::{
     AssertSqlSafe, Column as _, Executor as _, Postgres, Row, SqlSafeStr as _, Statement as _,
 };
+use tokio::task::JoinHandle;
 
 use super::table::{Column, Shape, describe_table};
 use super::{Mode, PostgresSourceConfig};
@@ -48,6 +49,8 @@ struct Stream {
     timestamp: Option<usize>,
     due: Instant,
     bulk: Option<PoolConnection<Postgres>>,
+    /// The next batch's query, already running, and the position it reads after.
+    prefetch: Option<(Position, JoinHandle<Result<Vec<PgRow>, sqlx::Error>>)>,
 }
 
 /// Where a stream resumes: after this row.
@@ -232,6 +235,7 @@ impl Stream {
             timestamp,
             due: now,
             bulk: None,
+            prefetch: None,
         })
     }
 
@@ -243,52 +247,24 @@ impl Stream {
         batch_rows: usize,
         delay_ms: u64,
     ) -> Result<(Vec<SourceRecord>, bool)> {
-        let column =
-            |i: Option<usize>| i.map(|i| format!("q.{}", quote_ident(&self.shape.columns[i].name)));
-        let inc = column(self.incrementing);
-        let ts = column(self.timestamp);
-        let mut conditions = Vec::new();
-        if let Some(ts) = &ts {
-            conditions.push(format!("{ts} < now() - interval '{delay_ms} milliseconds'"));
-        }
-        match (&self.position, &inc, &ts) {
-            (Position::Incrementing(id), Some(inc), _) => conditions.push(format!("{inc} > {id}")),
-            (Position::Timestamp(last), _, Some(ts)) => {
-                conditions.push(format!("{ts} > {}", quote_literal(last)));
-            }
-            (Position::TimestampIncrementing(last, id), Some(inc), Some(ts)) => {
-                let last = quote_literal(last);
-                conditions.push(format!(
-                    "({ts} > {last} OR ({ts} = {last} AND {inc} > {id}))"
-                ));
-            }
-            _ => {}
-        }
-        let order = match mode {
-            Mode::Incrementing => inc.clone(),
-            Mode::Timestamp => ts.clone(),
-            _ => Some(format!(
-                "{}, {}",
-                ts.clone().unwrap_or_default(),
-                inc.clone().unwrap_or_default()
-            )),
-        }
-        .unwrap_or_default();
-        let filter = if conditions.is_empty() {
-            String::new()
-        } else {
-            format!(" WHERE {}", conditions.join(" AND "))
-        };
-        let sql = format!(
-            "SELECT {} FROM {}{filter} ORDER BY {order} LIMIT {batch_rows}",
-            self.shape.text_select_list(),
-            self.from
-        );
+        let ts = self.column_ref(self.timestamp);
         let doing = format!("reading {}", self.label);
-        let mut rows = sqlx::query(AssertSqlSafe(sql))
-            .fetch_all(pool)
-            .await
-            .map_err(|e| classify(e, &doing))?;
+        let mut rows = match self.prefetch.take() {
+            Some((from, prefetched)) if from == self.position => prefetched
+                .await
+                .map_err(|e| Error::retriable(format!("{doing}: {e}")))?
+                .map_err(|e| classify(e, &doing))?,
+            stale => {
+                if let Some((_, prefetched)) = stale {
+                    prefetched.abort();
+                }
+                let sql = self.next_rows_sql(&self.position, mode, batch_rows, delay_ms);
+                sqlx::query(AssertSqlSafe(sql))
+                    .fetch_all(pool)
+                    .await
+                    .map_err(|e| classify(e, &doing))?
+            }
+        };
         let full = rows.len() == batch_rows;
         if mode == Mode::Timestamp && full {
             // Only whole groups of equal timestamps: the position `ts > last` would skip the
@@ -328,7 +304,64 @@ impl Stream {
             }
             records.push(self.record(row, self.position.to_offset()));
         }
+        if full && mode != Mode::Timestamp {
+            // The next rows' query is known now: run it while the runtime writes this batch.
+            let sql = self.next_rows_sql(&self.position, mode, batch_rows, delay_ms);
+            let pool = pool.clone();
+            let query =
+                tokio::spawn(async move { sqlx::query(AssertSqlSafe(sql)).fetch_all(&pool).await });
+            self.prefetch = Some((self.position.clone(), query));
+        }
         Ok((records, full))
+    }
+
+    /// `q."column"` for a column index.
+    fn column_ref(&self, index: Option<usize>) -> Option<String> {
+        index.map(|i| format!("q.{}", quote_ident(&self.shape.columns[i].name)))
+    }
+
+    /// The keyset query for the rows after `position`.
+    fn next_rows_sql(
+        &self,
+        position: &Position,
+        mode: Mode,
+        batch_rows: usize,
+        delay_ms: u64,
+    ) -> String {
+        let inc = self.column_ref(self.incrementing);
+        let ts = self.column_ref(self.timestamp);
+        let mut conditions = Vec::new();
+        if let Some(ts) = &ts {
+            conditions.push(format!("{ts} < now() - interval '{delay_ms} milliseconds'"));
+        }
+        match (position, &inc, &ts) {
+            (Position::Incrementing(id), Some(inc), _) => conditions.push(format!("{inc} > {id}")),
+            (Position::Timestamp(last), _, Some(ts)) => {
+                conditions.push(format!("{ts} > {}", quote_literal(last)));
+            }
+            (Position::TimestampIncrementing(last, id), Some(inc), Some(ts)) => {
+                let last = quote_literal(last);
+                conditions.push(format!(
+                    "({ts} > {last} OR ({ts} = {last} AND {inc} > {id}))"
+                ));
+            }
+            _ => {}
+        }
+        let order = match mode {
+            Mode::Incrementing => inc.unwrap_or_default(),
+            Mode::Timestamp => ts.unwrap_or_default(),
+            _ => format!("{}, {}", ts.unwrap_or_default(), inc.unwrap_or_default()),
+        };
+        let filter = if conditions.is_empty() {
+            String::new()
+        } else {
+            format!(" WHERE {}", conditions.join(" AND "))
+        };
+        format!(
+            "SELECT {} FROM {}{filter} ORDER BY {order} LIMIT {batch_rows}",
+            self.shape.text_select_list(),
+            self.from
+        )
     }
 
     fn position_of(&self, row: &PgRow, mode: Mode) -> Result<Position> {
@@ -449,6 +482,9 @@ impl Source for QuerySource {
         for stream in &mut self.streams {
             if let Some(mut conn) = stream.bulk.take() {
                 conn.close_on_drop();
+            }
+            if let Some((_, prefetched)) = stream.prefetch.take() {
+                prefetched.abort();
             }
         }
         self.pool.close().await;
