@@ -50,8 +50,11 @@ struct Stream {
     due: Instant,
     bulk: Option<PoolConnection<Postgres>>,
     /// The next batch's query, already running, and the position it reads after.
-    prefetch: Option<(Position, JoinHandle<Result<Vec<PgRow>, sqlx::Error>>)>,
+    prefetch: Option<(Position, Prefetch)>,
 }
+
+/// A batch's query running ahead.
+type Prefetch = JoinHandle<Result<Vec<PgRow>, sqlx::Error>>;
 
 /// Where a stream resumes: after this row.
 #[derive(Debug, Clone, PartialEq)]
