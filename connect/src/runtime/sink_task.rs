@@ -37,6 +37,8 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
         ConsumerConfig {
             group_id: Some(group_id(&config.name)),
             auto_offset_reset: OffsetReset::Earliest,
+            // Bigger puts: a sink's cost is mostly per batch (a transaction, a COPY, an upload).
+            fetch_max_bytes: 4 << 20,
             ..ConsumerConfig::default()
         },
     );
