@@ -22,7 +22,7 @@ pub mod runtime;
 pub mod transforms;
 
 pub use api::{
-    ConnectorKind, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext, Source,
+    ConnectorKind, Header, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext, Source,
     SourceConnector, SourceContext, SourceRecord,
 };
 pub use config::{ConnectorConfig, WorkerConfig};
