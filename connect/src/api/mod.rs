@@ -6,9 +6,9 @@ pub mod schema;
 mod sink;
 mod source;
 
+pub use logbrook_core::Header;
 pub(crate) use plugin::parse_typed;
 pub use plugin::{ConnectorKind, Plugin, Registry};
-pub use logbrook_core::Header;
 pub use record::{Record, SourceRecord};
 pub use sink::{Rejected, Sink, SinkConnector, SinkContext};
 pub use source::{Source, SourceConnector, SourceContext};

@@ -65,11 +65,9 @@ pub(crate) fn merge(a: &DataType, b: &DataType) -> Option<DataType> {
 pub(crate) fn settle(data_type: &DataType) -> DataType {
     match data_type {
         DataType::Null => DataType::Utf8,
-        DataType::List(item) => DataType::List(Arc::new(Field::new(
-            "item",
-            settle(item.data_type()),
-            true,
-        ))),
+        DataType::List(item) => {
+            DataType::List(Arc::new(Field::new("item", settle(item.data_type()), true)))
+        }
         DataType::Struct(fields) => DataType::Struct(
             fields
                 .iter()
@@ -87,7 +85,10 @@ pub(crate) fn settle(data_type: &DataType) -> DataType {
 pub(crate) fn nullable(data_type: &DataType) -> DataType {
     match data_type {
         DataType::List(item) => DataType::List(Arc::new(
-            item.as_ref().clone().with_nullable(true).with_data_type(nullable(item.data_type())),
+            item.as_ref()
+                .clone()
+                .with_nullable(true)
+                .with_data_type(nullable(item.data_type())),
         )),
         DataType::Struct(fields) => DataType::Struct(
             fields
@@ -97,6 +98,30 @@ pub(crate) fn nullable(data_type: &DataType) -> DataType {
                         .clone()
                         .with_nullable(true)
                         .with_data_type(nullable(f.data_type()))
+                })
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// The type with every time zone written as `+00:00`: timestamps are instants, and
+/// `arrow-json` only parses into offset zones (named zones need the chrono-tz database).
+pub(crate) fn offset_zones(data_type: &DataType) -> DataType {
+    match data_type {
+        DataType::Timestamp(unit, Some(_)) => DataType::Timestamp(*unit, Some("+00:00".into())),
+        DataType::List(item) => DataType::List(Arc::new(
+            item.as_ref()
+                .clone()
+                .with_data_type(offset_zones(item.data_type())),
+        )),
+        DataType::Struct(fields) => DataType::Struct(
+            fields
+                .iter()
+                .map(|f| {
+                    f.as_ref()
+                        .clone()
+                        .with_data_type(offset_zones(f.data_type()))
                 })
                 .collect(),
         ),
@@ -195,14 +220,14 @@ pub(crate) fn hex_binaries<'a>(data_type: &DataType, value: &'a Value) -> Cow<'a
             }
             Cow::Owned(Value::String(hex))
         }
-        (DataType::List(item) | DataType::LargeList(item), Value::Array(items)) => Cow::Owned(
-            Value::Array(
+        (DataType::List(item) | DataType::LargeList(item), Value::Array(items)) => {
+            Cow::Owned(Value::Array(
                 items
                     .iter()
                     .map(|v| hex_binaries(item.data_type(), v).into_owned())
                     .collect(),
-            ),
-        ),
+            ))
+        }
         (DataType::Struct(fields), Value::Object(map)) => {
             let mut out = map.clone();
             for field in fields {
@@ -261,9 +286,7 @@ pub(crate) fn value_at(array: &dyn Array, row: usize) -> Value {
         DataType::Timestamp(TimeUnit::Microsecond, _) => {
             int::<TimestampMicrosecondType>(array, row)
         }
-        DataType::Timestamp(TimeUnit::Nanosecond, _) => {
-            int::<TimestampNanosecondType>(array, row)
-        }
+        DataType::Timestamp(TimeUnit::Nanosecond, _) => int::<TimestampNanosecondType>(array, row),
         DataType::Decimal128(_, _) => {
             let decimals = array.as_primitive::<Decimal128Type>();
             Value::String(decimals.value_as_string(row))
@@ -272,9 +295,7 @@ pub(crate) fn value_at(array: &dyn Array, row: usize) -> Value {
         DataType::LargeUtf8 => Value::String(array.as_string::<i64>().value(row).to_string()),
         DataType::Utf8View => Value::String(array.as_string_view().value(row).to_string()),
         DataType::Binary => Value::String(BASE64.encode(array.as_binary::<i32>().value(row))),
-        DataType::LargeBinary => {
-            Value::String(BASE64.encode(array.as_binary::<i64>().value(row)))
-        }
+        DataType::LargeBinary => Value::String(BASE64.encode(array.as_binary::<i64>().value(row))),
         DataType::BinaryView => Value::String(BASE64.encode(array.as_binary_view().value(row))),
         DataType::List(_) => {
             let items = array.as_list::<i32>().value(row);
@@ -348,11 +369,8 @@ mod tests {
 
     #[test]
     fn binaries_go_to_hex_for_the_decoder() {
-        let data_type = DataType::Struct(Fields::from(vec![Field::new(
-            "b",
-            DataType::Binary,
-            true,
-        )]));
+        let data_type =
+            DataType::Struct(Fields::from(vec![Field::new("b", DataType::Binary, true)]));
         let value = json!({"b": BASE64.encode([0u8, 255, 16])});
         assert!(has_binary(&data_type));
         assert_eq!(

@@ -64,7 +64,12 @@ pub(crate) const PARQUET_KEY_SCHEMA: &str = "logbrook.key_schema";
 pub(crate) const PARQUET_VALUE_SCHEMA: &str = "logbrook.value_schema";
 
 /// The file name of an object: `{topic}+{partition}+{first_offset:020}.{extension}`.
-pub(crate) fn object_name(topic: &str, partition: u32, first_offset: u64, extension: &str) -> String {
+pub(crate) fn object_name(
+    topic: &str,
+    partition: u32,
+    first_offset: u64,
+    extension: &str,
+) -> String {
     format!("{topic}+{partition}+{first_offset:020}.{extension}")
 }
 
@@ -73,7 +78,11 @@ pub fn parse_object_name(key: &str) -> Option<(String, u32, u64)> {
     let name = key.rsplit('/').next()?;
     let mut parts = name.rsplitn(3, '+');
     let last = parts.next()?;
-    let offset = last.split_once('.').map_or(last, |(digits, _)| digits).parse().ok()?;
+    let offset = last
+        .split_once('.')
+        .map_or(last, |(digits, _)| digits)
+        .parse()
+        .ok()?;
     let partition = parts.next()?.parse().ok()?;
     let topic = parts.next()?;
     (!topic.is_empty()).then(|| (topic.to_string(), partition, offset))
@@ -147,7 +156,9 @@ impl LineEncoder {
             offset: record.offset,
             timestamp: record.timestamp,
             key: &record.key,
-            key_schema: key_schema.then(|| self.key_schema.as_ref().map(|(_, j)| j)).flatten(),
+            key_schema: key_schema
+                .then(|| self.key_schema.as_ref().map(|(_, j)| j))
+                .flatten(),
             value: &record.value,
             value_schema: value_schema
                 .then(|| self.value_schema.as_ref().map(|(_, j)| j))
@@ -265,8 +276,19 @@ mod tests {
         let mut out = Vec::new();
         let mut encoder = LineEncoder::default();
         encoder.encode(&record, &mut out).unwrap();
-        encoder.encode(&Record { value: None, ..record.clone() }, &mut out).unwrap();
-        let lines: Vec<&[u8]> = out.split(|b| *b == b'\n').filter(|l| !l.is_empty()).collect();
+        encoder
+            .encode(
+                &Record {
+                    value: None,
+                    ..record.clone()
+                },
+                &mut out,
+            )
+            .unwrap();
+        let lines: Vec<&[u8]> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
         let back: LineIn = serde_json::from_slice(lines[0]).unwrap();
         assert_eq!(back.into_record().unwrap(), record);
         let tombstone: LineIn = serde_json::from_slice(lines[1]).unwrap();

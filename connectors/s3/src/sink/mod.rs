@@ -226,8 +226,7 @@ impl S3SinkConfig {
 impl SinkConnector for S3SinkConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
         self.location().validate()?;
-        if self.format == Format::Json && self.compression.is_some_and(|c| c != Compression::None)
-        {
+        if self.format == Format::Json && self.compression.is_some_and(|c| c != Compression::None) {
             return Err(ConfigIssue::new(
                 "compression",
                 "applies to format = \"parquet\" only",
@@ -254,7 +253,10 @@ impl SinkConnector for S3SinkConfig {
             return Err(ConfigIssue::new("max_buffered_bytes", "must be at least 1"));
         }
         if self.max_concurrent_uploads == 0 {
-            return Err(ConfigIssue::new("max_concurrent_uploads", "must be at least 1"));
+            return Err(ConfigIssue::new(
+                "max_concurrent_uploads",
+                "must be at least 1",
+            ));
         }
         Ok(())
     }

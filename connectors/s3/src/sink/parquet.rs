@@ -34,8 +34,7 @@ use super::Compression;
 use crate::columnar;
 use crate::layout::{
     COLUMN_HEADERS, COLUMN_KEY, COLUMN_OFFSET, COLUMN_PARTITION, COLUMN_TIMESTAMP,
-    COLUMN_TOMBSTONE, COLUMN_TOPIC, PARQUET_KEY_SCHEMA, PARQUET_LAYOUT,
-    PARQUET_VALUE_SCHEMA,
+    COLUMN_TOMBSTONE, COLUMN_TOPIC, PARQUET_KEY_SCHEMA, PARQUET_LAYOUT, PARQUET_VALUE_SCHEMA,
 };
 
 /// Rows decoded into one Arrow batch before it goes to the writer.
@@ -244,6 +243,7 @@ impl Writer {
         value_schema: Option<&DataType>,
         compression: Compression,
     ) -> Result<Self, String> {
+        let value_type = columnar::offset_zones(&value_type);
         let (value_fields, fields_layout) = match &value_type {
             DataType::Struct(fields) => (fields.clone(), true),
             other => (
@@ -284,8 +284,12 @@ impl Writer {
             .set_max_row_group_bytes(Some(ROW_GROUP_BYTES))
             .set_key_value_metadata(Some(metadata))
             .build();
-        let arrow = ArrowWriter::try_new(Vec::with_capacity(1 << 20), schema.clone(), Some(properties))
-            .map_err(|e| format!("cannot start parquet: {e}"))?;
+        let arrow = ArrowWriter::try_new(
+            Vec::with_capacity(1 << 20),
+            schema.clone(),
+            Some(properties),
+        )
+        .map_err(|e| format!("cannot start parquet: {e}"))?;
         Ok(Self {
             binary: columnar::has_binary(&value_type),
             value_type,
@@ -329,7 +333,15 @@ impl Writer {
             }])
         };
         outcome.map_err(|e| format!("cannot encode the value for parquet: {e}"))?;
-        self.meta.append(topic, partition, offset, timestamp, key, value.is_none(), headers);
+        self.meta.append(
+            topic,
+            partition,
+            offset,
+            timestamp,
+            key,
+            value.is_none(),
+            headers,
+        );
         self.rows += 1;
         self.batch_bytes += value.map_or(0, approximate_size);
         if self.rows >= BATCH_ROWS || self.batch_bytes >= BATCH_BYTES {

@@ -61,8 +61,7 @@ impl Partitioner {
             .clone()
             .unwrap_or_else(|| DEFAULT_PATH_FORMAT.to_string());
         if kind == PartitionerKind::Time {
-            check_path_format(&path_format)
-                .map_err(|why| ConfigIssue::new("path_format", why))?;
+            check_path_format(&path_format).map_err(|why| ConfigIssue::new("path_format", why))?;
         }
         Ok(Self {
             kind,

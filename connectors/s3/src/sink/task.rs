@@ -42,10 +42,10 @@ use tokio::time::Instant;
 use serde_json::Value;
 
 use super::encode::ObjectEncoder;
-use super::{Format, S3SinkConfig};
 use super::parquet::Push;
 use super::partitioner::Partitioner;
 use super::upload::{Cut, CutDone, ObjectData, Uploader, shared};
+use super::{Format, S3SinkConfig};
 use crate::client::{classify, is_not_found};
 use crate::columnar;
 use crate::layout::{META_CUT_LAST, METADATA_COLUMNS};
@@ -166,16 +166,21 @@ impl S3Sink {
     /// `Ok(Err(why))` rejects the record; `Err` fails the `put` (a failed HEAD).
     async fn take(&mut self, record: &Record) -> Result<Result<(), String>> {
         let (Some(partition), Some(offset)) = (record.partition, record.offset) else {
-            return Ok(Err("s3-sink needs the partition and offset of each record".into()));
+            return Ok(Err(
+                "s3-sink needs the partition and offset of each record".into()
+            ));
         };
         let key = (record.topic.clone(), partition);
-        let state = self.partitions.entry(key.clone()).or_insert_with(|| PartitionState {
-            next_offset: 0,
-            resume: Resume::Check,
-            open: None,
-            uploading: VecDeque::new(),
-            last_cut: None,
-        });
+        let state = self
+            .partitions
+            .entry(key.clone())
+            .or_insert_with(|| PartitionState {
+                next_offset: 0,
+                resume: Resume::Check,
+                open: None,
+                uploading: VecDeque::new(),
+                last_cut: None,
+            });
         if offset < state.next_offset {
             return Ok(Ok(()));
         }
@@ -238,14 +243,11 @@ impl S3Sink {
             objects: BTreeMap::new(),
         });
         let (format, compression) = (self.config.format, self.config.compression());
-        let object = cut
-            .objects
-            .entry(directory)
-            .or_insert_with(|| OpenObject {
-                first: offset,
-                records: 0,
-                encoder: ObjectEncoder::new(format, compression),
-            });
+        let object = cut.objects.entry(directory).or_insert_with(|| OpenObject {
+            first: offset,
+            records: 0,
+            encoder: ObjectEncoder::new(format, compression),
+        });
         match object.encoder.push(record) {
             Ok(()) => object.records += 1,
             Err(Push::Incompatible) if cut.records > 0 => {
@@ -440,13 +442,7 @@ impl S3Sink {
 
 /// The last offset of the cut whose anchor is `key`, if a previous run wrote it.
 async fn find_cut(client: &Client, bucket: &str, key: &str) -> Result<Option<u64>> {
-    match client
-        .head_object()
-        .bucket(bucket)
-        .key(key)
-        .send()
-        .await
-    {
+    match client.head_object().bucket(bucket).key(key).send().await {
         Ok(head) => {
             let last = head
                 .metadata()

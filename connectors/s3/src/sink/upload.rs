@@ -55,7 +55,12 @@ pub(crate) struct Uploader {
 }
 
 impl Uploader {
-    pub(crate) fn new(client: Client, bucket: String, part_bytes: usize, concurrency: usize) -> Self {
+    pub(crate) fn new(
+        client: Client,
+        bucket: String,
+        part_bytes: usize,
+        concurrency: usize,
+    ) -> Self {
         Self {
             client,
             bucket,
@@ -114,7 +119,11 @@ impl Uploader {
     }
 
     /// Uploads an object's parts (multipart) or keeps its bytes for one PUT.
-    async fn stage(&self, object: ObjectData, metadata: HashMap<String, String>) -> Result<Staged, Error> {
+    async fn stage(
+        &self,
+        object: ObjectData,
+        metadata: HashMap<String, String>,
+    ) -> Result<Staged, Error> {
         let ObjectData { key, bytes, .. } = object;
         let bytes = Bytes::from(bytes);
         if bytes.len() <= self.part_bytes {
@@ -140,29 +149,35 @@ impl Uploader {
             .step_by(self.part_bytes)
             .map(|at| bytes.slice(at..(at + self.part_bytes).min(bytes.len())))
             .collect();
-        let parts = futures::future::try_join_all(chunks.into_iter().enumerate().map(|(i, chunk)| {
-            let (key, upload_id) = (&key, &upload_id);
-            async move {
-                let number = i32::try_from(i + 1)
-                    .map_err(|_| Error::fatal(format!("{key}: too many parts")))?;
-                let _permit = self.permits.acquire().await;
-                let etag = self
-                    .retry(&format!("uploading part {number} of {key}"), || {
-                        self.client
-                            .upload_part()
-                            .bucket(&self.bucket)
-                            .key(key)
-                            .upload_id(upload_id)
+        let parts =
+            futures::future::try_join_all(chunks.into_iter().enumerate().map(|(i, chunk)| {
+                let (key, upload_id) = (&key, &upload_id);
+                async move {
+                    let number = i32::try_from(i + 1)
+                        .map_err(|_| Error::fatal(format!("{key}: too many parts")))?;
+                    let _permit = self.permits.acquire().await;
+                    let etag = self
+                        .retry(&format!("uploading part {number} of {key}"), || {
+                            self.client
+                                .upload_part()
+                                .bucket(&self.bucket)
+                                .key(key)
+                                .upload_id(upload_id)
+                                .part_number(number)
+                                .body(ByteStream::from(chunk.clone()))
+                                .send()
+                                .map_ok(|out| out.e_tag)
+                        })
+                        .await?;
+                    Ok::<_, Error>(
+                        CompletedPart::builder()
+                            .set_e_tag(etag)
                             .part_number(number)
-                            .body(ByteStream::from(chunk.clone()))
-                            .send()
-                            .map_ok(|out| out.e_tag)
-                    })
-                    .await?;
-                Ok::<_, Error>(CompletedPart::builder().set_e_tag(etag).part_number(number).build())
-            }
-        }))
-        .await?;
+                            .build(),
+                    )
+                }
+            }))
+            .await?;
         Ok(Staged::Multipart {
             key,
             upload_id,
@@ -216,7 +231,14 @@ impl Uploader {
                     // A retried completion whose first attempt went through finds the upload
                     // gone: the object is there.
                     Err(error) if error.to_string().contains("NoSuchUpload") => {
-                        match self.client.head_object().bucket(&self.bucket).key(&key).send().await {
+                        match self
+                            .client
+                            .head_object()
+                            .bucket(&self.bucket)
+                            .key(&key)
+                            .send()
+                            .await
+                        {
                             Ok(_) => Ok(()),
                             Err(_) => Err(error),
                         }
