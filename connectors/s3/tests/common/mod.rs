@@ -13,8 +13,12 @@ use std::time::{Duration, Instant};
 use aws_sdk_s3::Client;
 use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use bytes::Bytes;
-use logbrook_connect::{Header, Record, Sink, SinkConnector, SinkContext};
+use logbrook_connect::{
+    Header, Record, Sink, SinkConnector, SinkContext, Source, SourceConnector, SourceContext,
+    SourceRecord,
+};
 use logbrook_connector_s3::sink::S3SinkConfig;
+use logbrook_connector_s3::source::S3SourceConfig;
 use serde_json::{Value, json};
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -112,6 +116,13 @@ impl TestBucket {
         let mut keys = self.keys_via(endpoint);
         merge(&mut keys, extra);
         serde_json::from_value(keys).expect("sink config")
+    }
+
+    /// A source config for this bucket: its keys plus `extra`.
+    pub fn source_config(&self, extra: Value) -> S3SourceConfig {
+        let mut keys = self.keys_via(&endpoint());
+        merge(&mut keys, extra);
+        serde_json::from_value(keys).expect("source config")
     }
 
     /// Every key in the bucket, sorted.
@@ -307,4 +318,57 @@ pub fn offsets_of(objects: &BTreeMap<String, Vec<Value>>) -> Vec<u64> {
         .flatten()
         .map(|line| line["offset"].as_u64().expect("offset"))
         .collect()
+}
+
+/// Opens a source task with stored `offsets` (source partition, offset) and the connector's
+/// `topic` ("" when it has none).
+pub async fn open_source(
+    config: S3SourceConfig,
+    topic: &str,
+    offsets: Vec<(Value, Value)>,
+) -> Box<dyn Source> {
+    config
+        .open(SourceContext::new("s3-test", 0, topic, offsets))
+        .await
+        .unwrap_or_else(|e| panic!("open source: {e}"))
+}
+
+/// Polls until `n` records (or 20 s).
+pub async fn poll_n(source: &mut Box<dyn Source>, n: usize) -> Vec<SourceRecord> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut out: Vec<SourceRecord> = Vec::new();
+    while out.len() < n {
+        assert!(
+            Instant::now() < deadline,
+            "got {} of {n} records: {:#?}",
+            out.len(),
+            out.iter()
+                .map(|r| r.record.value.clone())
+                .collect::<Vec<_>>()
+        );
+        out.extend(source.poll().await.expect("poll"));
+    }
+    out
+}
+
+/// Polls for `wait` and returns whatever comes.
+pub async fn poll_for(source: &mut Box<dyn Source>, wait: Duration) -> Vec<SourceRecord> {
+    let deadline = Instant::now() + wait;
+    let mut out = Vec::new();
+    while Instant::now() < deadline {
+        out.extend(source.poll().await.expect("poll"));
+    }
+    out
+}
+
+/// The last offset of each source partition among `records`: what the runtime stores.
+pub fn stored_offsets(records: &[SourceRecord]) -> Vec<(Value, Value)> {
+    let mut last: BTreeMap<String, (Value, Value)> = BTreeMap::new();
+    for r in records {
+        last.insert(
+            r.source_partition.to_string(),
+            (r.source_partition.clone(), r.source_offset.clone()),
+        );
+    }
+    last.into_values().collect()
 }
