@@ -10,17 +10,31 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 
 # The log engine is embedded: its tests need no external service. The connector tests need a real
-# PostgreSQL server: install it if missing, start it on loopback, stop it at the end.
+# PostgreSQL server and a real S3-compatible server: install them if missing, start them on
+# loopback, stop them at the end.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=55432
 while ! port_free "$port"; do port=$((port + 1)); done
 export LOGBROOK_PG_PORT="${LOGBROOK_PG_PORT:-$port}"
 export LOGBROOK_PG_DATA="${LOGBROOK_PG_DATA:-$(mktemp -d /tmp/logbrook-pg.XXXXXX)}"
+# The S3 connector tests need an S3-compatible server: s3s-fs (checks request signatures),
+# installed into a cache dir on first use, on a free loopback port.
+s3_port=59000
+while ! port_free "$s3_port"; do s3_port=$((s3_port + 1)); done
+export LOGBROOK_S3_PORT="${LOGBROOK_S3_PORT:-$s3_port}"
+export LOGBROOK_S3_DATA="${LOGBROOK_S3_DATA:-$(mktemp -d /tmp/logbrook-s3.XXXXXX)}"
 log=$(mktemp)
-trap 'rm -f "$log"; scripts/pg-server.sh destroy' EXIT
+trap 'rm -f "$log"; scripts/pg-server.sh destroy; scripts/s3-server.sh destroy' EXIT
 echo "==> PostgreSQL on 127.0.0.1:$LOGBROOK_PG_PORT"
 scripts/pg-server.sh start
 export LOGBROOK_TEST_PG_URL="$(scripts/pg-server.sh url)"
+echo "==> S3 (s3s-fs) on 127.0.0.1:$LOGBROOK_S3_PORT"
+scripts/s3-server.sh start
+export LOGBROOK_TEST_S3_ENDPOINT="$(scripts/s3-server.sh url)"
+export LOGBROOK_TEST_S3_ACCESS_KEY="$(scripts/s3-server.sh access-key)"
+export LOGBROOK_TEST_S3_SECRET_KEY="$(scripts/s3-server.sh secret-key)"
+# Requests to the test server never wait on EC2 instance metadata.
+export AWS_EC2_METADATA_DISABLED=true
 
 echo "==> cargo test --workspace (debug build)"
 status=0

@@ -123,7 +123,7 @@ async fn run(cli: Cli) -> Result<()> {
 fn init_tracing() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(
-            "warn,logbrook_connect=info,logbrook_connector_file=info,logbrook_connector_postgres=info,logbrook::connect=info",
+            "warn,logbrook_connect=info,logbrook_connector_file=info,logbrook_connector_postgres=info,logbrook_connector_s3=info,logbrook::connect=info",
         )
     });
     tracing_subscriber::fmt()

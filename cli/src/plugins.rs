@@ -8,5 +8,6 @@ pub fn registry() -> Registry {
     let mut plugins = Vec::new();
     plugins.extend(logbrook_connector_file::plugins());
     plugins.extend(logbrook_connector_postgres::plugins());
+    plugins.extend(logbrook_connector_s3::plugins());
     Registry::new(plugins)
 }

@@ -155,6 +155,8 @@ fn the_example_connector_files_are_valid() {
     let run: common::Run = lb
         .command(&args)
         .env("LOGBROOK_PG_URL", "postgres://app@db.example:5432/shop")
+        .env("LOGBROOK_S3_ACCESS_KEY_ID", "AKIAEXAMPLE")
+        .env("LOGBROOK_S3_SECRET_ACCESS_KEY", "example-secret")
         .output()
         .unwrap()
         .into();

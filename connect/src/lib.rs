@@ -22,8 +22,8 @@ pub mod runtime;
 pub mod transforms;
 
 pub use api::{
-    ConnectorKind, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext, Source,
-    SourceConnector, SourceContext, SourceRecord,
+    ConnectorKind, Header, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext,
+    Source, SourceConnector, SourceContext, SourceRecord,
 };
 pub use config::{ConnectorConfig, WorkerConfig};
 pub use error::{ConfigError, ConfigIssue, ConfigOrigin, Error, Result};

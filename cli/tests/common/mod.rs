@@ -234,3 +234,4 @@ pub fn now_ms() -> i64 {
 
 pub mod connect;
 pub mod postgres;
+pub mod s3;

@@ -6,6 +6,7 @@ pub mod schema;
 mod sink;
 mod source;
 
+pub use logbrook_core::Header;
 pub(crate) use plugin::parse_typed;
 pub use plugin::{ConnectorKind, Plugin, Registry};
 pub use record::{Record, SourceRecord};

@@ -26,7 +26,8 @@ pub trait SinkConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 's
 /// One running sink task.
 ///
 /// The runtime calls `put` with batches, then `flush`; it commits the consumer offsets of
-/// everything put only after `flush` returns, so `flush` must make the data durable.
+/// everything put only after `flush` returns, so `flush` must make the data durable, except
+/// what [`pending_offsets`](Self::pending_offsets) reports as still held.
 #[async_trait]
 pub trait Sink: Send {
     /// Writes (or buffers) records. Returns the records it rejected as bad data (by index into
@@ -43,6 +44,19 @@ pub trait Sink: Send {
     /// # Errors
     /// As [`put`](Self::put).
     async fn flush(&mut self) -> Result<()>;
+
+    /// The records that [`flush`](Self::flush) left buffered on purpose, for a sink that
+    /// gathers records into large objects over many flushes: for each topic partition holding
+    /// some, as `(topic, partition, offset of the first)`, with the topic and partition the
+    /// records had in `put`. The runtime's offset commit after a flush stops at these offsets,
+    /// so those records are delivered again after a restart; and while any are held, the
+    /// runtime keeps calling `flush` every `offset_flush_interval_ms`, even without new
+    /// records, so the sink can write them out on its own schedule.
+    ///
+    /// The default holds nothing back: `flush` made everything durable.
+    fn pending_offsets(&self) -> Vec<(String, u32, u64)> {
+        Vec::new()
+    }
 
     /// Releases resources after a final flush.
     ///

@@ -1,7 +1,9 @@
 //! A sink task: read its partitions, convert and transform, `put` into the sink, and every
 //! `offset_flush_interval_ms` `flush` the sink, then the dead letters, then commit the consumer
-//! offsets. Offsets never cover data the sink has not made durable.
+//! offsets. Offsets never cover data the sink has not made durable: a sink that holds records
+//! across flushes reports them (`Sink::pending_offsets`) and the commit stops short of them.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use logbrook_core::{
@@ -69,20 +71,23 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
     let flush_interval = Duration::from_millis(scope.worker.config.offset_flush_interval_ms);
     let mut last_flush = Instant::now();
     let mut unflushed = false;
+    // The log partition of records whose topic or partition a transform changed, so offsets the
+    // sink reports for them reach the right partition.
+    let mut origins: HashMap<(String, u32), TopicPartition> = HashMap::new();
 
     let outcome: Result<()> = async {
         loop {
             if scope.is_paused() {
                 if unflushed {
-                    flush(
+                    unflushed = flush(
                         scope,
                         &mut *sink,
                         &dead_letters,
                         &mut consumer,
                         &mut backoff,
+                        &origins,
                     )
                     .await?;
-                    unflushed = false;
                 }
                 if !scope.wait_while_paused().await {
                     return Ok(());
@@ -102,6 +107,15 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
                 for raw in &polled {
                     match to_record(scope, raw, key_converter, value_converter) {
                         Ok(Some(record)) => {
+                            let partition = record.partition.unwrap_or(raw.partition);
+                            if (record.topic != *raw.topic || partition != raw.partition)
+                                && !origins.contains_key(&(record.topic.clone(), partition))
+                            {
+                                origins.insert(
+                                    (record.topic.clone(), partition),
+                                    TopicPartition::new(raw.topic.to_string(), raw.partition),
+                                );
+                            }
                             batch.push(record);
                             sources.push(raw);
                         }
@@ -144,15 +158,15 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
                 unflushed = true;
             }
             if unflushed && last_flush.elapsed() >= flush_interval {
-                flush(
+                unflushed = flush(
                     scope,
                     &mut *sink,
                     &dead_letters,
                     &mut consumer,
                     &mut backoff,
+                    &origins,
                 )
                 .await?;
-                unflushed = false;
                 last_flush = Instant::now();
             }
             let lag: u64 = consumer
@@ -173,8 +187,10 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
             &dead_letters,
             &mut consumer,
             &mut backoff,
+            &origins,
         )
         .await
+        .map(|_| ())
     } else {
         Ok(())
     };
@@ -184,13 +200,16 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
     outcome.and(finished)
 }
 
+/// Flushes the sink and the dead letters, then commits the consumer offsets, short of what the
+/// sink still holds. Returns whether it still holds records (so flushing must go on).
 async fn flush(
     scope: &TaskScope,
     sink: &mut dyn crate::api::Sink,
     dead_letters: &Producer,
     consumer: &mut Consumer,
     backoff: &mut Backoff,
-) -> Result<()> {
+    origins: &HashMap<(String, u32), TopicPartition>,
+) -> Result<bool> {
     // Not cancellable: a stopping task still gets its data durable and its offsets committed.
     let never = tokio_util::sync::CancellationToken::new();
     loop {
@@ -201,8 +220,38 @@ async fn flush(
     }
     backoff.reset();
     dead_letters.flush().await?;
-    consumer.commit().await?;
-    Ok(())
+    let pending = sink.pending_offsets();
+    if pending.is_empty() {
+        consumer.commit().await?;
+        return Ok(false);
+    }
+    let mut held: HashMap<TopicPartition, u64> = HashMap::new();
+    for (topic, partition, offset) in pending {
+        let tp = origins
+            .get(&(topic.clone(), partition))
+            .cloned()
+            .unwrap_or_else(|| TopicPartition::new(topic, partition));
+        held.entry(tp)
+            .and_modify(|first| *first = (*first).min(offset))
+            .or_insert(offset);
+    }
+    let group = group_id(&scope.config.name);
+    let broker = &scope.worker.broker;
+    let offsets: Vec<(TopicPartition, u64)> = consumer
+        .assignment()
+        .into_iter()
+        .filter_map(|tp| {
+            let position = consumer.position(&tp)?;
+            let upto = held.get(&tp).map_or(position, |first| position.min(*first));
+            let committed = broker.committed_offset(&group, &tp);
+            // Never backwards: what was committed stays covered.
+            (committed.is_none_or(|c| c < upto)).then_some((tp, upto))
+        })
+        .collect();
+    if !offsets.is_empty() {
+        broker.commit_offsets(&group, &offsets).await?;
+    }
+    Ok(true)
 }
 
 fn to_record(

@@ -1,0 +1,297 @@
+//! What `s3-sink` writes and `s3-source` reads back: object names and the JSON line of a
+//! record.
+//!
+//! An object is named `{topic}+{partition}+{first_offset:020}.{extension}` (the offset padded
+//! so names sort in offset order), under a directory the partitioner chooses. Each JSON line
+//! holds a whole record:
+//!
+//! ```json
+//! {"topic":"orders","partition":0,"offset":17,"timestamp":1714564800000,
+//!  "key":"o-17","value":{"id":17},"headers":[{"key":"trace","value":"dGlk"}]}
+//! ```
+//!
+//! Header values are base64 (`null` for a header without a value); `key_schema` and
+//! `value_schema` (Kafka Connect JSON schemas) are added for typed records.
+
+use arrow_schema::DataType;
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
+use bytes::Bytes;
+use logbrook_connect::Record;
+use logbrook_connect::api::schema;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// Object user metadata (`x-amz-meta-*`): the first offset of the upload the object belongs
+/// to.
+pub(crate) const META_CUT_FIRST: &str = "logbrook-cut-first-offset";
+/// Object user metadata: the last offset of the upload the object belongs to (see
+/// `sink::task` on exactly-once).
+pub(crate) const META_CUT_LAST: &str = "logbrook-cut-last-offset";
+/// Object user metadata: how many records the object holds.
+pub(crate) const META_RECORDS: &str = "logbrook-records";
+
+/// Parquet columns beside the value's: where each record came from.
+pub(crate) const COLUMN_TOPIC: &str = "_topic";
+/// Parquet column: the record's partition.
+pub(crate) const COLUMN_PARTITION: &str = "_partition";
+/// Parquet column: the record's offset.
+pub(crate) const COLUMN_OFFSET: &str = "_offset";
+/// Parquet column: the record's timestamp (milliseconds, UTC).
+pub(crate) const COLUMN_TIMESTAMP: &str = "_timestamp";
+/// Parquet column: the record's key as JSON text.
+pub(crate) const COLUMN_KEY: &str = "_key";
+/// Parquet column: the record's headers (a list of key and binary value).
+pub(crate) const COLUMN_HEADERS: &str = "_headers";
+/// Parquet column: whether the record is a tombstone (has no value).
+pub(crate) const COLUMN_TOMBSTONE: &str = "_tombstone";
+/// The metadata columns, in the order they follow the value's columns.
+pub(crate) const METADATA_COLUMNS: [&str; 7] = [
+    COLUMN_TOPIC,
+    COLUMN_PARTITION,
+    COLUMN_OFFSET,
+    COLUMN_TIMESTAMP,
+    COLUMN_KEY,
+    COLUMN_HEADERS,
+    COLUMN_TOMBSTONE,
+];
+/// Parquet key-value metadata: `fields` when the value's fields are the columns, `value` when
+/// one `value` column holds it.
+pub(crate) const PARQUET_LAYOUT: &str = "logbrook.layout";
+/// Parquet key-value metadata: the records' key schema (Kafka Connect JSON), when typed.
+pub(crate) const PARQUET_KEY_SCHEMA: &str = "logbrook.key_schema";
+/// Parquet key-value metadata: the records' value schema (Kafka Connect JSON), when typed.
+pub(crate) const PARQUET_VALUE_SCHEMA: &str = "logbrook.value_schema";
+
+/// The file name of an object: `{topic}+{partition}+{first_offset:020}.{extension}`.
+pub(crate) fn object_name(
+    topic: &str,
+    partition: u32,
+    first_offset: u64,
+    extension: &str,
+) -> String {
+    format!("{topic}+{partition}+{first_offset:020}.{extension}")
+}
+
+/// The topic, partition and first offset in an object's file name, if it is one of ours.
+pub fn parse_object_name(key: &str) -> Option<(String, u32, u64)> {
+    let name = key.rsplit('/').next()?;
+    let mut parts = name.rsplitn(3, '+');
+    let last = parts.next()?;
+    let offset = last
+        .split_once('.')
+        .map_or(last, |(digits, _)| digits)
+        .parse()
+        .ok()?;
+    let partition = parts.next()?.parse().ok()?;
+    let topic = parts.next()?;
+    (!topic.is_empty()).then(|| (topic.to_string(), partition, offset))
+}
+
+#[derive(Serialize)]
+struct LineOut<'a> {
+    topic: &'a str,
+    partition: Option<u32>,
+    offset: Option<u64>,
+    timestamp: Option<i64>,
+    key: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_schema: Option<&'a Value>,
+    value: &'a Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_schema: Option<&'a Value>,
+    headers: Vec<HeaderLine>,
+}
+
+/// A header in a JSON line.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct HeaderLine {
+    key: String,
+    /// Base64, or `None` for a header without a value.
+    value: Option<String>,
+}
+
+/// A record as read back from a JSON line.
+#[derive(Debug, Deserialize)]
+pub(crate) struct LineIn {
+    pub topic: String,
+    #[serde(default)]
+    pub partition: Option<u32>,
+    #[serde(default)]
+    pub offset: Option<u64>,
+    #[serde(default)]
+    pub timestamp: Option<i64>,
+    #[serde(default)]
+    pub key: Option<Value>,
+    #[serde(default)]
+    pub key_schema: Option<Value>,
+    #[serde(default)]
+    pub value: Option<Value>,
+    #[serde(default)]
+    pub value_schema: Option<Value>,
+    #[serde(default)]
+    pub headers: Vec<HeaderLine>,
+}
+
+/// Encodes records as JSON lines, remembering the last schemas' JSON so typed records of one
+/// schema convert it once.
+#[derive(Default)]
+pub(crate) struct LineEncoder {
+    key_schema: Option<(DataType, Value)>,
+    value_schema: Option<(DataType, Value)>,
+}
+
+impl LineEncoder {
+    /// Appends `record` and a newline to `out`.
+    ///
+    /// # Errors
+    /// A value serde cannot write (a non-finite float cannot come from JSON, so practically
+    /// none).
+    pub(crate) fn encode(&mut self, record: &Record, out: &mut Vec<u8>) -> Result<(), String> {
+        let key_schema = cached(&mut self.key_schema, record.key_schema.as_ref());
+        let value_schema = cached(&mut self.value_schema, record.value_schema.as_ref());
+        let line = LineOut {
+            topic: &record.topic,
+            partition: record.partition,
+            offset: record.offset,
+            timestamp: record.timestamp,
+            key: &record.key,
+            key_schema: key_schema
+                .then(|| self.key_schema.as_ref().map(|(_, j)| j))
+                .flatten(),
+            value: &record.value,
+            value_schema: value_schema
+                .then(|| self.value_schema.as_ref().map(|(_, j)| j))
+                .flatten(),
+            headers: record
+                .headers
+                .iter()
+                .map(|h| HeaderLine {
+                    key: h.key.clone(),
+                    value: h.value.as_ref().map(|v| BASE64.encode(v)),
+                })
+                .collect(),
+        };
+        serde_json::to_writer(&mut *out, &line).map_err(|e| format!("cannot write json: {e}"))?;
+        out.push(b'\n');
+        Ok(())
+    }
+}
+
+/// Makes `cache` hold the JSON schema of `data_type`; returns whether there is one.
+fn cached(cache: &mut Option<(DataType, Value)>, data_type: Option<&DataType>) -> bool {
+    let Some(data_type) = data_type else {
+        return false;
+    };
+    if cache.as_ref().is_none_or(|(cached, _)| cached != data_type) {
+        *cache = Some((data_type.clone(), schema::to_connect_json(data_type, true)));
+    }
+    true
+}
+
+impl LineIn {
+    /// The record this line holds (its topic and partition as written).
+    ///
+    /// # Errors
+    /// A bad schema or a header value that is not base64.
+    pub(crate) fn into_record(self) -> Result<Record, String> {
+        let schema_of = |schema: Option<Value>| -> Result<Option<DataType>, String> {
+            schema
+                .filter(|s| !s.is_null())
+                .map(|s| schema::from_connect_json(&s).map(|(t, _)| t))
+                .transpose()
+        };
+        let headers = self
+            .headers
+            .into_iter()
+            .map(|h| {
+                let value = h
+                    .value
+                    .map(|v| BASE64.decode(v).map(Bytes::from))
+                    .transpose()
+                    .map_err(|e| format!("header {:?} is not base64: {e}", h.key))?;
+                Ok(logbrook_connect::api::Header { key: h.key, value })
+            })
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok(Record {
+            topic: self.topic,
+            partition: self.partition,
+            offset: self.offset,
+            timestamp: self.timestamp,
+            key: self.key,
+            key_schema: schema_of(self.key_schema)?,
+            value: self.value,
+            value_schema: schema_of(self.value_schema)?,
+            headers,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn object_names_sort_by_offset_and_parse_back() {
+        let a = object_name("orders", 3, 9, "json");
+        let b = object_name("orders", 3, 10, "json");
+        assert_eq!(a, "orders+3+00000000000000000009.json");
+        assert!(a < b);
+        assert_eq!(
+            parse_object_name(&format!("archive/orders/partition=3/{b}")),
+            Some(("orders".to_string(), 3, 10))
+        );
+        assert_eq!(
+            parse_object_name("x/a.b+0+00000000000000000001.parquet"),
+            Some(("a.b".to_string(), 0, 1))
+        );
+        assert_eq!(parse_object_name("x/notes.txt"), None);
+    }
+
+    #[test]
+    fn a_record_survives_its_json_line() {
+        let record = Record {
+            topic: "orders".into(),
+            partition: Some(2),
+            offset: Some(41),
+            timestamp: Some(1_714_564_800_000),
+            key: Some(json!("o-41")),
+            key_schema: Some(DataType::Utf8),
+            value: Some(json!({"id": 41, "items": [1, 2]})),
+            value_schema: None,
+            headers: vec![
+                logbrook_connect::api::Header {
+                    key: "trace".into(),
+                    value: Some(Bytes::from_static(b"\x00\xffid")),
+                },
+                logbrook_connect::api::Header {
+                    key: "empty".into(),
+                    value: None,
+                },
+            ],
+        };
+        let mut out = Vec::new();
+        let mut encoder = LineEncoder::default();
+        encoder.encode(&record, &mut out).unwrap();
+        encoder
+            .encode(
+                &Record {
+                    value: None,
+                    ..record.clone()
+                },
+                &mut out,
+            )
+            .unwrap();
+        let lines: Vec<&[u8]> = out
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.is_empty())
+            .collect();
+        let back: LineIn = serde_json::from_slice(lines[0]).unwrap();
+        assert_eq!(back.into_record().unwrap(), record);
+        let tombstone: LineIn = serde_json::from_slice(lines[1]).unwrap();
+        assert_eq!(tombstone.into_record().unwrap().value, None);
+    }
+}
