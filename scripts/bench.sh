@@ -138,3 +138,20 @@ export LOGBROOK_PG_PORT=$pg_port LOGBROOK_PG_DATA="$bench_dir/pg"
 trap 'scripts/pg-server.sh destroy' EXIT
 scripts/pg-server.sh start
 "$lb" --data-dir "$bench_dir" perf postgres --url "$(scripts/pg-server.sh url)" --rows 1000000
+
+echo
+echo "==> Connect: s3-sink, 1M x 1 KB records, next to a raw aws-sdk multipart upload of the same bytes"
+s3_port=59100
+while (exec 3<>"/dev/tcp/127.0.0.1/$s3_port") 2>/dev/null; do s3_port=$((s3_port + 1)); done
+export LOGBROOK_S3_PORT=$s3_port LOGBROOK_S3_DATA="$bench_dir/s3"
+trap 'scripts/pg-server.sh destroy; scripts/s3-server.sh destroy' EXIT
+scripts/s3-server.sh start
+export LOGBROOK_S3_ENDPOINT="$(scripts/s3-server.sh url)"
+export LOGBROOK_S3_ACCESS_KEY="$(scripts/s3-server.sh access-key)"
+export LOGBROOK_S3_SECRET_KEY="$(scripts/s3-server.sh secret-key)"
+for format in json parquet; do
+  for run in 1 2 3; do
+    echo "--> [$run/3] format $format"
+    "$lb" --data-dir "$bench_dir" perf s3 --records 1000000 --record-size 1000 --format "$format"
+  done
+done

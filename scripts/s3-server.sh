@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # A throwaway S3-compatible server on loopback for the S3 connector tests and benchmark.
 #   scripts/s3-server.sh start|stop|destroy|url|access-key|secret-key
-# Runs s3s-fs (checks SigV4 signatures, stores objects as files under a temp dir), installed with
+# Runs s3s-fs (checks SigV4 signatures, stores objects as files under a temp dir; note: it keeps a
+# deleted or overwritten object's CRC32 when a multipart upload writes the key again, so GETs of
+# such objects fail checksum validation), installed with
 # `cargo install s3s-fs@0.14.1` into a cache dir when missing (about 2.5 min, once). Falls back
 # to moto's server (`pip install 'moto[server]'`) when LOGBROOK_S3_SERVER=moto.
 set -euo pipefail

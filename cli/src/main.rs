@@ -13,6 +13,7 @@ mod output;
 mod perf;
 mod perf_connect;
 mod perf_postgres;
+mod perf_s3;
 mod plugins;
 mod produce;
 mod streams;

@@ -32,6 +32,9 @@ pub enum PerfCommand {
     /// Postgres source and sink rows/s through the Connect runtime, next to `psql \\copy` of
     /// the same rows on the same server.
     Postgres(crate::perf_postgres::PerfPostgresArgs),
+    /// S3 sink MB/s through the Connect runtime, next to a raw multipart upload of the same
+    /// bytes to the same server.
+    S3(crate::perf_s3::PerfS3Args),
 }
 
 /// Flags of `perf produce`.
@@ -99,6 +102,7 @@ pub async fn run(data_dir: &Path, command: PerfCommand) -> Result<()> {
         PerfCommand::Nexmark(args) => crate::nexmark::run(data_dir, args).await,
         PerfCommand::Connect(args) => crate::perf_connect::run(data_dir, args).await,
         PerfCommand::Postgres(args) => crate::perf_postgres::run(data_dir, args).await,
+        PerfCommand::S3(args) => crate::perf_s3::run(data_dir, args).await,
     }
 }
 

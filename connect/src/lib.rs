@@ -23,7 +23,7 @@ pub mod transforms;
 
 pub use api::{
     ConnectorKind, Header, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext,
-    Source, SourceConnector, SourceContext, SourceRecord,
+    Source, SourceConnector, SourceContext, SourceRecord, TaskShare,
 };
 pub use config::{ConnectorConfig, WorkerConfig};
 pub use error::{ConfigError, ConfigIssue, ConfigOrigin, Error, Result};

@@ -4,8 +4,7 @@
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use aws_sdk_s3::Client;
-use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
+use logbrook_connector_s3::raw::RawBucket;
 use serde_json::Value;
 
 static NEXT: AtomicUsize = AtomicUsize::new(0);
@@ -25,7 +24,7 @@ fn env(name: &str) -> String {
 pub struct Bucket {
     /// Its name.
     pub name: String,
-    client: Client,
+    raw: RawBucket,
     runtime: tokio::runtime::Runtime,
 }
 
@@ -33,39 +32,23 @@ impl Bucket {
     /// Creates `lb-cli-<label>-<pid>-<n>`.
     pub fn new(label: &str) -> Self {
         let runtime = tokio::runtime::Runtime::new().unwrap();
-        let http = aws_smithy_http_client::Builder::new()
-            .tls_provider(aws_smithy_http_client::tls::Provider::Rustls(
-                aws_smithy_http_client::tls::rustls_provider::CryptoMode::Ring,
-            ))
-            .build_https();
-        let config = aws_sdk_s3::config::Builder::new()
-            .behavior_version(BehaviorVersion::latest())
-            .http_client(http)
-            .region(Region::new("us-east-1"))
-            .endpoint_url(env("LOGBROOK_TEST_S3_ENDPOINT"))
-            .force_path_style(true)
-            .credentials_provider(Credentials::new(
-                env("LOGBROOK_TEST_S3_ACCESS_KEY"),
-                env("LOGBROOK_TEST_S3_SECRET_KEY"),
-                None,
-                None,
-                "test",
-            ))
-            .build();
-        let client = Client::from_conf(config);
         let name = format!(
             "lb-cli-{label}-{}-{}",
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        runtime
-            .block_on(client.create_bucket().bucket(&name).send())
-            .unwrap();
-        Self {
-            name,
-            client,
-            runtime,
-        }
+        let raw = runtime.block_on(async {
+            let raw = RawBucket::new(
+                &env("LOGBROOK_TEST_S3_ENDPOINT"),
+                &env("LOGBROOK_TEST_S3_ACCESS_KEY"),
+                &env("LOGBROOK_TEST_S3_SECRET_KEY"),
+                &name,
+            )
+            .await;
+            raw.create().await.unwrap();
+            raw
+        });
+        Self { name, raw, runtime }
     }
 
     /// The connector keys that reach this bucket; credentials come from the environment
@@ -87,46 +70,8 @@ impl Bucket {
 
     /// Every key, sorted.
     pub fn keys(&self) -> Vec<String> {
-        self.runtime.block_on(async {
-            let mut keys = Vec::new();
-            let mut token = None;
-            loop {
-                let page = self
-                    .client
-                    .list_objects_v2()
-                    .bucket(&self.name)
-                    .set_continuation_token(token)
-                    .send()
-                    .await
-                    .unwrap();
-                keys.extend(
-                    page.contents()
-                        .iter()
-                        .filter_map(|o| o.key().map(str::to_string)),
-                );
-                token = page.next_continuation_token().map(str::to_string);
-                if token.is_none() {
-                    break;
-                }
-            }
-            keys.sort();
-            keys
-        })
-    }
-
-    /// An object's bytes.
-    pub fn get(&self, key: &str) -> Vec<u8> {
-        self.runtime.block_on(async {
-            let object = self
-                .client
-                .get_object()
-                .bucket(&self.name)
-                .key(key)
-                .send()
-                .await
-                .unwrap();
-            object.body.collect().await.unwrap().to_vec()
-        })
+        let listed = self.runtime.block_on(self.raw.list("")).unwrap();
+        listed.into_iter().map(|(key, _)| key).collect()
     }
 
     /// The JSON lines of every object, by key.
@@ -134,7 +79,7 @@ impl Bucket {
         self.keys()
             .into_iter()
             .map(|key| {
-                let bytes = self.get(&key);
+                let bytes = self.runtime.block_on(self.raw.get(&key)).unwrap();
                 let lines = bytes
                     .split(|b| *b == b'\n')
                     .filter(|l| !l.is_empty())

@@ -3,6 +3,7 @@
 mod plugin;
 mod record;
 pub mod schema;
+mod share;
 mod sink;
 mod source;
 
@@ -10,5 +11,6 @@ pub use logbrook_core::Header;
 pub(crate) use plugin::parse_typed;
 pub use plugin::{ConnectorKind, Plugin, Registry};
 pub use record::{Record, SourceRecord};
+pub use share::TaskShare;
 pub use sink::{Rejected, Sink, SinkConnector, SinkContext};
 pub use source::{Source, SourceConnector, SourceContext};

@@ -9,6 +9,7 @@ mod tail;
 use std::time::Duration;
 
 use async_trait::async_trait;
+pub use logbrook_connect::TaskShare;
 use logbrook_connect::{ConfigIssue, Result, Source, SourceConnector, SourceContext, SourceRecord};
 use serde::{Deserialize, Serialize};
 use tokio::time::Instant;
@@ -88,31 +89,6 @@ pub enum StartPosition {
     /// At its end: only data appended later is read (a line being written when the task
     /// opened is skipped).
     End,
-}
-
-/// The share of the matched files one task reads: those whose path hashes to `index` modulo
-/// `count` (a stable 64-bit FNV-1a hash of the path as matched).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskShare {
-    /// This task's share, from 0.
-    pub index: usize,
-    /// How many tasks share the files.
-    pub count: usize,
-}
-
-impl TaskShare {
-    /// Whether the file at `path` (as the glob matched it) belongs to this share.
-    pub fn owns(&self, path: &str) -> bool {
-        self.count <= 1 || stable_hash(path) % self.count as u64 == self.index as u64
-    }
-}
-
-/// FNV-1a: stable across Rust versions and processes, unlike `DefaultHasher`.
-fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 fn default_format() -> SourceFormat {
@@ -251,26 +227,5 @@ impl Source for FileSource {
         let _ = self.tailer.settle().await?;
         tracing::debug!("file source task closed");
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stable_hash_matches_known_fnv1a_values() {
-        assert_eq!(stable_hash(""), 0xcbf2_9ce4_8422_2325);
-        assert_eq!(stable_hash("a"), 0xaf63_dc4c_8601_ec8c);
-    }
-
-    #[test]
-    fn every_path_belongs_to_exactly_one_share() {
-        for path in ["/a.log", "/b.log", "/var/log/app/c.log", ""] {
-            let owners = (0..3)
-                .filter(|&index| TaskShare { index, count: 3 }.owns(path))
-                .count();
-            assert_eq!(owners, 1, "{path}");
-        }
     }
 }

@@ -6,6 +6,9 @@ use super::parquet::{ParquetEncoder, Push};
 use super::{Compression, Format};
 use crate::layout::LineEncoder;
 
+/// The most bytes reserved up front for one object.
+const MAX_RESERVE: u64 = 256 << 20;
+
 /// One object's encoder.
 pub(crate) enum ObjectEncoder {
     /// JSON lines.
@@ -22,11 +25,16 @@ pub(crate) enum ObjectEncoder {
 }
 
 impl ObjectEncoder {
-    pub(crate) fn new(format: Format, compression: Compression) -> Self {
+    /// An encoder for an object of up to about `expected_bytes`.
+    pub(crate) fn new(format: Format, compression: Compression, expected_bytes: u64) -> Self {
         match format {
+            // Reserved up front: growing a large buffer by doubling copies it over and over.
+            // Untouched capacity costs address space, not memory.
             Format::Json => Self::Json {
                 lines: LineEncoder::default(),
-                out: Vec::with_capacity(64 << 10),
+                out: Vec::with_capacity(
+                    usize::try_from(expected_bytes.min(MAX_RESERVE)).unwrap_or(0) + (64 << 10),
+                ),
                 size: 0,
             },
             Format::Parquet => Self::Parquet(Box::new(ParquetEncoder::new(compression))),

@@ -16,7 +16,8 @@
 //! flush_idle_ms = 60000              # a partition idle this long is written out
 //! ```
 //!
-//! See [`task`] for how objects are cut and named, and why that is exactly once.
+//! How objects are cut and named, and why that is exactly once, is in `docs/connect.md` (and the
+//! private `task` module).
 
 mod encode;
 mod parquet;

@@ -243,10 +243,11 @@ impl S3Sink {
             objects: BTreeMap::new(),
         });
         let (format, compression) = (self.config.format, self.config.compression());
+        let expected_bytes = self.config.flush_bytes;
         let object = cut.objects.entry(directory).or_insert_with(|| OpenObject {
             first: offset,
             records: 0,
-            encoder: ObjectEncoder::new(format, compression),
+            encoder: ObjectEncoder::new(format, compression, expected_bytes),
         });
         match object.encoder.push(record) {
             Ok(()) => object.records += 1,

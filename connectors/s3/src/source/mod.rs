@@ -28,6 +28,7 @@ mod decode;
 mod task;
 
 use async_trait::async_trait;
+pub use logbrook_connect::TaskShare;
 use logbrook_connect::{ConfigIssue, Error, Result, Source, SourceConnector, SourceContext};
 use serde::{Deserialize, Serialize};
 
@@ -115,30 +116,6 @@ pub enum Envelope {
     Record,
 }
 
-/// A task's share of the directories: those whose stable hash modulo `count` is `index`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TaskShare {
-    /// This task's share, from 0.
-    pub index: usize,
-    /// How many tasks share the directories.
-    pub count: usize,
-}
-
-impl TaskShare {
-    /// Whether `directory` belongs to this share.
-    pub fn owns(&self, directory: &str) -> bool {
-        self.count <= 1 || stable_hash(directory) % self.count as u64 == self.index as u64
-    }
-}
-
-/// FNV-1a: stable across Rust versions and processes, unlike `DefaultHasher`.
-fn stable_hash(text: &str) -> u64 {
-    text.bytes().fold(0xcbf2_9ce4_8422_2325, |hash, byte| {
-        (hash ^ u64::from(byte)).wrapping_mul(0x0100_0000_01b3)
-    })
-}
-
 fn default_poll_interval_ms() -> u64 {
     5_000
 }
@@ -220,16 +197,6 @@ impl SourceConnector for S3SourceConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_directory_belongs_to_exactly_one_share() {
-        for directory in ["", "a/", "topics/orders/partition=0/", "x/y/z/"] {
-            let owners = (0..3)
-                .filter(|&index| TaskShare { index, count: 3 }.owns(directory))
-                .count();
-            assert_eq!(owners, 1, "{directory}");
-        }
-    }
 
     #[test]
     fn formats_pick_their_extensions() {

@@ -1,7 +1,7 @@
 //! One `s3-source` task: lists its directories, reads their objects in order, and resumes from
 //! the stored offsets.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,6 +41,8 @@ pub(crate) struct S3Source {
     cursors: HashMap<String, Option<Cursor>>,
     /// Objects to read, in order.
     queue: VecDeque<String>,
+    /// The keys in `queue`.
+    queued: HashSet<String>,
     reading: Option<Reading>,
     next_listing: Instant,
 }
@@ -77,6 +79,7 @@ impl S3Source {
             topic,
             cursors: HashMap::new(),
             queue: VecDeque::new(),
+            queued: HashSet::new(),
             reading: None,
             next_listing: Instant::now(),
         })
@@ -142,7 +145,7 @@ impl S3Source {
                 None => true,
                 Some(cursor) => key > cursor.key || (key == cursor.key && !cursor.done),
             };
-            if wanted && !self.queue.contains(&key) {
+            if wanted && self.queued.insert(key.clone()) {
                 self.queue.push_back(key);
             }
         }
@@ -174,6 +177,7 @@ impl S3Source {
             Err(e) if is_not_found(&e) => {
                 tracing::warn!(key, "object listed but gone; skipped");
                 self.queue.pop_front();
+                self.queued.remove(&key);
                 return Ok(true);
             }
             Err(e) => return Err(classify(&format!("reading {key}"), e)),
@@ -182,9 +186,12 @@ impl S3Source {
             .body
             .collect()
             .await
-            .map_err(|e| Error::retriable(format!("reading {key}: {e}")))?
+            .map_err(|e| {
+                Error::retriable(format!("reading {key}: {}", crate::raw::error_chain(&e)))
+            })?
             .into_bytes();
         self.queue.pop_front();
+        self.queued.remove(&key);
         let reader = ObjectReader::open(
             self.config.format,
             self.config.envelope,
