@@ -4,16 +4,19 @@
 //! offsets of records a transform renamed back to their log partition.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
+use std::time::Duration;
+
+use common::wait_for;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use logbrook_connect::{
-    ConfigIssue, ConfigOrigin, Plugin, Record, Registry, Rejected, Result, Sink, SinkConnector,
-    SinkContext, Worker, WorkerConfig,
+    ConfigIssue, ConfigOrigin, Plugin, Record, Rejected, Result, Sink, SinkConnector, SinkContext,
 };
-use logbrook_core::{Broker, Producer, ProducerRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -73,14 +76,6 @@ impl Sink for Holding {
     }
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 fn committed(offsets: &Value) -> Option<u64> {
     offsets["offsets"]
         .as_array()
@@ -90,27 +85,8 @@ fn committed(offsets: &Value) -> Option<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn held_records_hold_the_commit_back_until_the_sink_releases_them() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(dir.path()).await.unwrap();
-    let producer = Producer::new(broker.clone(), Default::default());
-    broker.create_topic("in", Default::default()).unwrap();
-    for i in 0..5 {
-        producer
-            .send(ProducerRecord::new("in", format!("{i}")))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-    let registry = Registry::new(vec![Plugin::sink::<HoldingSink>("holding-sink")]);
-    let config = WorkerConfig {
-        rest_enabled: false,
-        offset_flush_interval_ms: 50,
-        ..WorkerConfig::default()
-    };
-    let worker = Worker::start(broker.clone(), registry, config)
-        .await
-        .unwrap();
+    let (_dir, broker, worker) =
+        common::worker_with(Plugin::sink::<HoldingSink>("holding-sink"), 5).await;
     // A transform renames the topic: the sink reports offsets under the new name.
     let raw = json!({"name": "holding", "connector": "holding-sink", "topics": ["in"],
                      "transforms": [{"type": "route", "regex": "in", "replacement": "renamed"}]});

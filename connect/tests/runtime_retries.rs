@@ -2,17 +2,20 @@
 //! `errors.retry_timeout_ms` is spent. The sink here is a test double that fails on purpose.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
+use common::wait_for;
+
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use logbrook_connect::runtime::TaskState;
 use logbrook_connect::{
-    ConfigIssue, ConfigOrigin, Error, Plugin, Record, Registry, Rejected, Result, Sink,
-    SinkConnector, SinkContext, Worker, WorkerConfig,
+    ConfigIssue, ConfigOrigin, Error, Plugin, Record, Rejected, Result, Sink, SinkConnector,
+    SinkContext,
 };
-use logbrook_core::{Broker, Producer, ProducerRecord};
+use logbrook_core::{Producer, ProducerRecord};
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
@@ -60,37 +63,11 @@ impl Sink for Flaky {
     }
 }
 
-async fn wait_for(what: &str, mut done: impl AsyncFnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !done().await {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn retriable_errors_are_retried_then_fail_the_task_when_the_budget_is_spent() {
-    let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(dir.path()).await.unwrap();
+    let (_dir, broker, worker) =
+        common::worker_with(Plugin::sink::<FlakySink>("flaky-sink"), 3).await;
     let producer = Producer::new(broker.clone(), Default::default());
-    broker.create_topic("in", Default::default()).unwrap();
-    for i in 0..3 {
-        producer
-            .send(ProducerRecord::new("in", format!("{i}")))
-            .await
-            .unwrap()
-            .await
-            .unwrap();
-    }
-    let registry = Registry::new(vec![Plugin::sink::<FlakySink>("flaky-sink")]);
-    let config = WorkerConfig {
-        rest_enabled: false,
-        offset_flush_interval_ms: 50,
-        ..WorkerConfig::default()
-    };
-    let worker = Worker::start(broker.clone(), registry, config)
-        .await
-        .unwrap();
 
     // Three failures, then success: everything is delivered once and three retries are counted.
     FAILURES_LEFT.store(3, Ordering::SeqCst);
