@@ -6,21 +6,21 @@
 //! is opened read-only and the command can run beside a writer process.
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
-use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use logbrook_core::{
     Broker, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo, TopicPartition,
 };
-use serde_json::{Value, json};
-use tokio::io::AsyncWriteExt;
 
 /// How long one poll waits for records before checking the stop conditions again.
 const POLL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Bytes read per partition fetch: large fetches and writes keep a bulk read cheap per record.
+const FETCH_MAX_BYTES: usize = 4 << 20;
 
 /// Arguments of `logbrook consume`.
 #[derive(Debug, Args)]
@@ -176,6 +176,9 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
     let config = ConsumerConfig {
         group_id: args.group.clone(),
         auto_offset_reset: OffsetReset::Earliest,
+        fetch_max_bytes: FETCH_MAX_BYTES,
+        // A poll hands over one whole fetch; its bytes already bound the memory.
+        max_poll_records: usize::MAX,
         ..ConsumerConfig::default()
     };
     let mut consumer = Consumer::new(broker.clone(), config);
@@ -228,7 +231,6 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
         narrow(&mut consumer, &states)?;
     }
 
-    let mut stdout = tokio::io::stdout();
     let mut printed = 0u64;
     let mut out = Vec::new();
     let shutdown = crate::shutdown_signal();
@@ -269,15 +271,20 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
             if args.max.is_some_and(|m| printed >= m) {
                 break;
             }
-            write_record(&mut out, record, args.format);
-            printed += 1;
+            // A streams app's event-time markers in its repartition topics are not data.
+            if !logbrook_streams::is_event_time_marker(record) {
+                write_record(&mut out, record, args.format);
+                printed += 1;
+            }
             state.next = record.offset + 1;
             if state.limit.is_some_and(|l| state.next >= l) {
                 state.done = true;
                 finished_partition = true;
             }
         }
-        if let Err(e) = write_stdout(&mut stdout, &out).await {
+        let written;
+        (out, written) = crate::output::write_stdout(out).await;
+        if let Err(e) = written {
             if e.kind() == std::io::ErrorKind::BrokenPipe {
                 // The reader is gone (`| head`): not an error, but this batch was not delivered,
                 // so it is not committed either.
@@ -332,14 +339,6 @@ async fn commit(
     Ok(())
 }
 
-async fn write_stdout(stdout: &mut tokio::io::Stdout, bytes: &[u8]) -> std::io::Result<()> {
-    if bytes.is_empty() {
-        return Ok(());
-    }
-    stdout.write_all(bytes).await?;
-    stdout.flush().await
-}
-
 fn write_record(out: &mut Vec<u8>, record: &ConsumerRecord, format: Format) {
     match format {
         Format::Value => {
@@ -348,32 +347,48 @@ fn write_record(out: &mut Vec<u8>, record: &ConsumerRecord, format: Format) {
             }
         }
         Format::Json => {
-            // Written by hand to keep the documented field order (serde_json's map sorts keys).
-            let headers: Vec<Value> = record
-                .headers
-                .iter()
-                .map(|h| json!({ "key": h.key, "value": lossy(h.value.as_ref()) }))
-                .collect();
-            let line = format!(
-                r#"{{"topic":{},"partition":{},"offset":{},"timestamp":{},"key":{},"value":{},"headers":{}}}"#,
-                Value::from(&*record.topic),
-                record.partition,
-                record.offset,
-                record.timestamp,
-                lossy(record.key.as_ref()),
-                lossy(record.value.as_ref()),
-                Value::from(headers),
+            // Written field by field to keep the documented order (serde_json's map sorts
+            // keys) without building a `Value` per record.
+            out.extend_from_slice(br#"{"topic":"#);
+            json_string(out, &record.topic);
+            // Writing to a `Vec` cannot fail.
+            let _ = write!(
+                out,
+                r#","partition":{},"offset":{},"timestamp":{},"key":"#,
+                record.partition, record.offset, record.timestamp
             );
-            out.extend_from_slice(line.as_bytes());
+            json_lossy(out, record.key.as_deref());
+            out.extend_from_slice(br#","value":"#);
+            json_lossy(out, record.value.as_deref());
+            out.extend_from_slice(br#","headers":["#);
+            for (i, header) in record.headers.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                out.extend_from_slice(br#"{"key":"#);
+                json_string(out, &header.key);
+                out.extend_from_slice(br#","value":"#);
+                json_lossy(out, header.value.as_deref());
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
         }
     }
     out.push(b'\n');
 }
 
-fn lossy(bytes: Option<&Bytes>) -> Value {
-    bytes.map_or(Value::Null, |b| {
-        Value::String(String::from_utf8_lossy(b).into_owned())
-    })
+/// Appends `s` as a JSON string.
+fn json_string(out: &mut Vec<u8>, s: &str) {
+    // Serializing a string into a `Vec` cannot fail.
+    let _ = serde_json::to_writer(&mut *out, s);
+}
+
+/// Appends bytes as a JSON string, invalid UTF-8 replaced by U+FFFD, or `null`.
+fn json_lossy(out: &mut Vec<u8>, bytes: Option<&[u8]>) {
+    match bytes {
+        Some(bytes) => json_string(out, &String::from_utf8_lossy(bytes)),
+        None => out.extend_from_slice(b"null"),
+    }
 }
 
 #[cfg(test)]

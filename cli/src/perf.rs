@@ -23,7 +23,7 @@ pub enum PerfCommand {
     Produce(PerfProduceArgs),
     /// Consume a topic from its start; print records/s and MB/s.
     Consume(PerfConsumeArgs),
-    /// Nexmark queries q1, q2, q5, q7, q8 on the streams runtime (exactly-once), in events/s
+    /// Nexmark queries q1, q2, q5, q7, count, q8 on the streams runtime (exactly-once), in events/s
     /// per core, next to a hand-written loop and Flink's published figures.
     Nexmark(crate::nexmark::NexmarkArgs),
     /// File source and file sink throughput through the Connect runtime, next to `cat` and

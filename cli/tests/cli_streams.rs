@@ -80,6 +80,28 @@ fn reset_reprocesses_from_the_start_or_a_time_and_clears_state() {
     let counts = |lb: &Logbrook| lb.ok(&["consume", "counts", "--from", "earliest"]);
     let first = counts(&lb);
     assert_eq!(first.lines().count(), 4, "{first}");
+    // The repartition topic also holds the tasks' event-time markers; consume shows only data.
+    let stored = rt.block_on(async {
+        let broker = Broker::open_with(logbrook_core::BrokerConfig::new(lb.data_dir()).read_only())
+            .await
+            .unwrap();
+        let log = broker
+            .topic("wc-word-counts-repartition")
+            .unwrap()
+            .partition(0)
+            .unwrap()
+            .log()
+            .clone();
+        log.high_watermark()
+    });
+    assert!(stored > 4, "markers were written: {stored} records");
+    let repartitioned = lb.ok(&[
+        "consume",
+        "wc-word-counts-repartition",
+        "--from",
+        "earliest",
+    ]);
+    assert_eq!(repartitioned.lines().count(), 4, "{repartitioned}");
 
     let dry = lb.ok(&["streams", "reset", "wc", "--dry-run"]);
     assert!(dry.contains("input words-0: 4 -> 0"), "{dry}");

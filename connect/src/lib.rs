@@ -22,8 +22,8 @@ pub mod runtime;
 pub mod transforms;
 
 pub use api::{
-    ConnectorKind, Header, Plugin, Record, Registry, Rejected, Sink, SinkConnector, SinkContext,
-    Source, SourceConnector, SourceContext, SourceRecord, TaskShare,
+    ConnectorKind, Header, OriginalBytes, Plugin, Record, Registry, Rejected, Sink, SinkConnector,
+    SinkContext, Source, SourceConnector, SourceContext, SourceRecord, TaskShare,
 };
 pub use config::{ConnectorConfig, WorkerConfig};
 pub use error::{ConfigError, ConfigIssue, ConfigOrigin, Error, Result};

@@ -122,39 +122,28 @@ impl GroupCoordinator {
         let folded = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut folded: BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>> =
                 BTreeMap::new();
-            let mut offset = log.log_start_offset();
-            let mut records = Vec::new();
-            loop {
-                let chunk = log.read(offset, 1 << 20)?;
-                if chunk.is_empty() {
-                    break;
-                }
-                records.clear();
-                chunk.records(offset, &mut records)?;
-                for r in &records {
-                    let Some(OffsetKey(group, topic, partition)) =
-                        r.key.as_ref().and_then(|k| serde_json::from_slice(k).ok())
-                    else {
-                        continue;
-                    };
-                    let tp = TopicPartition::new(topic, partition);
-                    match r
-                        .value
-                        .as_ref()
-                        .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok())
-                    {
-                        Some(committed) => {
-                            folded.entry(group).or_default().insert(tp, committed);
-                        }
-                        None => {
-                            if let Some(g) = folded.get_mut(&group) {
-                                g.remove(&tp);
-                            }
+            log.for_each_record(0, |r| {
+                let Some(OffsetKey(group, topic, partition)) =
+                    r.key.as_ref().and_then(|k| serde_json::from_slice(k).ok())
+                else {
+                    return;
+                };
+                let tp = TopicPartition::new(topic, partition);
+                match r
+                    .value
+                    .as_ref()
+                    .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok())
+                {
+                    Some(committed) => {
+                        folded.entry(group).or_default().insert(tp, committed);
+                    }
+                    None => {
+                        if let Some(g) = folded.get_mut(&group) {
+                            g.remove(&tp);
                         }
                     }
                 }
-                offset = chunk.next_offset;
-            }
+            })?;
             folded.retain(|_, offsets| !offsets.is_empty());
             Ok(folded)
         })

@@ -334,30 +334,19 @@ fn read_checkpoint(dir: &Path) -> u64 {
 /// Prepare records from `from` on without a complete record, in order.
 fn pending_transactions(log: &Log, from: u64) -> Result<Vec<(u64, Bytes)>> {
     let mut pending = BTreeMap::new();
-    let mut offset = from.max(log.log_start_offset());
-    let mut records = Vec::new();
-    loop {
-        let chunk = log.read(offset, 4 << 20)?;
-        if chunk.is_empty() {
-            break;
-        }
-        records.clear();
-        chunk.records(offset, &mut records)?;
-        for r in records.drain(..) {
-            let Some(value) = r.value else { continue };
-            match value.first() {
-                Some(&PREPARE) => {
-                    pending.insert(r.offset, value);
-                }
-                Some(&COMPLETE) if value.len() == 9 => {
-                    let mut id = &value[1..];
-                    pending.remove(&id.get_u64_le());
-                }
-                _ => {}
+    log.for_each_record(from, |r| {
+        let Some(value) = r.value else { return };
+        match value.first() {
+            Some(&PREPARE) => {
+                pending.insert(r.offset, value);
             }
+            Some(&COMPLETE) if value.len() == 9 => {
+                let mut id = &value[1..];
+                pending.remove(&id.get_u64_le());
+            }
+            _ => {}
         }
-        offset = chunk.next_offset;
-    }
+    })?;
     Ok(pending.into_iter().collect())
 }
 

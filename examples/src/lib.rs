@@ -4,12 +4,9 @@
 //! topics they need, sample input, a run of the application (exactly-once, the default) until it
 //! has processed everything, and a way to print what it wrote.
 
-use std::time::{Duration, Instant};
-
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use logbrook_core::{Broker, Producer, ProducerConfig, ProducerRecord, TopicConfig};
-use logbrook_streams::{StreamsApp, StreamsConfig, Topology};
-use tokio_util::sync::CancellationToken;
+use logbrook_streams::{CancellationToken, InputBounds, StreamsApp, StreamsConfig, Topology};
 
 /// A data directory with topics, for one example run.
 pub struct Example {
@@ -70,38 +67,38 @@ impl Example {
         Ok(())
     }
 
-    /// Runs `topology` as application `app_id` until its input is processed, then stops it
-    /// gracefully.
+    /// Runs `topology` as application `app_id` to the end of its input: every window closes,
+    /// as when reprocessing history.
     ///
     /// # Errors
-    /// If the application fails or does not catch up within a minute.
+    /// If the application fails.
     pub async fn run(&self, app_id: &str, topology: Topology) -> Result<()> {
+        self.run_bounded(app_id, topology, InputBounds::default())
+            .await
+    }
+
+    /// As [`Example::run`], keeping only records with timestamps within `bounds` (a replay of
+    /// a time range).
+    ///
+    /// # Errors
+    /// If the application fails.
+    pub async fn run_bounded(
+        &self,
+        app_id: &str,
+        topology: Topology,
+        bounds: InputBounds,
+    ) -> Result<()> {
         self.producer.flush().await?;
         let app = StreamsApp::new(self.broker.clone(), topology, StreamsConfig::new(app_id))?;
-        let shutdown = CancellationToken::new();
-        let mut running = tokio::spawn(app.run(shutdown.clone()));
-        let deadline = Instant::now() + Duration::from_secs(60);
-        // Caught up when every partition the group reads is committed to its end and stays so.
-        let mut settled = 0;
-        while settled < 3 {
-            tokio::select! {
-                result = &mut running => {
-                    result??;
-                    bail!("application {app_id} stopped early");
-                }
-                () = tokio::time::sleep(Duration::from_millis(100)) => {}
-            }
-            let caught_up = self
-                .broker
-                .describe_group(app_id)
-                .is_ok_and(|g| g.partitions.iter().all(|p| p.lag == 0));
-            settled = if caught_up { settled + 1 } else { 0 };
-            if Instant::now() > deadline {
-                bail!("application {app_id} did not catch up within a minute");
-            }
+        let metrics = app.metrics();
+        // A bounded run: every input to its current end, then every window closes.
+        app.run_bounded(bounds, CancellationToken::new())
+            .await
+            .with_context(|| format!("application {app_id}"))?;
+        let late = metrics.late_records_dropped();
+        if late > 0 {
+            println!("({app_id}: {late} late records dropped)");
         }
-        shutdown.cancel();
-        running.await.context("application task")??;
         Ok(())
     }
 
@@ -111,28 +108,15 @@ impl Example {
     /// If the topic cannot be read.
     pub fn read(&self, topic: &str) -> Result<Vec<Output>> {
         let mut out = Vec::new();
+        let text = |b: Option<bytes::Bytes>| b.map(|b| String::from_utf8_lossy(&b).into_owned());
         for partition in self.broker.topic(topic)?.partitions() {
-            let log = partition.log();
-            let mut offset = log.log_start_offset();
-            loop {
-                let chunk = log.read(offset, 1 << 20)?;
-                if chunk.is_empty() {
-                    break;
-                }
-                let mut records = Vec::new();
-                chunk.records(offset, &mut records)?;
-                for r in records {
-                    let text = |b: Option<bytes::Bytes>| {
-                        b.map(|b| String::from_utf8_lossy(&b).into_owned())
-                    };
-                    out.push(Output {
-                        key: text(r.key),
-                        value: text(r.value),
-                        timestamp: r.timestamp,
-                    });
-                }
-                offset = chunk.next_offset;
-            }
+            partition.log().for_each_record(0, |r| {
+                out.push(Output {
+                    key: text(r.key),
+                    value: text(r.value),
+                    timestamp: r.timestamp,
+                });
+            })?;
         }
         Ok(out)
     }

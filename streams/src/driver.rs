@@ -12,7 +12,8 @@ use logbrook_core::{ConsumerRecord, TimestampType};
 use crate::error::{Error, Result};
 use crate::serde::Serde;
 use crate::state::KeyValueStore;
-use crate::topology::{OnError, OutputRecord, TaskInstance, Topology};
+use crate::task::{Channel, EventTime, OnError, OutputRecord, TaskInstance};
+use crate::topology::Topology;
 
 /// The application id a [`TopologyTestDriver`] runs under; internal topics are named after it
 /// (e.g. `test-driver-counts-changelog`).
@@ -26,9 +27,19 @@ type QueuedRecord = (
     Vec<logbrook_core::Header>,
 );
 
+fn driver_channel() -> Channel {
+    Channel::Partition {
+        topic: "test-driver-input".into(),
+        partition: 0,
+    }
+}
+
 /// Runs one task of a topology synchronously.
 pub struct TopologyTestDriver {
     task: TaskInstance,
+    /// One input channel: records are piped in the order the test means them, so event time
+    /// is the largest timestamp piped (as Kafka's test driver's stream time).
+    event_time: EventTime,
     outputs: HashMap<String, VecDeque<OutputRecord>>,
     next_offsets: HashMap<String, u64>,
     /// Virtual wall-clock time (ms) for wall-clock punctuation; starts at 0.
@@ -103,6 +114,7 @@ impl TopologyTestDriver {
         task.init_processors(0)?;
         let mut driver = Self {
             task,
+            event_time: EventTime::new([driver_channel()]),
             outputs: HashMap::new(),
             next_offsets: HashMap::new(),
             wall_clock: 0,
@@ -166,10 +178,37 @@ impl TopologyTestDriver {
                 headers,
             };
             *offset += 1;
+            self.event_time.observe(&driver_channel(), timestamp);
+            self.task.advance_event_time(&mut self.event_time)?;
+            self.route_outputs(&mut queue);
             self.task.process(&record)?;
             self.route_outputs(&mut queue);
         }
         Ok(())
+    }
+
+    /// Moves event time forward to `timestamp` without a record, as time passing on every
+    /// input would: windows whose end plus grace it passes close, suppressed results go out,
+    /// join buffers expire. `i64::MAX` is the end of a bounded input.
+    ///
+    /// # Errors
+    /// Whatever the operators return.
+    pub fn advance_stream_time(&mut self, timestamp: i64) -> Result<()> {
+        self.event_time.observe(&driver_channel(), timestamp);
+        self.task.advance_event_time(&mut self.event_time)?;
+        self.task.punctuate_stream_time()?;
+        let mut queue = VecDeque::new();
+        self.route_outputs(&mut queue);
+        self.drain(queue)
+    }
+
+    /// Ends the input: event time reaches infinity, so every open window closes and every join
+    /// buffer expires, as at the end of a bounded run.
+    ///
+    /// # Errors
+    /// Whatever the operators return.
+    pub fn end_input(&mut self) -> Result<()> {
+        self.advance_stream_time(i64::MAX)
     }
 
     /// Declares the partition count of an output topic (for custom partitioners).

@@ -26,26 +26,36 @@
 mod driver;
 mod dsl;
 mod error;
-mod input;
+mod join;
 pub mod processor;
 mod record;
 mod reset;
 mod runtime;
 pub mod serde;
 mod state;
+mod task;
 mod topology;
+mod window;
 
 pub use driver::{
     DRIVER_APPLICATION_ID, TestInputTopic, TestOutputTopic, TestRecord, TopologyTestDriver,
 };
 pub use dsl::{
-    BranchedStream, Grouped, JoinWindows, KGroupedStream, KStream, KTable, Produced,
-    SessionWindowedKStream, SessionWindows, SlidingWindowedKStream, SlidingWindows, StreamsBuilder,
-    TimeWindowedKStream, TimeWindows, Windowed, WindowedTable,
+    BranchedStream, Grouped, KGroupedStream, KStream, KTable, Produced, SessionWindowedKStream,
+    SlidingWindowedKStream, StreamsBuilder, TimeWindowedKStream, WindowedTable,
 };
 pub use error::{Error, Result};
+pub use join::JoinWindows;
 pub use record::Record;
 pub use reset::{ResetReport, reset_application};
-pub use runtime::{ProcessingGuarantee, StreamsApp, StreamsConfig, default_state_dir};
+pub use runtime::{
+    InputBounds, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsMetrics, TaskMetrics,
+    default_state_dir,
+};
 pub use state::KeyValueStore;
-pub use topology::{Data, OnError, TaskContext, Topology};
+pub use task::event_time::{MARKER_HEADER, is_event_time_marker};
+pub use task::{OnError, TaskContext};
+/// Re-exported so users can stop an app without adding `tokio-util` themselves.
+pub use tokio_util::sync::CancellationToken;
+pub use topology::{Data, Topology};
+pub use window::{SessionWindows, SlidingWindows, TimeWindows, Windowed};

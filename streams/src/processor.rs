@@ -48,7 +48,6 @@
 //! ```
 
 use std::marker::PhantomData;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -57,13 +56,16 @@ use serde::de::DeserializeOwned;
 
 use crate::error::{Error, Result};
 use crate::record::Record;
-use crate::topology::{Data, Emit, TaskContext, lock};
+use crate::task::ProcessorHooks;
+use crate::task::TaskContext;
+use crate::topology::{Data, Emit};
 
 /// What drives a punctuation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PunctuationType {
-    /// Stream time (the largest record timestamp seen): fires as records arrive, so it is
-    /// deterministic on replay and in the test driver.
+    /// Stream time: the task's event time, the slowest of its inputs (in the test driver, the
+    /// largest timestamp piped). Fires after records as it advances, so it is deterministic on
+    /// replay and in the test driver.
     StreamTime,
     /// Wall-clock time: fires while the task runs, records or not (advanced by hand in the test
     /// driver).
@@ -203,7 +205,7 @@ impl<K: Data, V: Data> ProcessorContext<'_, K, V> {
 
     /// The task's stream time.
     pub fn stream_time(&self) -> i64 {
-        self.task.stream_time
+        self.task.event_time
     }
 
     /// The task's partition.
@@ -266,7 +268,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Processor
     pub fn put(&mut self, key: &K, value: &V) -> Result<()> {
         let slot = self.key(key)?;
         let bytes = serde_json::to_vec(value).map_err(|e| self.error(e))?;
-        let at = self.task.stream_time;
+        let at = self.task.event_time;
         self.task
             .store_put(self.index, slot, Some(Bytes::from(bytes)), at)
     }
@@ -277,7 +279,7 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Processor
     /// [`Error::State`] on an encoding failure.
     pub fn delete(&mut self, key: &K) -> Result<()> {
         let slot = self.key(key)?;
-        let at = self.task.stream_time;
+        let at = self.task.event_time;
         self.task.store_put(self.index, slot, None, at)
     }
 
@@ -297,14 +299,6 @@ impl<K: Serialize + DeserializeOwned, V: Serialize + DeserializeOwned> Processor
             })
             .collect()
     }
-}
-
-/// What the task calls on a processor instance besides records.
-pub(crate) trait ProcessorHooks: Send {
-    fn init(&mut self, task: &mut TaskContext, wall_clock: i64) -> Result<()>;
-    /// Fires the due punctuations of `kind` at `now` (stream time or wall clock).
-    fn punctuate(&mut self, task: &mut TaskContext, kind: PunctuationType, now: i64) -> Result<()>;
-    fn close(&mut self, task: &mut TaskContext) -> Result<()>;
 }
 
 /// One task's processor with its downstream and schedules.
@@ -393,19 +387,4 @@ impl<P: Processor<K, V>, K: Data, V: Data> ProcessorHooks for ProcessorCell<P, K
         };
         self.processor.close(&mut ctx)
     }
-}
-
-/// A processor instance shared by the record path and the task's hooks.
-pub(crate) type SharedHooks = Arc<Mutex<dyn ProcessorHooks>>;
-
-/// Runs `f` on every hook, stopping at the first error.
-pub(crate) fn each_hook(
-    hooks: &[SharedHooks],
-    task: &mut TaskContext,
-    mut f: impl FnMut(&mut dyn ProcessorHooks, &mut TaskContext) -> Result<()>,
-) -> Result<()> {
-    for hook in hooks {
-        f(&mut *lock(hook), task)?;
-    }
-    Ok(())
 }

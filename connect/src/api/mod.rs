@@ -10,7 +10,7 @@ mod source;
 pub use logbrook_core::Header;
 pub(crate) use plugin::parse_typed;
 pub use plugin::{ConnectorKind, Plugin, Registry};
-pub use record::{Record, SourceRecord};
+pub use record::{OriginalBytes, Record, SourceRecord};
 pub use share::TaskShare;
 pub use sink::{Rejected, Sink, SinkConnector, SinkContext};
 pub use source::{Source, SourceConnector, SourceContext};

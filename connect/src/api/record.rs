@@ -29,6 +29,20 @@ pub struct Record {
     pub value_schema: Option<DataType>,
     /// Headers, passed through unchanged.
     pub headers: Vec<Header>,
+    /// The key and value exactly as they are in the log, when known. The runtime fills it for
+    /// sink records (the bytes the converters read), and a source that restores records
+    /// (`s3-source` with `envelope = "record"`) sets it so its bytes are written as they are,
+    /// whatever the converters. A transform that changes the key or value clears it.
+    pub original: Option<OriginalBytes>,
+}
+
+/// A record's key and value bytes as they are in the log.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct OriginalBytes {
+    /// The key; `None` for a null key.
+    pub key: Option<bytes::Bytes>,
+    /// The value; `None` for a tombstone.
+    pub value: Option<bytes::Bytes>,
 }
 
 impl Record {

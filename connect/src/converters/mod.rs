@@ -1,5 +1,8 @@
 //! Converters: the bytes of a key or value in the log, to and from Connect data.
 //!
+//! - `auto` (the default): reads JSON when the bytes are JSON, else UTF-8 text as a string, else
+//!   raw bytes typed `Binary`, so whatever `logbrook produce` or another client wrote reaches
+//!   every sink; writes JSON as `json` does. With schemas enabled it is `json`.
 //! - `json`: schemaless JSON, or with `*_converter_schemas_enable = true` Kafka Connect's
 //!   envelope `{"schema": {...}, "payload": ...}`, checked against the schema on read.
 //! - `string`: UTF-8 text.
@@ -19,8 +22,10 @@ use crate::error::{Error, Result};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ConverterKind {
-    /// JSON documents.
+    /// JSON when the bytes are JSON, else a string, else binary; writes JSON.
     #[default]
+    Auto,
+    /// JSON documents only.
     Json,
     /// UTF-8 strings.
     String,
@@ -56,7 +61,19 @@ impl Converter {
             return Ok((None, None));
         };
         match self.kind {
-            ConverterKind::Json => {
+            ConverterKind::Auto if !self.schemas_enable => {
+                if let Ok(value) = serde_json::from_slice::<Value>(bytes) {
+                    return Ok((Some(value), None));
+                }
+                Ok(match std::str::from_utf8(bytes) {
+                    Ok(text) => (Some(Value::String(text.to_string())), Some(DataType::Utf8)),
+                    Err(_) => (
+                        Some(Value::String(BASE64.encode(bytes))),
+                        Some(DataType::Binary),
+                    ),
+                })
+            }
+            ConverterKind::Json | ConverterKind::Auto => {
                 let value: Value = serde_json::from_slice(bytes)
                     .map_err(|e| Error::data(format!("not JSON: {e}")))?;
                 if !self.schemas_enable {
@@ -105,11 +122,22 @@ impl Converter {
             return Ok(None);
         };
         let bytes = match self.kind {
-            ConverterKind::Json if self.schemas_enable => {
+            ConverterKind::Json | ConverterKind::Auto if self.schemas_enable => {
                 let schema = data_type.map_or(Value::Null, |t| schema::to_connect_json(t, true));
                 serde_json::to_vec(&json!({"schema": schema, "payload": value}))
             }
-            ConverterKind::Json => serde_json::to_vec(value),
+            ConverterKind::Json | ConverterKind::Auto => match (value, data_type) {
+                // Binary data read by `auto` goes back as the bytes it was.
+                (Value::String(text), Some(DataType::Binary))
+                    if self.kind == ConverterKind::Auto =>
+                {
+                    return BASE64
+                        .decode(text)
+                        .map(|b| Some(Bytes::from(b)))
+                        .map_err(|e| Error::data(format!("binary value is not base64: {e}")));
+                }
+                _ => serde_json::to_vec(value),
+            },
             ConverterKind::String | ConverterKind::Bytes => match (value, data_type) {
                 (Value::String(text), Some(DataType::Binary)) => {
                     return BASE64
@@ -165,6 +193,30 @@ mod tests {
             Err(Error::Data { .. })
         ));
         assert_eq!(converter.to_data(None).unwrap(), (None, None));
+    }
+
+    #[test]
+    fn auto_reads_json_then_text_then_bytes_and_never_fails() {
+        let auto = Converter::new(ConverterKind::default(), false);
+        assert_eq!(
+            auto.to_data(Some(br#"{"id":7}"#)).unwrap(),
+            (Some(json!({"id": 7})), None)
+        );
+        assert_eq!(
+            auto.to_data(Some(b"user-1")).unwrap(),
+            (Some(json!("user-1")), Some(DataType::Utf8))
+        );
+        let raw = [0u8, 159, 146, 150];
+        let (value, data_type) = auto.to_data(Some(&raw)).unwrap();
+        assert_eq!(data_type, Some(DataType::Binary));
+        let back = auto.from_data(value.as_ref(), data_type.as_ref()).unwrap();
+        assert_eq!(back.as_deref(), Some(&raw[..]));
+        // Strings are written as JSON, as Kafka Connect's JsonConverter does.
+        let out = auto.from_data(Some(&json!("a")), None).unwrap().unwrap();
+        assert_eq!(&out[..], br#""a""#);
+        // With schemas enabled it is as strict as `json`.
+        let enveloped = Converter::new(ConverterKind::Auto, true);
+        assert!(enveloped.to_data(Some(b"user-1")).is_err());
     }
 
     #[test]

@@ -73,20 +73,26 @@ impl Backoff {
 pub(crate) enum Stage {
     /// Read by a source (e.g. a line that is not JSON).
     Source,
-    /// A converter.
-    Converter,
+    /// The key converter.
+    KeyConverter,
+    /// The value converter.
+    ValueConverter,
     /// A transform.
     Transform,
     /// Refused by a sink.
     Sink,
+    /// Cannot be written to its topic (no such partition).
+    Produce,
 }
 
 impl Stage {
     fn name(self) -> &'static str {
         match self {
             Self::Source => "SOURCE",
-            Self::Converter => "VALUE_CONVERTER",
+            Self::KeyConverter => "KEY_CONVERTER",
+            Self::ValueConverter => "VALUE_CONVERTER",
             Self::Transform => "TRANSFORMATION",
+            Self::Produce => "KAFKA_PRODUCE",
             Self::Sink => "TASK_PUT",
         }
     }

@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::errors::{Backoff, BadRecord, DeadLetter, Origin, Stage, handle_bad_record};
 use super::{TaskScope, TaskState};
-use crate::api::{Record, SinkContext};
+use crate::api::{OriginalBytes, Record, SinkContext};
 use crate::converters::Converter;
 use crate::error::Result;
 use crate::transforms::apply_chain;
@@ -262,10 +262,10 @@ fn to_record(
 ) -> Result<Option<Record>, (Stage, crate::Error)> {
     let (key, key_schema) = key_converter
         .to_data(raw.key.as_deref())
-        .map_err(|e| (Stage::Converter, e))?;
+        .map_err(|e| (Stage::KeyConverter, e))?;
     let (value, value_schema) = value_converter
         .to_data(raw.value.as_deref())
-        .map_err(|e| (Stage::Converter, e))?;
+        .map_err(|e| (Stage::ValueConverter, e))?;
     let record = Record {
         topic: raw.topic.to_string(),
         partition: Some(raw.partition),
@@ -276,6 +276,10 @@ fn to_record(
         value,
         value_schema,
         headers: raw.headers.clone(),
+        original: Some(OriginalBytes {
+            key: raw.key.clone(),
+            value: raw.value.clone(),
+        }),
     };
     apply_chain(&scope.config.transforms, record).map_err(|e| (Stage::Transform, e))
 }

@@ -209,37 +209,44 @@ impl<'a> BatchWriter<'a> {
         if record.topic.is_empty() {
             record.topic = self.scope.config.topic.clone().unwrap_or_default();
         }
-        let Some(record) = apply_chain(&self.scope.config.transforms, record)
+        let Some(mut record) = apply_chain(&self.scope.config.transforms, record)
             .map_err(|e| (Stage::Transform, e, None))?
         else {
             return Ok(None);
         };
-        let key = match self
-            .key_converter
-            .from_data(record.key.as_ref(), record.key_schema.as_ref())
-        {
-            Ok(key) => key,
-            Err(e) => return Err((Stage::Converter, e, Some(Box::new(record)))),
-        };
-        let value = match self
-            .value_converter
-            .from_data(record.value.as_ref(), record.value_schema.as_ref())
-        {
-            Ok(value) => value,
-            Err(e) => return Err((Stage::Converter, e, Some(Box::new(record)))),
+        // A restored record's bytes go back as they were; converters only make new bytes.
+        let (key, value) = if let Some(original) = record.original.take() {
+            (original.key, original.value)
+        } else {
+            let key = match self
+                .key_converter
+                .from_data(record.key.as_ref(), record.key_schema.as_ref())
+            {
+                Ok(key) => key,
+                Err(e) => return Err((Stage::KeyConverter, e, Some(Box::new(record)))),
+            };
+            let value = match self
+                .value_converter
+                .from_data(record.value.as_ref(), record.value_schema.as_ref())
+            {
+                Ok(value) => value,
+                Err(e) => return Err((Stage::ValueConverter, e, Some(Box::new(record)))),
+            };
+            (key, value)
         };
         let partitions = match self.ensure_topic(&record.topic) {
             Ok(partitions) => partitions,
-            Err(e) => return Err((Stage::Transform, e, Some(Box::new(record)))),
+            Err(e) => return Err((Stage::Produce, e, Some(Box::new(record)))),
         };
         let partition = match (record.partition, &key) {
             (Some(p), _) if p < partitions => p,
             (Some(p), _) => {
                 let error = Error::data(format!(
-                    "partition {p} of topic {:?}, which has {partitions}",
-                    record.topic
+                    "topic {:?} has {partitions} partition(s) and this record is for partition {p}: create the topic with at least {} partitions",
+                    record.topic,
+                    p + 1
                 ));
-                return Err((Stage::Transform, error, Some(Box::new(record))));
+                return Err((Stage::Produce, error, Some(Box::new(record))));
             }
             (None, Some(key)) => partition_for_key(key, partitions),
             (None, None) => {

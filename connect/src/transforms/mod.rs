@@ -108,7 +108,11 @@ impl TransformConfig {
     ///
     /// # Errors
     /// [`Error::Data`](crate::Error::Data) when the record does not fit (naming the field).
-    pub fn apply(&self, record: Record) -> Result<Option<Record>> {
+    pub fn apply(&self, mut record: Record) -> Result<Option<Record>> {
+        if !matches!(self, Self::Route(_) | Self::Filter(_)) {
+            // The key or value may change: the log's bytes no longer stand for them.
+            record.original = None;
+        }
         match self {
             Self::InsertField(t) => t.apply(record).map(Some),
             Self::RenameFields(t) => t.apply(record).map(Some),

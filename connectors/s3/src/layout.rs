@@ -12,15 +12,21 @@
 //!
 //! Header values are base64 (`null` for a header without a value); `key_schema` and
 //! `value_schema` (Kafka Connect JSON schemas) are added for typed records.
+//!
+//! When the record's bytes in the log are known (always, unless a transform changed them), the
+//! line holds those bytes exactly, and `key_format` / `value_format` say how: `json` (the bytes
+//! are the JSON text of `key`, verbatim), `string` (the UTF-8 of the string) or `base64`. A
+//! restore gives back the same bytes whatever the converters on either side.
 
 use arrow_schema::DataType;
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use bytes::Bytes;
-use logbrook_connect::Record;
 use logbrook_connect::api::schema;
+use logbrook_connect::{OriginalBytes, Record};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+use serde_json::value::RawValue;
 
 /// Object user metadata (`x-amz-meta-*`): the first offset of the upload the object belongs
 /// to.
@@ -94,13 +100,64 @@ struct LineOut<'a> {
     partition: Option<u32>,
     offset: Option<u64>,
     timestamp: Option<i64>,
-    key: &'a Option<Value>,
+    key: Payload<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    key_format: Option<BytesFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     key_schema: Option<&'a Value>,
-    value: &'a Option<Value>,
+    value: Payload<'a>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value_format: Option<BytesFormat>,
     #[serde(skip_serializing_if = "Option::is_none")]
     value_schema: Option<&'a Value>,
     headers: Vec<HeaderLine>,
+}
+
+/// A key or value in a JSON line: Connect data, or the log's bytes in a [`BytesFormat`].
+#[derive(Serialize)]
+#[serde(untagged)]
+enum Payload<'a> {
+    Data(&'a Option<Value>),
+    Json(&'a RawValue),
+    Text(&'a str),
+    Base64(String),
+    Null,
+}
+
+/// How a JSON line holds the log's bytes of a key or value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum BytesFormat {
+    /// The bytes are JSON text, written verbatim.
+    Json,
+    /// The bytes are the UTF-8 of a string.
+    String,
+    /// The bytes, base64.
+    Base64,
+}
+
+impl<'a> Payload<'a> {
+    /// The log's bytes as a payload, verbatim when they are one line of JSON.
+    fn of_bytes(bytes: Option<&'a [u8]>) -> (Self, Option<BytesFormat>) {
+        let Some(bytes) = bytes else {
+            return (Self::Null, None);
+        };
+        let one_line = !bytes.iter().any(|b| matches!(b, b'\n' | b'\r'));
+        let trimmed = bytes.first().is_some_and(|b| !b.is_ascii_whitespace())
+            && bytes.last().is_some_and(|b| !b.is_ascii_whitespace());
+        if one_line && trimmed {
+            if let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes) {
+                return (Self::Json(raw), Some(BytesFormat::Json));
+            }
+        }
+        match std::str::from_utf8(bytes) {
+            Ok(text) => (Self::Text(text), Some(BytesFormat::String)),
+            Err(_) => (
+                Self::Base64(BASE64.encode(bytes)),
+                Some(BytesFormat::Base64),
+            ),
+        }
+    }
 }
 
 /// A header in a JSON line.
@@ -122,11 +179,15 @@ pub(crate) struct LineIn {
     #[serde(default)]
     pub timestamp: Option<i64>,
     #[serde(default)]
-    pub key: Option<Value>,
+    pub key: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub key_format: Option<BytesFormat>,
     #[serde(default)]
     pub key_schema: Option<Value>,
     #[serde(default)]
-    pub value: Option<Value>,
+    pub value: Option<Box<RawValue>>,
+    #[serde(default)]
+    pub value_format: Option<BytesFormat>,
     #[serde(default)]
     pub value_schema: Option<Value>,
     #[serde(default)]
@@ -150,16 +211,28 @@ impl LineEncoder {
     pub(crate) fn encode(&mut self, record: &Record, out: &mut Vec<u8>) -> Result<(), String> {
         let key_schema = cached(&mut self.key_schema, record.key_schema.as_ref());
         let value_schema = cached(&mut self.value_schema, record.value_schema.as_ref());
+        let ((key, key_format), (value, value_format)) = match &record.original {
+            Some(original) => (
+                Payload::of_bytes(original.key.as_deref()),
+                Payload::of_bytes(original.value.as_deref()),
+            ),
+            None => (
+                (Payload::Data(&record.key), None),
+                (Payload::Data(&record.value), None),
+            ),
+        };
         let line = LineOut {
             topic: &record.topic,
             partition: record.partition,
             offset: record.offset,
             timestamp: record.timestamp,
-            key: &record.key,
+            key,
+            key_format,
             key_schema: key_schema
                 .then(|| self.key_schema.as_ref().map(|(_, j)| j))
                 .flatten(),
-            value: &record.value,
+            value,
+            value_format,
             value_schema: value_schema
                 .then(|| self.value_schema.as_ref().map(|(_, j)| j))
                 .flatten(),
@@ -213,18 +286,50 @@ impl LineIn {
                 Ok(logbrook_connect::api::Header { key: h.key, value })
             })
             .collect::<Result<Vec<_>, String>>()?;
+        let exact = self.key_format.is_some() || self.value_format.is_some();
+        let (key, key_bytes) = restore(self.key.as_deref(), self.key_format, "key")?;
+        let (value, value_bytes) = restore(self.value.as_deref(), self.value_format, "value")?;
         Ok(Record {
             topic: self.topic,
             partition: self.partition,
             offset: self.offset,
             timestamp: self.timestamp,
-            key: self.key,
+            key,
             key_schema: schema_of(self.key_schema)?,
-            value: self.value,
+            value,
             value_schema: schema_of(self.value_schema)?,
             headers,
+            original: exact.then_some(OriginalBytes {
+                key: key_bytes,
+                value: value_bytes,
+            }),
         })
     }
+}
+
+/// A key or value of a line as Connect data and as the log's bytes.
+fn restore(
+    payload: Option<&RawValue>,
+    format: Option<BytesFormat>,
+    what: &str,
+) -> Result<(Option<Value>, Option<Bytes>), String> {
+    let Some(raw) = payload.filter(|raw| raw.get() != "null" || format.is_some()) else {
+        return Ok((None, None));
+    };
+    let data: Value =
+        serde_json::from_str(raw.get()).map_err(|e| format!("the {what} is not JSON: {e}"))?;
+    let bytes = match (format, &data) {
+        (None | Some(BytesFormat::Json), _) => Bytes::copy_from_slice(raw.get().as_bytes()),
+        (Some(BytesFormat::String), Value::String(text)) => Bytes::copy_from_slice(text.as_bytes()),
+        (Some(BytesFormat::Base64), Value::String(text)) => BASE64
+            .decode(text)
+            .map(Bytes::from)
+            .map_err(|e| format!("the {what} is not base64: {e}"))?,
+        (Some(format), _) => {
+            return Err(format!("the {what} is not a string, as {format:?} needs"));
+        }
+    };
+    Ok((Some(data), Some(bytes)))
 }
 
 #[cfg(test)]
@@ -272,6 +377,7 @@ mod tests {
                     value: None,
                 },
             ],
+            original: None,
         };
         let mut out = Vec::new();
         let mut encoder = LineEncoder::default();
@@ -293,5 +399,43 @@ mod tests {
         assert_eq!(back.into_record().unwrap(), record);
         let tombstone: LineIn = serde_json::from_slice(lines[1]).unwrap();
         assert_eq!(tombstone.into_record().unwrap().value, None);
+    }
+
+    #[test]
+    fn the_logs_bytes_come_back_exactly_whatever_they_are() {
+        let cases: [(Option<&[u8]>, Option<&[u8]>); 6] = [
+            (Some(b"o-1"), Some(br#"{"id": 0, "amount": 0.0}"#)),
+            (Some(b"42"), Some(b"plain text, not JSON")),
+            (Some(br#""quoted""#), Some(b"{\n  \"pretty\": true\n}")),
+            (Some(b"\x00\xff"), Some(b" 7 ")),
+            (None, Some(b"")),
+            (Some(b"k"), None),
+        ];
+        let mut encoder = LineEncoder::default();
+        for (key, value) in cases {
+            let original = OriginalBytes {
+                key: key.map(Bytes::copy_from_slice),
+                value: value.map(Bytes::copy_from_slice),
+            };
+            let record = Record {
+                topic: "t".into(),
+                // Data the converters made, which must not be what is restored.
+                key: Some(json!("converted")),
+                value: Some(json!({"converted": true})),
+                original: Some(original.clone()),
+                ..Record::default()
+            };
+            let mut out = Vec::new();
+            encoder.encode(&record, &mut out).unwrap();
+            assert_eq!(out.iter().filter(|b| **b == b'\n').count(), 1, "one line");
+            let line: LineIn = serde_json::from_slice(&out).unwrap();
+            let back = line.into_record().unwrap();
+            assert_eq!(
+                back.original,
+                Some(original),
+                "{}",
+                String::from_utf8_lossy(&out)
+            );
+        }
     }
 }

@@ -42,7 +42,16 @@ async fn uploads_survive_throttling_server_errors_and_resets() {
         let rejected = sink.put(chunk).await.expect("put");
         assert!(rejected.is_empty());
     }
-    sink.close().await.expect("close");
+    // On a loaded machine the uploads may outlast one close; the runtime then closes again.
+    let mut closes = 0;
+    loop {
+        closes += 1;
+        match sink.close().await {
+            Ok(()) => break,
+            Err(e) if e.is_retriable() && closes < 5 => eprintln!("close {closes}: {e}"),
+            Err(e) => panic!("close {closes}: {e:?}"),
+        }
+    }
     assert!(
         proxy.faults() >= 3,
         "only {} faults injected",

@@ -11,7 +11,32 @@ use crate::error::{Error, Result};
 use crate::record::ConsumerRecord;
 use crate::storage::StorageFile;
 
+/// Bytes [`Log::for_each_record`] reads at a time.
+const SCAN_CHUNK_BYTES: usize = 4 << 20;
+
 impl Log {
+    /// Hands every visible record from `from` (at least the log start) to the high watermark
+    /// to `visit`, in offset order, reading a few MiB at a time. Returns the offset after the
+    /// last record visited. This is how state is rebuilt from a log (group offsets, pending
+    /// transactions, streams stores).
+    ///
+    /// # Errors
+    /// I/O errors and corrupt batches.
+    pub fn for_each_record(&self, from: u64, mut visit: impl FnMut(ConsumerRecord)) -> Result<u64> {
+        let mut offset = from.max(self.log_start_offset());
+        let mut records = Vec::new();
+        loop {
+            let chunk = self.read(offset, SCAN_CHUNK_BYTES)?;
+            if chunk.is_empty() {
+                return Ok(offset);
+            }
+            records.clear();
+            chunk.records(offset, &mut records)?;
+            records.drain(..).for_each(&mut visit);
+            offset = chunk.next_offset;
+        }
+    }
+
     /// Reads whole batches holding `offset` and after, about `max_bytes` of them (at least one
     /// batch, however large), up to the high watermark.
     ///

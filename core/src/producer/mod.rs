@@ -152,6 +152,15 @@ pub struct DeliveryFuture {
     timestamp: i64,
 }
 
+impl DeliveryFuture {
+    /// Whether this record opened its batch. All records of a batch are acknowledged or fail
+    /// together, so a caller that tracks outcomes per batch rather than per record (a bulk
+    /// load) keeps only the futures for which this is true and drops the others.
+    pub fn starts_batch(&self) -> bool {
+        self.offset_delta == 0
+    }
+}
+
 impl IntoFuture for DeliveryFuture {
     type Output = Result<RecordMetadata>;
     type IntoFuture = Pin<Box<dyn Future<Output = Result<RecordMetadata>> + Send>>;

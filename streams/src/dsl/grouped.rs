@@ -13,9 +13,9 @@ use serde::de::DeserializeOwned;
 
 use super::kstream::KStream;
 use super::ktable::{KTable, Materialized};
-use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::serde::{Json, Serde};
+use crate::state::StoreHandle;
 use crate::topology::{Data, Node};
 
 /// The serdes of a grouping: for its repartition topic and its store's keys.

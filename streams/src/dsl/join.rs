@@ -8,8 +8,8 @@ use serde::de::DeserializeOwned;
 
 use super::kstream::KStream;
 use super::ktable::KTable;
-use super::store_handle::StoreHandle;
 use crate::record::Record;
+use crate::state::StoreHandle;
 use crate::topology::{Data, Node};
 
 impl<K: Data, V: Data + Serialize + DeserializeOwned> KStream<K, V> {

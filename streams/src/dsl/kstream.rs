@@ -10,7 +10,8 @@ use super::BuilderState;
 use crate::error::Error;
 use crate::record::Record;
 use crate::serde::{Json, Serde};
-use crate::topology::{Data, Emit, Node, OutputRecord, TopicName, lock};
+use crate::task::OutputRecord;
+use crate::topology::{Data, Emit, Node, TopicName, lock};
 
 /// A stream of `(K, V)` records. Operators return new streams; nothing runs until the built
 /// topology is run by [`StreamsApp`](crate::StreamsApp) or a
@@ -358,6 +359,7 @@ impl<K: Data, V: Data> KStream<K, V> {
         self.builder.add_sink(topic.clone());
         self.node.add_child(move |inst| {
             let (topic, produced) = (inst.resolve(&topic), produced.clone());
+            inst.reaches_sink(&topic);
             let emit: Emit<K, V> = Box::new(move |ctx, r| {
                 let serialize_error = |part, reason| Error::Serialize {
                     topic: topic.to_string(),

@@ -3,9 +3,9 @@
 use std::sync::Arc;
 
 use super::kstream::KStream;
-use super::store_handle::StoreHandle;
 use crate::record::Record;
 use crate::serde::Serde;
+use crate::state::StoreHandle;
 use crate::topology::{Data, Node};
 
 /// A changelog of `(K, V)`: each update is `Some(value)`, each delete `None`.

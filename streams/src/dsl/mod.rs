@@ -4,7 +4,6 @@ mod grouped;
 mod join;
 mod kstream;
 mod ktable;
-mod store_handle;
 mod stream_join;
 mod table_join;
 mod windowed;
@@ -20,17 +19,16 @@ use serde::de::DeserializeOwned;
 pub use grouped::{Grouped, KGroupedStream};
 pub use kstream::{BranchedStream, KStream, Produced};
 pub use ktable::KTable;
-pub use stream_join::JoinWindows;
 pub use windowed::{
-    SessionWindowedKStream, SessionWindows, SlidingWindowedKStream, SlidingWindows,
-    TimeWindowedKStream, TimeWindows, Windowed, WindowedTable,
+    SessionWindowedKStream, SlidingWindowedKStream, TimeWindowedKStream, WindowedTable,
 };
 
 use crate::error::{Error, Result};
 use crate::record::Record;
 use crate::serde::{Json, Serde};
+use crate::task::TaskContext;
 use crate::topology::{
-    CLOCK_STORE, Data, Node, SourceEmit, SourceFactory, TaskContext, TopicName, Topology, lock,
+    Data, EVENT_TIME_STORE, Node, SourceEmit, SourceFactory, TopicName, Topology, lock,
 };
 
 #[derive(Default)]
@@ -41,8 +39,8 @@ pub(crate) struct BuilderState {
     stores: Mutex<BTreeSet<String>>,
     /// Mistakes found while building, reported by `build`.
     problems: Mutex<Vec<String>>,
-    /// Whether an operator keeps a stream-time clock (the task then has a clock store).
-    uses_clocks: std::sync::atomic::AtomicBool,
+    /// Whether an operator acts on event time (the task then keeps it in a store).
+    uses_event_time: std::sync::atomic::AtomicBool,
 }
 
 impl BuilderState {
@@ -74,9 +72,9 @@ impl BuilderState {
         }
     }
 
-    /// Notes that an operator keeps its own stream time.
-    pub(crate) fn use_clock(&self) {
-        self.uses_clocks.store(true, Ordering::Relaxed);
+    /// Notes that an operator acts on event time.
+    pub(crate) fn use_event_time(&self) {
+        self.uses_event_time.store(true, Ordering::Relaxed);
     }
 
     pub(crate) fn problem(&self, problem: String) {
@@ -192,9 +190,11 @@ impl StreamsBuilder {
         }
         let sinks = std::mem::take(&mut *lock(&self.state.sinks));
         let mut stores = std::mem::take(&mut *lock(&self.state.stores));
-        if self.state.uses_clocks.load(Ordering::Relaxed) && !stores.insert(CLOCK_STORE.into()) {
+        if self.state.uses_event_time.load(Ordering::Relaxed)
+            && !stores.insert(EVENT_TIME_STORE.into())
+        {
             return Err(Error::Topology(format!(
-                "store name {CLOCK_STORE:?} is reserved for operators' stream time"
+                "store name {EVENT_TIME_STORE:?} is reserved for the tasks' event time"
             )));
         }
         Ok(Topology {
@@ -268,5 +268,5 @@ fn on_bad_record(
         reason,
     };
     let policy = ctx.on_error.clone();
-    crate::topology::apply_error_policy(ctx, r, error, &policy)
+    crate::task::apply_error_policy(ctx, r, error, &policy)
 }

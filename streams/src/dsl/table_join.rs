@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use super::kstream::KStream;
 use super::ktable::KTable;
-use super::store_handle::StoreHandle;
 use crate::record::Record;
+use crate::state::StoreHandle;
 use crate::topology::{Data, Node, lock};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

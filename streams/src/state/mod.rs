@@ -8,14 +8,18 @@
 //! together with the changelog offset they cover; on start-up a task replays the changelog from
 //! that checkpoint (from the start if the local file is gone), so the local file is only a cache.
 
+mod handle;
+
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
 
 use bytes::Bytes;
-use redb::{Database, ReadableDatabase, TableDefinition};
+use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
 
 use crate::error::{Error, Result};
+
+pub(crate) use handle::StoreHandle;
 
 const DATA: TableDefinition<'_, &[u8], &[u8]> = TableDefinition::new("data");
 const META: TableDefinition<'_, &str, u64> = TableDefinition::new("meta");
@@ -163,6 +167,22 @@ impl KeyValueStore {
             .into_iter()
             .filter_map(|(k, v)| v.map(|v| (k, v)))
             .collect())
+    }
+
+    /// Entries committed to the store (writes since the last flush not counted).
+    ///
+    /// # Errors
+    /// [`Error::State`] if the database cannot be read.
+    pub fn committed_entries(&self) -> Result<u64> {
+        let read = self
+            .db
+            .begin_read()
+            .map_err(|e| state_error(&self.name, e))?;
+        match read.open_table(DATA) {
+            Ok(table) => table.len().map_err(|e| state_error(&self.name, e)),
+            Err(redb::TableError::TableDoesNotExist(_)) => Ok(0),
+            Err(e) => Err(state_error(&self.name, e)),
+        }
     }
 
     /// Commits the cached writes, and the changelog offset they bring the store to.

@@ -383,5 +383,7 @@ fn parquet_record(
         value,
         value_schema: file.value_schema.clone(),
         headers,
+        // Parquet holds values as columns, not bytes: the converters make new bytes.
+        original: None,
     })
 }

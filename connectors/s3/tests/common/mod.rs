@@ -269,6 +269,7 @@ pub fn record(topic: &str, partition: u32, offset: u64) -> Record {
                 value: None,
             },
         ],
+        original: None,
     }
 }
 

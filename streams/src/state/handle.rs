@@ -7,7 +7,8 @@ use bytes::Bytes;
 
 use crate::error::{Error, Result};
 use crate::serde::Serde;
-use crate::topology::{Instantiation, TaskContext};
+use crate::task::TaskContext;
+use crate::topology::Instantiation;
 
 /// A store as an operator instance sees it.
 pub(crate) struct StoreHandle<K, A> {
@@ -88,6 +89,11 @@ impl<K: 'static, A: 'static> StoreHandle<K, A> {
                 Ok((slot, value))
             })
             .collect()
+    }
+
+    /// The store's name.
+    pub(crate) fn name(&self) -> &Arc<str> {
+        &self.name
     }
 
     /// The store's index in the task.

@@ -1,11 +1,11 @@
 //! A task's inputs: one reader per source partition, handing out records in timestamp order
 //! across partitions, as Kafka Streams' tasks choose the partition whose next record is oldest.
-//! Without this, a task replaying history would read one topic far ahead of another and event
-//! time (windows, joins, grace) would see records out of order that were not.
+//! Event time does not depend on this order (see `task::event_time`), but it keeps the readers
+//! of a replaying task close together in time, so windows and join buffers stay small.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use logbrook_core::{Broker, ConsumerRecord, Error as LogError, Log, TopicPartition};
 use tokio::sync::watch;
@@ -15,13 +15,54 @@ use crate::error::{Error, Result};
 /// Bytes read from a partition at a time.
 const FETCH_BYTES: usize = 1 << 20;
 
+/// Where a task starts and stops reading one partition.
+#[derive(Debug, Clone)]
+pub(crate) struct InputRange {
+    pub tp: TopicPartition,
+    /// First offset to read when the group has none committed further on.
+    pub start: Option<u64>,
+    /// Offset to stop before (a bounded run); `None` reads on forever.
+    pub end: Option<u64>,
+}
+
 struct InputPartition {
     tp: TopicPartition,
     log: Arc<Log>,
     high_watermark: watch::Receiver<u64>,
     /// Next offset to read from the log.
     fetch_position: u64,
+    end: Option<u64>,
     buffered: VecDeque<ConsumerRecord>,
+    /// Since when everything there is to read has been handed out.
+    caught_up_since: Option<Instant>,
+}
+
+impl InputPartition {
+    /// The offset reading stops at now: the end of a bounded run, else the high watermark.
+    fn limit(&self) -> u64 {
+        let high_watermark = self.log.high_watermark();
+        self.end
+            .map_or(high_watermark, |end| end.min(high_watermark))
+    }
+
+    /// The offset of the next record to hand out.
+    fn position(&self) -> u64 {
+        self.buffered
+            .front()
+            .map_or(self.fetch_position, |r| r.offset)
+    }
+}
+
+/// What a task knows of one of its input partitions.
+#[derive(Debug, Clone)]
+pub(crate) struct InputState {
+    pub tp: TopicPartition,
+    /// Records not yet handed out, up to the high watermark (or the bounded end).
+    pub lag: u64,
+    /// Every record there is has been handed out, for this long.
+    pub caught_up_for: Option<Duration>,
+    /// A bounded run has read it to its end.
+    pub finished: bool,
 }
 
 /// The source partitions of one task.
@@ -30,28 +71,29 @@ pub(crate) struct TaskInputs {
 }
 
 impl TaskInputs {
-    /// Readers for `partitions` of `broker`, from `group`'s committed offsets, else the start.
-    pub(crate) fn new(
-        broker: &Broker,
-        group: &str,
-        partitions: Vec<TopicPartition>,
-    ) -> Result<Self> {
-        let partitions = partitions
+    /// Readers for `ranges` of `broker`, from `group`'s committed offsets, else the range's
+    /// start, else the log start.
+    pub(crate) fn new(broker: &Broker, group: &str, ranges: Vec<InputRange>) -> Result<Self> {
+        let partitions = ranges
             .into_iter()
-            .map(|tp| {
+            .map(|range| {
+                let tp = range.tp;
                 let partition = broker.topic(&tp.topic)?.partition(tp.partition)?.clone();
                 let log = partition.log().clone();
-                let start = log.log_start_offset();
-                let fetch_position = broker
-                    .committed_offset(group, &tp)
-                    .unwrap_or(start)
-                    .max(start);
+                let log_start = log.log_start_offset();
+                let committed = broker.committed_offset(group, &tp);
+                let fetch_position = committed
+                    .max(range.start)
+                    .unwrap_or(log_start)
+                    .max(log_start);
                 Ok(InputPartition {
                     high_watermark: partition.subscribe(),
                     log,
                     tp,
                     fetch_position,
+                    end: range.end,
                     buffered: VecDeque::new(),
+                    caught_up_since: None,
                 })
             })
             .collect::<Result<_>>()?;
@@ -65,9 +107,12 @@ impl TaskInputs {
                 continue;
             }
             p.high_watermark.borrow_and_update();
-            if p.fetch_position >= p.log.high_watermark() {
+            let limit = p.limit();
+            if p.fetch_position >= limit {
+                p.caught_up_since.get_or_insert_with(Instant::now);
                 continue;
             }
+            p.caught_up_since = None;
             let (log, from) = (p.log.clone(), p.fetch_position);
             let fetched = tokio::task::spawn_blocking(move || -> Result<_, LogError> {
                 let chunk = log.read(from, FETCH_BYTES)?;
@@ -78,9 +123,11 @@ impl TaskInputs {
             .await
             .map_err(|e| Error::Topology(format!("reading {} panicked: {e}", p.tp)))?;
             match fetched {
-                Ok((records, next)) => {
+                Ok((mut records, next)) => {
+                    // A bounded run reads nothing at or past its end.
+                    records.retain(|r| r.offset < limit);
                     p.buffered.extend(records);
-                    p.fetch_position = next.max(from);
+                    p.fetch_position = next.max(from).min(limit.max(from));
                 }
                 Err(LogError::OffsetOutOfRange {
                     log_start_offset, ..
@@ -104,6 +151,20 @@ impl TaskInputs {
             .filter(|p| !p.buffered.is_empty())
             .min_by_key(|p| p.buffered.front().map_or(i64::MAX, |r| r.timestamp));
         Ok(oldest.and_then(|p| p.buffered.pop_front()))
+    }
+
+    /// Where each partition stands.
+    pub(crate) fn states(&self) -> impl Iterator<Item = InputState> + '_ {
+        self.partitions.iter().map(|p| {
+            let limit = p.limit();
+            let position = p.position();
+            InputState {
+                tp: p.tp.clone(),
+                lag: limit.saturating_sub(position),
+                caught_up_for: p.caught_up_since.map(|since| since.elapsed()),
+                finished: p.end.is_some_and(|end| position >= end),
+            }
+        })
     }
 
     /// Waits until some partition grows, or `timeout` passes.

@@ -1,0 +1,380 @@
+//! [`StreamsApp`]: runs a topology against the log, one task per input partition, live
+//! ([`StreamsApp::run`]) or bounded ([`StreamsApp::run_to_end`], [`StreamsApp::run_bounded`]).
+//! The loop of one task (poll, process, commit, restore) is in `task_loop`; its inputs in
+//! `input`; what it counts in `metrics`.
+//!
+//! Each task is a tokio task with its own consumer (group = the application id, assigned
+//! partition `p` of every source topic, internal repartition topics included) and its own operator
+//! instances and state stores. On start-up a task restores each store from its changelog, from
+//! the store's checkpoint on.
+//!
+//! Exactly-once (the default): a task collects its outputs, changelog records included, in a
+//! [`Transaction`] with its input offsets, and every `commit_interval` commits them atomically
+//! through the log's transaction log; then it commits its stores at the changelog offsets
+//! reached. After a crash, the work since the last commit is done again and its outputs, never
+//! written, appear once. At-least-once: outputs go through a shared producer; at each commit a
+//! task waits for them, commits its stores, then its offsets; after a crash outputs may repeat.
+
+mod input;
+mod metrics;
+mod task_loop;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use logbrook_core::{Broker, CleanupPolicy, Producer, ProducerConfig, TopicConfig, TopicPartition};
+use tokio_util::sync::CancellationToken;
+
+pub use metrics::{StreamsMetrics, TaskMetrics};
+
+use crate::error::{Error, Result};
+use crate::task::OnError;
+use crate::topology::Topology;
+use input::InputRange;
+use task_loop::Task;
+
+/// Delivery guarantee of a [`StreamsApp`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ProcessingGuarantee {
+    /// Outputs, store changelogs and input offsets are committed atomically: after a crash the
+    /// output topics hold exactly what a clean run writes.
+    #[default]
+    ExactlyOnce,
+    /// Outputs are acknowledged before input offsets are committed; after a crash, records since
+    /// the last commit are processed again, so outputs may repeat. Faster: no transaction log.
+    AtLeastOnce,
+}
+
+/// Settings of a streams application.
+#[derive(Debug, Clone)]
+pub struct StreamsConfig {
+    /// Names the consumer group, the internal topics and the state directory.
+    pub application_id: String,
+    /// How often tasks commit.
+    pub commit_interval: Duration,
+    /// Delivery guarantee.
+    pub processing_guarantee: ProcessingGuarantee,
+    /// What to do with records that do not deserialize.
+    pub on_deserialization_error: OnError,
+    /// What to do with records on which user code panics.
+    pub on_processing_error: OnError,
+    /// Where task state stores live; default `{data_dir}/streams-state/{application_id}`.
+    pub state_dir: Option<PathBuf>,
+    /// Worker threads running the tasks (Kafka's `num.stream.threads`); `None` runs them on the
+    /// caller's tokio runtime.
+    pub worker_threads: Option<usize>,
+    /// How long an input partition that has been read to its end may hold event time back
+    /// (Kafka's `max.task.idle.ms`, Flink's idleness): after this it is idle, and event time
+    /// follows the other inputs until it has records again.
+    pub max_task_idle: Duration,
+}
+
+impl StreamsConfig {
+    /// Defaults for `application_id`: exactly-once, commit every 100 ms, fail on bad records,
+    /// tasks on the caller's runtime.
+    pub fn new(application_id: impl Into<String>) -> Self {
+        Self {
+            application_id: application_id.into(),
+            commit_interval: Duration::from_millis(100),
+            processing_guarantee: ProcessingGuarantee::ExactlyOnce,
+            on_deserialization_error: OnError::Fail,
+            on_processing_error: OnError::Fail,
+            state_dir: None,
+            worker_threads: None,
+            max_task_idle: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The state directory of an application: `{data_dir}/streams-state/{application_id}`.
+pub fn default_state_dir(broker: &Broker, application_id: &str) -> PathBuf {
+    broker.data_dir().join("streams-state").join(application_id)
+}
+
+/// What a bounded run reads: each user input partition up to the end it had when the run
+/// started, keeping only records with timestamps in `[start_time, end_time)`. Internal topics
+/// are read until every upstream task has finished.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct InputBounds {
+    /// Records older than this (ms since the epoch) are skipped; reading starts at the first
+    /// offset at or after it when the group has committed nothing further on.
+    pub start_time: Option<i64>,
+    /// Records at or after this are skipped.
+    pub end_time: Option<i64>,
+}
+
+impl InputBounds {
+    /// Whether a record at `timestamp` is inside the bounds.
+    pub(crate) fn contains(&self, timestamp: i64) -> bool {
+        self.start_time.is_none_or(|start| timestamp >= start)
+            && self.end_time.is_none_or(|end| timestamp < end)
+    }
+}
+
+/// A topology running against a broker.
+#[derive(Debug)]
+pub struct StreamsApp {
+    broker: Broker,
+    topology: Arc<Topology>,
+    config: StreamsConfig,
+    partitions: u32,
+    metrics: StreamsMetrics,
+}
+
+impl StreamsApp {
+    /// Checks the topology against the log: source and sink topics exist, and sources are
+    /// co-partitioned (equal partition counts), as tasks read the same partition of each.
+    ///
+    /// # Errors
+    /// [`Error::Topology`] naming the missing topic or the mismatched partition counts.
+    pub fn new(broker: Broker, topology: Topology, config: StreamsConfig) -> Result<Self> {
+        let mut counts = Vec::new();
+        for topic in topology.source_topics() {
+            let t = broker
+                .topic(topic)
+                .map_err(|_| Error::Topology(format!("source topic {topic:?} does not exist")))?;
+            counts.push((topic.to_string(), t.partition_count()));
+        }
+        let partitions = counts.first().map_or(0, |(_, n)| *n);
+        if counts.iter().any(|(_, n)| *n != partitions) {
+            let listed: Vec<String> = counts.iter().map(|(t, n)| format!("{t} has {n}")).collect();
+            return Err(Error::Topology(format!(
+                "source topics are not co-partitioned: {}",
+                listed.join(", ")
+            )));
+        }
+        let mut outputs: Vec<&str> = topology.sink_topics();
+        for policy in [
+            &config.on_deserialization_error,
+            &config.on_processing_error,
+        ] {
+            if let OnError::DeadLetter(topic) = policy {
+                outputs.push(topic);
+            }
+        }
+        for topic in outputs {
+            broker
+                .topic(topic)
+                .map_err(|_| Error::Topology(format!("output topic {topic:?} does not exist")))?;
+        }
+        // Internal topics: as many partitions as the sources, so task p owns partition p.
+        for (topic, compacted) in topology.internal_topics(&config.application_id) {
+            if broker.topic(&topic).is_err() {
+                let cleanup_policy = if compacted {
+                    CleanupPolicy::Compact
+                } else {
+                    CleanupPolicy::Delete
+                };
+                let topic_config = TopicConfig {
+                    partitions,
+                    cleanup_policy,
+                    retention_ms: None,
+                    ..TopicConfig::default()
+                };
+                broker.create_topic(&topic, topic_config)?;
+                tracing::info!(topic, "created internal topic");
+            } else if broker.topic(&topic)?.partition_count() != partitions {
+                return Err(Error::Topology(format!(
+                    "internal topic {topic:?} does not have {partitions} partitions like the sources; reset the application"
+                )));
+            }
+        }
+        Ok(Self {
+            broker,
+            topology: Arc::new(topology),
+            metrics: StreamsMetrics::new(&config.application_id),
+            config,
+            partitions,
+        })
+    }
+
+    /// The app's metrics: a handle that stays valid after `run` consumed the app.
+    pub fn metrics(&self) -> StreamsMetrics {
+        self.metrics.clone()
+    }
+
+    /// Runs every task until `shutdown` is cancelled, then commits what was processed and
+    /// returns. A task's error stops all tasks and is returned.
+    ///
+    /// # Errors
+    /// The first task error (a record failing under `OnError::Fail`, a log error).
+    ///
+    /// # Cancel safety
+    /// Cancel `shutdown` instead of dropping the future: dropping skips the final commit, so the
+    /// records since the last commit are processed again on the next run.
+    pub async fn run(self, shutdown: CancellationToken) -> Result<()> {
+        self.run_with(None, shutdown).await
+    }
+
+    /// Runs until every input is read to the end it had when the run started, then closes every
+    /// open window and join buffer (event time reaches infinity, as at the end of Flink's
+    /// bounded inputs), commits and returns. This is how history is reprocessed: reset the
+    /// application (or choose a fresh application id) and run it to the end.
+    ///
+    /// # Errors
+    /// As [`StreamsApp::run`].
+    ///
+    /// # Cancel safety
+    /// As [`StreamsApp::run`]: cancelling `shutdown` stops early, after a commit, with windows
+    /// still open; a later run goes on from there.
+    pub async fn run_to_end(self, shutdown: CancellationToken) -> Result<()> {
+        self.run_bounded(InputBounds::default(), shutdown).await
+    }
+
+    /// As [`StreamsApp::run_to_end`], keeping only records with timestamps in the bounds: a
+    /// replay of `[start_time, end_time)`, e.g. into a fresh application id.
+    ///
+    /// # Errors
+    /// As [`StreamsApp::run`].
+    ///
+    /// # Cancel safety
+    /// As [`StreamsApp::run_to_end`].
+    pub async fn run_bounded(self, bounds: InputBounds, shutdown: CancellationToken) -> Result<()> {
+        self.run_with(Some(bounds), shutdown).await
+    }
+
+    /// The input ranges of task `partition`: every source partition, bounded by the end offsets
+    /// of now for a bounded run (user topics only: internal ones end when their writers do).
+    fn input_ranges(&self, partition: u32, bounds: Option<InputBounds>) -> Result<Vec<InputRange>> {
+        let internal = self
+            .topology
+            .internal_topic_names(&self.config.application_id);
+        self.topology
+            .all_sources(&self.config.application_id)
+            .into_iter()
+            .map(|topic| {
+                let tp = TopicPartition::new(&topic, partition);
+                let (mut start, mut end) = (None, None);
+                if let Some(bounds) = bounds
+                    && !internal.contains(&topic)
+                {
+                    let log = self
+                        .broker
+                        .topic(&topic)?
+                        .partition(partition)?
+                        .log()
+                        .clone();
+                    end = Some(log.high_watermark());
+                    if let Some(time) = bounds.start_time {
+                        start = Some(
+                            log.offset_for_timestamp(time)?
+                                .unwrap_or(log.high_watermark()),
+                        );
+                    }
+                }
+                Ok(InputRange { tp, start, end })
+            })
+            .collect()
+    }
+
+    async fn run_with(
+        self,
+        bounds: Option<InputBounds>,
+        shutdown: CancellationToken,
+    ) -> Result<()> {
+        let producer = Producer::new(
+            self.broker.clone(),
+            ProducerConfig {
+                linger: Duration::from_millis(1),
+                ..ProducerConfig::default()
+            },
+        );
+        // With worker_threads, tasks run on a runtime of their own; the log is runtime-agnostic.
+        let own_runtime = match self.config.worker_threads {
+            Some(threads) => Some(
+                tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(threads.max(1))
+                    .thread_name(format!("{}-worker", self.config.application_id))
+                    .enable_all()
+                    .build()
+                    .map_err(|e| Error::Topology(format!("cannot start worker threads: {e}")))?,
+            ),
+            None => None,
+        };
+        let stop = shutdown.child_token();
+        let mut tasks = Vec::new();
+        for partition in 0..self.partitions {
+            let task = Task {
+                partition,
+                tasks: self.partitions,
+                broker: self.broker.clone(),
+                topology: self.topology.clone(),
+                config: self.config.clone(),
+                producer: producer.clone(),
+                partition_counts: HashMap::new(),
+                metrics: self.metrics.task(partition),
+                inputs: self.input_ranges(partition, bounds)?,
+                bounds,
+            };
+            let stop = stop.clone();
+            let work = async move {
+                let result = task.run(stop.clone()).await;
+                if result.is_err() {
+                    stop.cancel(); // one failed task stops the application
+                }
+                result
+            };
+            tasks.push(match &own_runtime {
+                Some(runtime) => runtime.spawn(work),
+                None => tokio::spawn(work),
+            });
+        }
+        tracing::info!(
+            application = %self.config.application_id,
+            tasks = self.partitions,
+            guarantee = ?self.config.processing_guarantee,
+            bounded = bounds.is_some(),
+            "streams application running"
+        );
+        let mut first_error = None;
+        for joined in futures::future::join_all(tasks).await {
+            let result = joined.map_err(|e| Error::Topology(format!("a task panicked: {e}")))?;
+            if let Err(e) = result {
+                first_error.get_or_insert(e);
+            }
+        }
+        if let Some(runtime) = own_runtime {
+            runtime.shutdown_background();
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Runs until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully: every task finishes its
+    /// current records, closes its processors and commits.
+    ///
+    /// # Errors
+    /// As [`StreamsApp::run`].
+    pub async fn run_until_signal(self) -> Result<()> {
+        let shutdown = CancellationToken::new();
+        let trigger = shutdown.clone();
+        tokio::spawn(async move {
+            wait_for_signal().await;
+            tracing::info!("shutdown signal received; committing and stopping");
+            trigger.cancel();
+        });
+        self.run(shutdown).await
+    }
+}
+
+#[cfg(unix)]
+async fn wait_for_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
+
+#[cfg(not(unix))]
+async fn wait_for_signal() {
+    let _ = tokio::signal::ctrl_c().await;
+}
