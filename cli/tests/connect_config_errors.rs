@@ -12,6 +12,9 @@ const GOOD: &str =
 #[test]
 fn each_kind_of_bad_config_names_the_file_and_key_and_nothing_runs() {
     let lb = Logbrook::new();
+    // A file where the sink would need a directory.
+    let blocker = lb.root().join("blocker");
+    std::fs::write(&blocker, "").unwrap();
     let cases = [
         (
             "unknown.toml",
@@ -54,6 +57,15 @@ fn each_kind_of_bad_config_names_the_file_and_key_and_nothing_runs() {
             GOOD.replace("file-source", "ftp-source"),
             "key `connector`",
             "file-source",
+        ),
+        (
+            "sink-path.toml",
+            format!(
+                "name = \"out\"\nconnector = \"file-sink\"\ntopics = [\"t\"]\npath = \"{}/{{topic}}/out.jsonl\"\n",
+                blocker.display()
+            ),
+            "key `path`",
+            "blocker is a file",
         ),
         (
             "syntax.toml",

@@ -34,6 +34,7 @@ fn sink_dead_letters_name_topic_partition_offset_and_error() {
 connector = "file-sink"
 topics = ["events"]
 path = "{}"
+value_converter = "json"
 
 [[transforms]]
 type = "cast"
@@ -143,7 +144,7 @@ fn with_tolerance_none_a_bad_record_fails_the_task_and_commits_nothing_past_it()
         &lb,
         "sink.toml",
         &format!(
-            "name = \"strict\"\nconnector = \"file-sink\"\ntopics = [\"events\"]\npath = \"{}\"\n",
+            "name = \"strict\"\nconnector = \"file-sink\"\ntopics = [\"events\"]\npath = \"{}\"\nvalue_converter = \"json\"\n",
             out.display()
         ),
     );
@@ -162,4 +163,40 @@ fn with_tolerance_none_a_bad_record_fails_the_task_and_commits_nothing_past_it()
         "nothing may be committed past the bad record"
     );
     assert_eq!(worker.stop().code, Some(0));
+}
+
+#[test]
+fn a_key_the_key_converter_refuses_is_labelled_as_the_key() {
+    let lb = Logbrook::new();
+    lb.create_topic("events", 1);
+    lb.produce(
+        "events",
+        &["--key-separator", ":"],
+        &[r#"u1:{"n": 1}"#, r#""u2":{"n": 2}"#],
+    );
+    let out = lb.root().join("events.jsonl");
+    let sink = connector_file(
+        &lb,
+        "sink.toml",
+        &format!(
+            "name = \"strict-keys\"\nconnector = \"file-sink\"\ntopics = [\"events\"]\npath = \"{}\"\n\
+             key_converter = \"json\"\n\n[errors]\ntolerance = \"all\"\ndead_letter_topic = \"keys-dlq\"\n",
+            out.display()
+        ),
+    );
+    let worker = Worker::start(&lb, &[&sink]);
+    wait_for("the good record written", 20, || !lines_of(&out).is_empty());
+    wait_for("the dead letter committed", 20, || {
+        let (_, offsets) = worker.get("/connectors/strict-keys/offsets");
+        offsets["offsets"][0]["offset"]["kafka_offset"] == 2
+    });
+    assert_eq!(worker.stop().code, Some(0));
+    assert_eq!(lines_of(&out), vec![r#"{"n":2}"#]);
+    let letters = lb.consume_json("keys-dlq", &[]);
+    assert_eq!(letters.len(), 1);
+    assert_eq!(letters[0]["key"], "u1");
+    assert_eq!(
+        header(&letters[0], "__connect.errors.stage"),
+        Some("KEY_CONVERTER")
+    );
 }

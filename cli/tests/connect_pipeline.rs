@@ -148,3 +148,43 @@ fn lines_and_csv_formats_with_string_converters() {
         vec![r#"{"age":36,"name":"ada"}"#, r#"{"age":45,"name":"grace"}"#]
     );
 }
+
+#[test]
+fn what_produce_writes_flows_into_a_sink_directory_with_default_converters() {
+    let lb = Logbrook::new();
+    lb.create_topic("events", 2);
+    lb.produce(
+        "events",
+        &["--key-separator", ":", "--partition", "0"],
+        &[r#"u1:{"page": "home"}"#, "u2:plain text"],
+    );
+    lb.produce("events", &["--partition", "1"], &["12"]);
+    // An existing directory, and one to create (the trailing `/` says it is a directory).
+    let existing = lb.root().join("out");
+    std::fs::create_dir(&existing).unwrap();
+    let created = lb.root().join("later");
+    let sink = |name: &str, path: String, format: &str| {
+        connector_file(
+            &lb,
+            &format!("{name}.toml"),
+            &format!(
+                "name = \"{name}\"\nconnector = \"file-sink\"\ntopics = [\"events\"]\npath = \"{path}\"\nformat = \"{format}\"\n"
+            ),
+        )
+    };
+    let json = sink("json-out", existing.display().to_string(), "json");
+    let lines = sink("lines-out", format!("{}/", created.display()), "lines");
+    let worker = Worker::start(&lb, &[&json, &lines]);
+    let (p0, p1) = (existing.join("events-0.jsonl"), existing.join("events-1.jsonl"));
+    let (l0, l1) = (created.join("events-0.txt"), created.join("events-1.txt"));
+    wait_for("every record in both directories", 20, || {
+        lines_of(&p0).len() == 2 && lines_of(&p1).len() == 1 && lines_of(&l0).len() == 2 && lines_of(&l1).len() == 1
+    });
+    let status = worker.wait_for_tasks("json-out", "RUNNING");
+    assert_eq!(status["connector"]["state"], "RUNNING");
+    assert_eq!(worker.stop().code, Some(0));
+    assert_eq!(lines_of(&p0), vec![r#"{"page":"home"}"#, r#""plain text""#]);
+    assert_eq!(lines_of(&p1), vec!["12"]);
+    assert_eq!(lines_of(&l0), vec![r#"{"page":"home"}"#, "plain text"]);
+    assert_eq!(lines_of(&l1), vec!["12"]);
+}

@@ -1,6 +1,8 @@
-//! A topic archived by s3-sink and restored by s3-source into a fresh topic, through
-//! `logbrook connect run`: the new topic equals the original record for record (partition,
-//! offset, key and value bytes, headers, timestamp). Needs `LOGBROOK_TEST_S3_*`.
+//! A topic archived by s3-sink and restored by s3-source into a topic that does not exist yet,
+//! through `logbrook connect run` with default converters: the new topic is created with the
+//! archive's partitions and equals the original record for record (partition, offset, key and
+//! value bytes, headers, timestamp). A restore into an existing topic with too few partitions
+//! fails up front, saying how many are needed. Needs `LOGBROOK_TEST_S3_*`.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 mod common;
@@ -71,6 +73,7 @@ fn original(p: u32, i: u64) -> ProducerRecord {
             0 => None, // a tombstone
             1 => Some(Bytes::from(binary)),
             2 => Some(Bytes::from_static(b"{ \"spaced\" : [1, 2.50, \"x\"] }")),
+            3 => Some(Bytes::from(format!("{{\"id\": {i}, \"amount\": 0.0}}"))),
             _ => Some(Bytes::from(format!("order {p}/{i} \u{e9}"))),
         },
         headers: match i % 3 {
@@ -103,12 +106,12 @@ fn a_topic_restored_from_s3_into_a_fresh_topic_equals_the_original() {
         let broker = Broker::open_with(BrokerConfig::new(lb.data_dir()))
             .await
             .unwrap();
-        for topic in ["orders", "orders-restored"] {
+        for (topic, partitions) in [("orders", PARTITIONS), ("orders-narrow", 1)] {
             broker
                 .create_topic(
                     topic,
                     TopicConfig {
-                        partitions: PARTITIONS,
+                        partitions,
                         ..TopicConfig::default()
                     },
                 )
@@ -124,13 +127,12 @@ fn a_topic_restored_from_s3_into_a_fresh_topic_equals_the_original() {
         drop(producer);
         broker.close().await.unwrap();
     });
-    // Bytes in, bytes out: the `bytes` converters keep keys and values exactly.
-    let converters = "key_converter = \"bytes\"\nvalue_converter = \"bytes\"\n";
+    // Default converters on both sides: the archive keeps the original bytes.
     let sink = connector_file(
         &lb,
         "sink.toml",
         &format!(
-            "name = \"archive\"\nconnector = \"s3-sink\"\ntopics = [\"orders\"]\n{converters}{}\
+            "name = \"archive\"\nconnector = \"s3-sink\"\ntopics = [\"orders\"]\n{}\
              prefix = \"backup\"\nflush_records = 150\nflush_idle_ms = 200\n",
             bucket.connector_keys()
         ),
@@ -158,11 +160,27 @@ fn a_topic_restored_from_s3_into_a_fresh_topic_equals_the_original() {
         "restore.toml",
         &format!(
             "name = \"restore\"\nconnector = \"s3-source\"\ntopic = \"orders-restored\"\n\
-             {converters}{}prefix = \"backup/orders/\"\nformat = \"json\"\nenvelope = \"record\"\n",
+             {}prefix = \"backup/orders/\"\nformat = \"json\"\nenvelope = \"record\"\n",
             bucket.connector_keys()
         ),
     );
-    let worker = Worker::start(&lb, &[&source]);
+    let narrow = connector_file(
+        &lb,
+        "narrow.toml",
+        &format!(
+            "name = \"narrow\"\nconnector = \"s3-source\"\ntopic = \"orders-narrow\"\n\
+             {}prefix = \"backup/orders/\"\nformat = \"json\"\nenvelope = \"record\"\n",
+            bucket.connector_keys()
+        ),
+    );
+    let worker = Worker::start(&lb, &[&source, &narrow]);
+    let status = worker.wait_for_tasks("narrow", "FAILED");
+    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    assert!(
+        trace.contains("\"orders-narrow\" has 1 partition(s)")
+            && trace.contains(&format!("at least {PARTITIONS} partitions")),
+        "{status}"
+    );
     let restored_all =
         format!("logbrook_connect_records_out_total{{connector=\"restore\",task=\"0\"}} {total}\n");
     wait_for("every record restored", 60, || {
@@ -178,6 +196,10 @@ fn a_topic_restored_from_s3_into_a_fresh_topic_equals_the_original() {
             .unwrap();
         let original = rows(&broker, "orders").await;
         let restored = rows(&broker, "orders-restored").await;
+        let created = broker.topic("orders-restored").unwrap().partition_count();
+        assert_eq!(created, PARTITIONS);
+        let untouched = rows(&broker, "orders-narrow").await;
+        assert!(untouched.is_empty(), "{untouched:?}");
         assert_eq!(original.len() as u64, total);
         assert_eq!(restored.len(), original.len());
         for (a, b) in original.iter().zip(&restored) {

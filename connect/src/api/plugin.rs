@@ -92,6 +92,16 @@ impl Plugin {
         self.erased.source_tasks(own, max_tasks)
     }
 
+    /// The partitions topics need before a source task's first record (see
+    /// [`SourceConnector::partitions_needed`]).
+    pub fn partitions_needed(
+        &self,
+        task: Value,
+        topic: &str,
+    ) -> BoxFuture<'static, Result<Vec<(String, u32)>>> {
+        self.erased.partitions_needed(task, topic.to_string())
+    }
+
     /// Opens one source task from a config returned by [`source_tasks`](Self::source_tasks).
     pub fn open_source(
         &self,
@@ -178,6 +188,13 @@ trait ErasedPlugin: Send + Sync {
         Box::pin(async { Ok(()) })
     }
     fn source_tasks(&self, own: &Map<String, Value>, max_tasks: usize) -> Result<Vec<Value>>;
+    fn partitions_needed(
+        &self,
+        _task: Value,
+        _topic: String,
+    ) -> BoxFuture<'static, Result<Vec<(String, u32)>>> {
+        Box::pin(async { Ok(Vec::new()) })
+    }
     fn open_source(
         &self,
         task: Value,
@@ -253,6 +270,17 @@ impl<C: SourceConnector> ErasedPlugin for SourcePlugin<C> {
                     .map_err(|e| Error::fatal(format!("task config does not serialize: {e}")))
             })
             .collect()
+    }
+
+    fn partitions_needed(
+        &self,
+        task: Value,
+        topic: String,
+    ) -> BoxFuture<'static, Result<Vec<(String, u32)>>> {
+        Box::pin(async move {
+            let config: C = parse_typed(&task).map_err(|issue| Error::fatal(issue.to_string()))?;
+            config.partitions_needed(&topic).await
+        })
     }
 
     fn open_source(

@@ -10,7 +10,8 @@ use crate::error::{ConfigIssue, Error, Result};
 /// A sink connector's config, which also opens its tasks. See [`SourceConnector`](super::SourceConnector).
 #[async_trait]
 pub trait SinkConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 'static {
-    /// Checks the config without any I/O.
+    /// Checks the config without network I/O (local checks, such as whether a directory is
+    /// writable, belong here: they fail `connect validate` and `connect run` up front).
     ///
     /// # Errors
     /// The first bad key and why.

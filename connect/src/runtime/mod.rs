@@ -142,20 +142,31 @@ pub(crate) struct WorkerShared {
 impl WorkerShared {
     /// Creates a topic the worker writes to if it is missing.
     pub(crate) fn ensure_topic(&self, topic: &str) -> Result<()> {
+        self.ensure_partitions(topic, 1)
+    }
+
+    /// Creates a topic the worker writes to if it is missing, with at least `needed`
+    /// partitions; an existing topic with fewer is an error that says how many are needed.
+    pub(crate) fn ensure_partitions(&self, topic: &str, needed: u32) -> Result<()> {
         let _guard = self.topic_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if self.broker.topic(topic).is_ok() {
+        if let Ok(existing) = self.broker.topic(topic) {
+            let count = existing.partition_count();
+            if count < needed {
+                return Err(Error::fatal(format!(
+                    "topic {topic:?} has {count} partition(s) and this connector writes records for partition {}: \
+                     create the topic with at least {needed} partitions (or write into a new topic, which is created with them)",
+                    needed - 1
+                )));
+            }
             return Ok(());
         }
+        let partitions = self.config.topic_partitions.max(needed);
         let config = TopicConfig {
-            partitions: self.config.topic_partitions,
+            partitions,
             ..TopicConfig::default()
         };
         self.broker.create_topic(topic, config)?;
-        tracing::info!(
-            topic,
-            partitions = self.config.topic_partitions,
-            "created topic"
-        );
+        tracing::info!(topic, partitions, "created topic");
         Ok(())
     }
 }
@@ -389,9 +400,8 @@ impl Worker {
         }
         match config.plugin.kind() {
             ConnectorKind::Source => {
-                if let Some(topic) = &config.topic {
-                    self.shared.ensure_topic(topic)?;
-                }
+                // The connector's `topic` is created by its tasks, once they know the partitions
+                // it needs.
                 Ok(TaskPlan::Source(
                     config.plugin.source_tasks(&config.own, config.tasks)?,
                 ))

@@ -21,7 +21,7 @@ use writer::{Batch, SinkWriter};
 /// The config of `file-sink`.
 ///
 /// ```toml
-/// path = "/data/{topic}/{date}/{partition}.jsonl"   # required
+/// path = "/data/{topic}/{date}/{partition}.jsonl"   # required; or a directory: "/data/out/"
 /// format = "json"                                   # json | lines | csv
 /// csv_columns = ["id", "name"]                      # csv only; optional
 /// roll_bytes = 134217728                            # optional
@@ -32,8 +32,10 @@ use writer::{Batch, SinkWriter};
 pub struct FileSinkConfig {
     /// Where each record goes: a path template with `{topic}`, `{partition}`, `{date}` (UTC
     /// `YYYY-MM-DD` of the record's timestamp, or of now when it has none) and `{hour}` (`HH`).
+    /// A directory (a path ending in `/`, or an existing directory) means one file per topic
+    /// and partition in it: `{topic}-{partition}.jsonl` (`.txt` for `lines`, `.csv` for `csv`).
     /// Parent directories are created. Files are appended to, so a restarted sink continues
-    /// them.
+    /// them. `validate` rejects a path whose nearest existing directory is not writable.
     pub path: String,
     /// How a value is written.
     #[serde(default = "default_format")]
@@ -72,10 +74,30 @@ fn default_format() -> SinkFormat {
     SinkFormat::Json
 }
 
+impl SinkFormat {
+    /// The extension of the files a directory `path` gets.
+    fn extension(self) -> &'static str {
+        match self {
+            Self::Json => "jsonl",
+            Self::Lines => "txt",
+            Self::Csv => "csv",
+        }
+    }
+}
+
+impl FileSinkConfig {
+    fn template(&self) -> Result<PathTemplate, ConfigIssue> {
+        PathTemplate::for_sink(&self.path, self.format.extension())
+            .map_err(|why| ConfigIssue::new("path", why))
+    }
+}
+
 #[async_trait]
 impl SinkConnector for FileSinkConfig {
     fn validate(&self) -> Result<(), ConfigIssue> {
-        PathTemplate::parse(&self.path).map_err(|why| ConfigIssue::new("path", why))?;
+        self.template()?
+            .check_writable()
+            .map_err(|why| ConfigIssue::new("path", why))?;
         if let Some(columns) = &self.csv_columns {
             if self.format != SinkFormat::Csv {
                 return Err(ConfigIssue::new(
@@ -108,8 +130,9 @@ impl SinkConnector for FileSinkConfig {
     }
 
     async fn open(self, context: SinkContext) -> Result<Box<dyn Sink>> {
-        let template = PathTemplate::parse(&self.path)
-            .map_err(|why| Error::fatal(ConfigIssue::new("path", why).to_string()))?;
+        let template = self
+            .template()
+            .map_err(|issue| Error::fatal(issue.to_string()))?;
         tracing::info!(
             connector = %context.connector,
             task = context.task,

@@ -69,6 +69,67 @@ impl PathTemplate {
         Ok(Self { parts })
     }
 
+    /// Parses the sink's `path`: a template, or a directory (ending in `/`, or one that exists)
+    /// meaning one file per topic and partition in it, `{topic}-{partition}.{extension}`.
+    ///
+    /// # Errors
+    /// As [`parse`](Self::parse).
+    pub(super) fn for_sink(path: &str, extension: &str) -> Result<Self, String> {
+        let is_directory = path.ends_with(std::path::MAIN_SEPARATOR)
+            || (!path.contains('{') && Path::new(path).is_dir());
+        if is_directory {
+            let directory = path.trim_end_matches(std::path::MAIN_SEPARATOR);
+            return Self::parse(&format!("{directory}/{{topic}}-{{partition}}.{extension}"));
+        }
+        Self::parse(path)
+    }
+
+    /// Checks, before any record, that the files the template names can be created: the
+    /// nearest existing directory above them must be a writable directory, and a fixed path
+    /// that exists must be a writable file.
+    ///
+    /// # Errors
+    /// Which path is in the way and why.
+    pub(super) fn check_writable(&self) -> Result<(), String> {
+        let fixed = match self.parts.as_slice() {
+            [Part::Text(text)] => {
+                let file = Path::new(text);
+                if file.exists() {
+                    return writable(file, "file");
+                }
+                file.parent()
+            }
+            // Only the text before the first placeholder is known before a record arrives.
+            [Part::Text(text), ..] => Some(match text.rfind(std::path::MAIN_SEPARATOR) {
+                Some(0) => Path::new("/"),
+                // Without the separator: `file/` does not exist even when `file` does.
+                Some(at) => Path::new(&text[..at]),
+                None => Path::new(""),
+            }),
+            _ => None,
+        };
+        let mut directory = match fixed {
+            Some(dir) if !dir.as_os_str().is_empty() => dir,
+            _ => Path::new("."),
+        };
+        while !directory.exists() {
+            match directory.parent() {
+                Some(parent) if !parent.as_os_str().is_empty() => directory = parent,
+                _ => {
+                    directory = Path::new(".");
+                    break;
+                }
+            }
+        }
+        if !directory.is_dir() {
+            return Err(format!(
+                "{} is a file, so no directory can be created in it",
+                directory.display()
+            ));
+        }
+        writable(directory, "directory")
+    }
+
     /// Whether the path depends on the record's time.
     pub(super) fn uses_time(&self) -> bool {
         self.parts
@@ -95,6 +156,12 @@ impl PathTemplate {
         }
         path
     }
+}
+
+/// Whether this process may write to `path` (a `file` or a `directory`).
+fn writable(path: &Path, what: &str) -> Result<(), String> {
+    rustix::fs::access(path, rustix::fs::Access::WRITE_OK)
+        .map_err(|e| format!("{what} {} is not writable: {e}", path.display()))
 }
 
 const MS_PER_HOUR: i64 = 3_600_000;
@@ -177,6 +244,45 @@ mod tests {
         let after = Utc::now();
         let expected = [before, after].map(|time| format!("/d/{}", time.format("%Y-%m-%d-%H")));
         assert!(expected.iter().any(|e| Path::new(e) == &*path), "{path:?}");
+    }
+
+    #[test]
+    fn a_directory_means_one_file_per_topic_and_partition_in_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let time = Utc::now();
+        let existing = dir.path().display().to_string();
+        for path in [existing.clone(), format!("{existing}/"), "out/".to_string()] {
+            let template = PathTemplate::for_sink(&path, "jsonl").unwrap();
+            let expected = Path::new(path.trim_end_matches('/')).join("orders-2.jsonl");
+            assert_eq!(Path::new(&template.render("orders", 2, time)), expected);
+        }
+        let file = PathTemplate::for_sink(&format!("{existing}/out.txt"), "jsonl").unwrap();
+        assert_eq!(
+            file.render("orders", 2, time),
+            format!("{existing}/out.txt")
+        );
+    }
+
+    #[test]
+    fn paths_that_cannot_be_written_are_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let blocker = dir.path().join("blocker");
+        std::fs::write(&blocker, b"").unwrap();
+        for under_a_file in ["{}/sub/{topic}.jsonl", "{}/{topic}.jsonl", "{}/x.jsonl"] {
+            let path = under_a_file.replace("{}", &blocker.display().to_string());
+            let error = PathTemplate::parse(&path)
+                .unwrap()
+                .check_writable()
+                .unwrap_err();
+            assert!(error.contains(&blocker.display().to_string()), "{error}");
+            assert!(error.contains("is a file"), "{error}");
+        }
+        let fine = format!("{}/new/{{topic}}/{{partition}}.jsonl", dir.path().display());
+        PathTemplate::parse(&fine).unwrap().check_writable().unwrap();
+        PathTemplate::parse(&blocker.display().to_string())
+            .unwrap()
+            .check_writable()
+            .unwrap();
     }
 
     #[test]

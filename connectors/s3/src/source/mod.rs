@@ -27,12 +27,15 @@
 mod decode;
 mod task;
 
+use std::collections::BTreeMap;
+
 use async_trait::async_trait;
 pub use logbrook_connect::TaskShare;
 use logbrook_connect::{ConfigIssue, Error, Result, Source, SourceConnector, SourceContext};
 use serde::{Deserialize, Serialize};
 
 use crate::client::S3Location;
+use crate::layout::parse_object_name;
 
 /// The config of `s3-source` (see the [module docs](self)).
 #[derive(Clone, Serialize, Deserialize)]
@@ -185,6 +188,24 @@ impl SourceConnector for S3SourceConfig {
 
     fn names_own_topics(&self) -> bool {
         self.envelope == Envelope::Record
+    }
+
+    /// An archive's topics need the partitions its object names (`{topic}+{partition}+...`)
+    /// carry, so a restore into a new topic puts every record back in its partition.
+    async fn partitions_needed(&self, topic: &str) -> Result<Vec<(String, u32)>> {
+        if self.envelope != Envelope::Record {
+            return Ok(Vec::new());
+        }
+        let client = self.location().client().await;
+        let mut needed = BTreeMap::new();
+        for key in task::list_keys(&client, self).await? {
+            if let Some((archived, partition, _)) = parse_object_name(&key) {
+                let name = if topic.is_empty() { archived } else { topic.to_string() };
+                let count = needed.entry(name).or_insert(0);
+                *count = partition.saturating_add(1).max(*count);
+            }
+        }
+        Ok(needed.into_iter().collect())
     }
 
     async fn open(self, context: SourceContext) -> Result<Box<dyn Source>> {

@@ -47,6 +47,35 @@ pub(crate) struct S3Source {
     next_listing: Instant,
 }
 
+/// The keys under the prefix in the config's format, sorted.
+pub(crate) async fn list_keys(client: &Client, config: &S3SourceConfig) -> Result<Vec<String>> {
+    let mut keys = Vec::new();
+    let mut token = None;
+    loop {
+        let page = client
+            .list_objects_v2()
+            .bucket(&config.bucket)
+            .prefix(config.prefix.trim_start_matches('/'))
+            .set_continuation_token(token)
+            .send()
+            .await
+            .map_err(|e| classify(&format!("listing {:?}", config.prefix), e))?;
+        keys.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .filter(|k| config.format.matches(k))
+                .map(str::to_string),
+        );
+        token = page.next_continuation_token().map(str::to_string);
+        if token.is_none() {
+            break;
+        }
+    }
+    keys.sort();
+    Ok(keys)
+}
+
 /// A directory: the key up to and with its last `/` (empty at the bucket's root).
 fn directory_of(key: &str) -> &str {
     key.rfind('/').map_or("", |at| &key[..=at])
@@ -107,31 +136,7 @@ impl S3Source {
 
     /// Lists the prefix and queues the objects this task has yet to read.
     async fn list(&mut self) -> Result<()> {
-        let mut keys = Vec::new();
-        let mut token = None;
-        loop {
-            let page = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.config.bucket)
-                .prefix(self.config.prefix.trim_start_matches('/'))
-                .set_continuation_token(token)
-                .send()
-                .await
-                .map_err(|e| classify(&format!("listing {:?}", self.config.prefix), e))?;
-            keys.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| o.key())
-                    .filter(|k| self.config.format.matches(k))
-                    .map(str::to_string),
-            );
-            token = page.next_continuation_token().map(str::to_string);
-            if token.is_none() {
-                break;
-            }
-        }
-        keys.sort();
+        let keys = list_keys(&self.client, &self.config).await?;
         for key in keys {
             let directory = directory_of(&key).to_string();
             if self
