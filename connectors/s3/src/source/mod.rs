@@ -22,7 +22,9 @@
 //! **Envelopes.** `value` (the default) makes each JSON line, CSV row (an object of the
 //! header's names to string fields) or Parquet row (an object of its columns) a record value.
 //! `record` reads objects `s3-sink` wrote and restores each record's key, value, headers,
-//! timestamp, partition and schemas, and its topic unless the connector names one in `topic`.
+//! timestamp, partition and schemas, and its topic unless the connector names one in `topic`;
+//! JSON lines give back the original key and value bytes. A missing target topic is created
+//! with the archive's partitions (see `partitions_needed`).
 
 mod decode;
 mod task;
