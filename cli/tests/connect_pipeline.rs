@@ -175,10 +175,16 @@ fn what_produce_writes_flows_into_a_sink_directory_with_default_converters() {
     let json = sink("json-out", existing.display().to_string(), "json");
     let lines = sink("lines-out", format!("{}/", created.display()), "lines");
     let worker = Worker::start(&lb, &[&json, &lines]);
-    let (p0, p1) = (existing.join("events-0.jsonl"), existing.join("events-1.jsonl"));
+    let (p0, p1) = (
+        existing.join("events-0.jsonl"),
+        existing.join("events-1.jsonl"),
+    );
     let (l0, l1) = (created.join("events-0.txt"), created.join("events-1.txt"));
     wait_for("every record in both directories", 20, || {
-        lines_of(&p0).len() == 2 && lines_of(&p1).len() == 1 && lines_of(&l0).len() == 2 && lines_of(&l1).len() == 1
+        lines_of(&p0).len() == 2
+            && lines_of(&p1).len() == 1
+            && lines_of(&l0).len() == 2
+            && lines_of(&l1).len() == 1
     });
     let status = worker.wait_for_tasks("json-out", "RUNNING");
     assert_eq!(status["connector"]["state"], "RUNNING");
@@ -187,4 +193,30 @@ fn what_produce_writes_flows_into_a_sink_directory_with_default_converters() {
     assert_eq!(lines_of(&p1), vec!["12"]);
     assert_eq!(lines_of(&l0), vec![r#"{"page":"home"}"#, "plain text"]);
     assert_eq!(lines_of(&l1), vec!["12"]);
+}
+
+#[test]
+fn a_source_directory_means_every_file_in_it() {
+    let lb = Logbrook::new();
+    let input = lb.root().join("inbox");
+    std::fs::create_dir(&input).unwrap();
+    std::fs::write(input.join("a.log"), "a1\na2\n").unwrap();
+    std::fs::write(input.join("b.log"), "b1\n").unwrap();
+    let source = connector_file(
+        &lb,
+        "dir.toml",
+        &format!(
+            "name = \"inbox\"\nconnector = \"file-source\"\ntopic = \"lines\"\npath = \"{}\"\n",
+            input.display()
+        ),
+    );
+    let worker = Worker::start(&lb, &[&source]);
+    wait_for("three lines in the topic", 20, || {
+        let (_, offsets) = worker.get("/connectors/inbox/offsets");
+        offsets["offsets"].as_array().is_some_and(|o| o.len() == 2)
+    });
+    assert_eq!(worker.stop().code, Some(0));
+    let mut values = lb.consume_values("lines", &[]);
+    values.sort();
+    assert_eq!(values, vec!["a1", "a2", "b1"]);
 }

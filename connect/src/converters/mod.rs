@@ -127,7 +127,8 @@ impl Converter {
                 serde_json::to_vec(&json!({"schema": schema, "payload": value}))
             }
             ConverterKind::Json | ConverterKind::Auto => match (value, data_type) {
-                // Binary data read by `auto` goes back as the bytes it was.
+                // Binary data and text (a line, a key read by `auto`) go back as the bytes
+                // they were: `auto` writes only what is not already bytes as JSON.
                 (Value::String(text), Some(DataType::Binary))
                     if self.kind == ConverterKind::Auto =>
                 {
@@ -135,6 +136,9 @@ impl Converter {
                         .decode(text)
                         .map(|b| Some(Bytes::from(b)))
                         .map_err(|e| Error::data(format!("binary value is not base64: {e}")));
+                }
+                (Value::String(text), Some(DataType::Utf8)) if self.kind == ConverterKind::Auto => {
+                    return Ok(Some(Bytes::copy_from_slice(text.as_bytes())));
                 }
                 _ => serde_json::to_vec(value),
             },
@@ -211,9 +215,13 @@ mod tests {
         assert_eq!(data_type, Some(DataType::Binary));
         let back = auto.from_data(value.as_ref(), data_type.as_ref()).unwrap();
         assert_eq!(back.as_deref(), Some(&raw[..]));
-        // Strings are written as JSON, as Kafka Connect's JsonConverter does.
+        // Untyped strings are written as JSON, as Kafka Connect's JsonConverter does; text
+        // (typed `Utf8`: a line, a plain key) as its bytes.
         let out = auto.from_data(Some(&json!("a")), None).unwrap().unwrap();
         assert_eq!(&out[..], br#""a""#);
+        let typed = Some(&DataType::Utf8);
+        let out = auto.from_data(Some(&json!("a")), typed).unwrap().unwrap();
+        assert_eq!(&out[..], b"a");
         // With schemas enabled it is as strict as `json`.
         let enveloped = Converter::new(ConverterKind::Auto, true);
         assert!(enveloped.to_data(Some(b"user-1")).is_err());

@@ -23,7 +23,7 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 /// The config of `file-source`.
 ///
 /// ```toml
-/// path = "/var/log/app/*.log"   # required: a file or a glob
+/// path = "/var/log/app/*.log"   # required: a file, a glob or a directory
 /// format = "lines"              # lines | json | csv
 /// start = "beginning"           # beginning | end, for files without a stored offset
 /// follow = true                 # keep reading appended data
@@ -33,7 +33,8 @@ const MAX_POLL_WAIT: Duration = Duration::from_secs(1);
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileSourceConfig {
-    /// The file to read, or a glob (`/var/log/app/*.log`) of files to read. The glob is expanded
+    /// The file to read, or a glob (`/var/log/app/*.log`) of files to read, or a directory
+    /// (ending in `/`, or one that exists): every file in it. The glob is expanded
     /// again about every second (at most every `poll_interval_ms`) while following, so files
     /// that appear later are read too. It should not match rotated names (`app.log.1`), or a
     /// rotated file is read again as a new one.

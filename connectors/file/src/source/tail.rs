@@ -10,7 +10,7 @@ use std::collections::HashSet;
 use std::fs::File;
 use std::io::{self, ErrorKind};
 use std::os::unix::fs::{FileExt, MetadataExt};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use logbrook_connect::{Error, Record, Result, SourceContext, SourceRecord};
@@ -32,7 +32,14 @@ const MISSING_GRACE: Duration = Duration::from_secs(1);
 /// # Errors
 /// Fatal when the pattern is not a glob. Unreadable directories are logged and skipped.
 pub(super) fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
-    let paths = glob::glob(pattern)
+    // A directory (ending in `/`, or one that exists) means every file in it.
+    let directory = pattern.trim_end_matches(std::path::MAIN_SEPARATOR);
+    let pattern = if pattern.ends_with(std::path::MAIN_SEPARATOR) || Path::new(pattern).is_dir() {
+        format!("{}/*", glob::Pattern::escape(directory))
+    } else {
+        pattern.to_string()
+    };
+    let paths = glob::glob(&pattern)
         .map_err(|e| Error::fatal(format!("path {pattern:?} is not a valid glob: {e}")))?;
     let mut files = Vec::new();
     for entry in paths {
