@@ -74,7 +74,8 @@ enum Command {
         #[command(subcommand)]
         command: perf::PerfCommand,
     },
-    /// Produce, consume and replay a click stream end to end on the embedded log.
+    /// Events from a file through file-source, a streams pipeline and file-sink, then reset and
+    /// reprocessed, with checks, on the embedded log.
     Demo(demo::DemoArgs),
 }
 
@@ -91,7 +92,8 @@ fn main() -> ExitCode {
             };
         }
     };
-    init_tracing();
+    // The demo prints its own steps; the connectors' info logs would bury them.
+    init_tracing(matches!(cli.command, Command::Demo(_)));
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -120,12 +122,15 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-/// Logs to stderr at `warn` (connectors at `info`) unless `RUST_LOG` says otherwise.
-fn init_tracing() {
+/// Logs to stderr at `warn` (connectors at `info`, unless `quiet`) unless `RUST_LOG` says
+/// otherwise.
+fn init_tracing(quiet: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(
-            "warn,logbrook_connect=info,logbrook_connector_file=info,logbrook_connector_postgres=info,logbrook_connector_s3=info,logbrook::connect=info",
-        )
+        tracing_subscriber::EnvFilter::new(if quiet {
+            "warn"
+        } else {
+            "warn,logbrook_connect=info,logbrook_connector_file=info,logbrook_connector_postgres=info,logbrook_connector_s3=info,logbrook::connect=info"
+        })
     });
     tracing_subscriber::fmt()
         .with_env_filter(filter)

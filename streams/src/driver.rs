@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::serde::Serde;
 use crate::state::KeyValueStore;
 use crate::task::{Channel, EventTime, OnError, OutputRecord, TaskInstance};
-use crate::topology::Topology;
+use crate::topology::{TimestampExtractors, Topology};
 
 /// The application id a [`TopologyTestDriver`] runs under; internal topics are named after it
 /// (e.g. `test-driver-counts-changelog`).
@@ -44,6 +44,8 @@ pub struct TopologyTestDriver {
     next_offsets: HashMap<String, u64>,
     /// Virtual wall-clock time (ms) for wall-clock punctuation; starts at 0.
     wall_clock: i64,
+    /// The topology's timestamp extractors, applied to piped records as a task applies them.
+    timestamp_extractors: TimestampExtractors,
 }
 
 impl std::fmt::Debug for TopologyTestDriver {
@@ -118,6 +120,7 @@ impl TopologyTestDriver {
             outputs: HashMap::new(),
             next_offsets: HashMap::new(),
             wall_clock: 0,
+            timestamp_extractors: topology.timestamp_extractors.clone(),
         };
         driver.route_outputs(&mut VecDeque::new());
         Ok(driver)
@@ -167,7 +170,7 @@ impl TopologyTestDriver {
     fn drain(&mut self, mut queue: VecDeque<QueuedRecord>) -> Result<()> {
         while let Some((topic, key, value, timestamp, headers)) = queue.pop_front() {
             let offset = self.next_offsets.entry(topic.to_string()).or_insert(0);
-            let record = ConsumerRecord {
+            let mut record = ConsumerRecord {
                 topic,
                 partition: 0,
                 offset: *offset,
@@ -178,7 +181,8 @@ impl TopologyTestDriver {
                 headers,
             };
             *offset += 1;
-            self.event_time.observe(&driver_channel(), timestamp);
+            self.timestamp_extractors.apply(&mut record);
+            self.event_time.observe(&driver_channel(), record.timestamp);
             self.task.advance_event_time(&mut self.event_time)?;
             self.route_outputs(&mut queue);
             self.task.process(&record)?;

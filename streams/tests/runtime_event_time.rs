@@ -1,12 +1,15 @@
 //! A task reads its partitions in timestamp order: replaying two topics that already hold
 //! their data, a windowed join sees each payment next to its order, not after every order.
+//! Timestamps can come from the records' content (a timestamp extractor).
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::time::{Duration, Instant};
 
 use logbrook_core::{Broker, Producer, ProducerConfig, ProducerRecord, TopicConfig};
 use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{JoinWindows, Produced, StreamsApp, StreamsBuilder, StreamsConfig};
+use logbrook_streams::{
+    Grouped, JoinWindows, Produced, StreamsApp, StreamsBuilder, StreamsConfig, TimeWindows,
+};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -76,5 +79,76 @@ async fn a_join_over_existing_data_follows_event_time_across_topics() {
         .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
         .collect();
     assert_eq!(values, ["o1 paid", "o2 unpaid"]);
+    broker.close().await.unwrap();
+}
+
+/// Events written to the log long after they happened (as a connector ingests a file) carry
+/// their time in their content: with a timestamp extractor, windows follow that time, through a
+/// repartition topic, and nothing is dropped as late.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timestamp_extractor_windows_records_by_the_time_in_their_content() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).await.unwrap();
+    let two = TopicConfig {
+        partitions: 2,
+        ..TopicConfig::default()
+    };
+    for topic in ["clicks", "per-minute"] {
+        broker.create_topic(topic, two.clone()).unwrap();
+    }
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    let minute = 60_000;
+    // Log timestamps are now; the events happened in minutes 0, 0, 1 and 3 of the epoch.
+    for (i, (user, at)) in [
+        ("ann", 0),
+        ("bob", 10_000),
+        ("ann", minute),
+        ("cy", 3 * minute),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let value = serde_json::json!({ "user": user, "at": at }).to_string();
+        producer
+            .send(ProducerRecord::new("clicks", value).with_key(format!("k{i}")))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let builder = StreamsBuilder::new();
+    builder.timestamp_extractor("clicks", |record| {
+        let click: serde_json::Value = serde_json::from_slice(record.value.as_deref()?).ok()?;
+        click["at"].as_i64()
+    });
+    builder
+        .stream_with::<String, serde_json::Value>("clicks", Str, Json::new())
+        .group_by_with(|_, _| "all".to_string(), Grouped::with(Str, Json::new()))
+        .windowed_by(TimeWindows::of(Duration::from_secs(60)))
+        .count("clicks-per-minute")
+        .suppress_until_window_closes("clicks-per-minute-final")
+        .map(move |window, count| (window.key, format!("{} {count}", window.start / minute)))
+        .to_with("per-minute", Produced::with(Str, Str));
+    let app = StreamsApp::new(
+        broker.clone(),
+        builder.build().unwrap(),
+        StreamsConfig::new("extracted"),
+    )
+    .unwrap();
+    let metrics = app.metrics();
+    app.run_to_end(CancellationToken::new()).await.unwrap();
+
+    let mut values = Vec::new();
+    for partition in broker.topic("per-minute").unwrap().partitions() {
+        partition
+            .log()
+            .for_each_record(0, |r| {
+                values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+            })
+            .unwrap();
+    }
+    values.sort();
+    assert_eq!(values, ["0 2", "1 1", "3 1"], "minute and count");
+    assert_eq!(metrics.late_records_dropped(), 0);
     broker.close().await.unwrap();
 }

@@ -28,7 +28,8 @@ use crate::record::Record;
 use crate::serde::{Json, Serde};
 use crate::task::TaskContext;
 use crate::topology::{
-    Data, EVENT_TIME_STORE, Node, SourceEmit, SourceFactory, TopicName, Topology, lock,
+    Data, EVENT_TIME_STORE, Node, SourceEmit, SourceFactory, TimestampExtractor,
+    TimestampExtractors, TopicName, Topology, lock,
 };
 
 #[derive(Default)]
@@ -37,6 +38,8 @@ pub(crate) struct BuilderState {
     sources: Mutex<BTreeMap<TopicName, SourceFactory>>,
     sinks: Mutex<BTreeSet<TopicName>>,
     stores: Mutex<BTreeSet<String>>,
+    /// Per user source topic, how to read its records' event time.
+    timestamp_extractors: Mutex<BTreeMap<String, TimestampExtractor>>,
     /// Mistakes found while building, reported by `build`.
     problems: Mutex<Vec<String>>,
     /// Whether an operator acts on event time (the task then keeps it in a store).
@@ -172,6 +175,49 @@ impl StreamsBuilder {
         )
     }
 
+    /// Takes the timestamps of `topic`'s records from their content instead of the log (Kafka's
+    /// `TimestampExtractor`): event time, windows and joins then follow when each event
+    /// happened, not when it was written, e.g. for lines a connector ingested. `extract`
+    /// returning `None` keeps the log timestamp. The no-late-records contract of event time
+    /// holds when the extracted timestamps of each partition are in order. A bounded run's
+    /// `start_time` still finds its first offset by log timestamp.
+    ///
+    /// # Examples
+    /// ```
+    /// use logbrook_streams::serde::{Json, Str};
+    /// use logbrook_streams::{Produced, StreamsBuilder, TopologyTestDriver};
+    /// use serde_json::{Value, json};
+    ///
+    /// let builder = StreamsBuilder::new();
+    /// // Clicks say when they happened in their `time_ms` field.
+    /// builder.timestamp_extractor("clicks", |record| {
+    ///     let click: Value = serde_json::from_slice(record.value.as_deref()?).ok()?;
+    ///     click["time_ms"].as_i64()
+    /// });
+    /// builder
+    ///     .stream_with::<String, Value>("clicks", Str, Json::new())
+    ///     .to_with("clicks-at-event-time", Produced::with(Str, Json::new()));
+    /// let mut driver = TopologyTestDriver::new(&builder.build().unwrap()).unwrap();
+    /// let input = driver.input_topic::<String, Value>("clicks", Str, Json::new());
+    /// let output = driver.output_topic::<String, Value>("clicks-at-event-time", Str, Json::new());
+    /// // Written to the log at 9_000, it happened at 1_000.
+    /// driver.pipe(&input, "ann".into(), json!({"time_ms": 1_000}), 9_000).unwrap();
+    /// assert_eq!(driver.read_all(&output).unwrap()[0].timestamp, 1_000);
+    /// ```
+    pub fn timestamp_extractor(
+        &self,
+        topic: &str,
+        extract: impl Fn(&ConsumerRecord) -> Option<i64> + Send + Sync + 'static,
+    ) {
+        if lock(&self.state.timestamp_extractors)
+            .insert(topic.to_string(), Arc::new(extract))
+            .is_some()
+        {
+            self.state
+                .problem(format!("topic {topic:?} has two timestamp extractors"));
+        }
+    }
+
     /// Checks and freezes the topology.
     ///
     /// # Errors
@@ -188,6 +234,15 @@ impl StreamsBuilder {
                 "no source topic: start with StreamsBuilder::stream".into(),
             ));
         }
+        let timestamp_extractors = std::mem::take(&mut *lock(&self.state.timestamp_extractors));
+        if let Some(topic) = timestamp_extractors
+            .keys()
+            .find(|t| !sources.contains_key(&TopicName::User((*t).clone())))
+        {
+            return Err(Error::Topology(format!(
+                "topic {topic:?} has a timestamp extractor but no source reads it"
+            )));
+        }
         let sinks = std::mem::take(&mut *lock(&self.state.sinks));
         let mut stores = std::mem::take(&mut *lock(&self.state.stores));
         if self.state.uses_event_time.load(Ordering::Relaxed)
@@ -201,6 +256,7 @@ impl StreamsBuilder {
             sources,
             sinks,
             stores,
+            timestamp_extractors: TimestampExtractors(timestamp_extractors),
         })
     }
 }

@@ -11,6 +11,7 @@ use logbrook_core::{Broker, ConsumerRecord, Error as LogError, Log, TopicPartiti
 use tokio::sync::watch;
 
 use crate::error::{Error, Result};
+use crate::topology::TimestampExtractors;
 
 /// Bytes read from a partition at a time.
 const FETCH_BYTES: usize = 1 << 20;
@@ -68,12 +69,19 @@ pub(crate) struct InputState {
 /// The source partitions of one task.
 pub(crate) struct TaskInputs {
     partitions: Vec<InputPartition>,
+    /// Topics that carry their event time in their content.
+    timestamps: TimestampExtractors,
 }
 
 impl TaskInputs {
     /// Readers for `ranges` of `broker`, from `group`'s committed offsets, else the range's
-    /// start, else the log start.
-    pub(crate) fn new(broker: &Broker, group: &str, ranges: Vec<InputRange>) -> Result<Self> {
+    /// start, else the log start. Records get the event times `timestamps` extract.
+    pub(crate) fn new(
+        broker: &Broker,
+        group: &str,
+        ranges: Vec<InputRange>,
+        timestamps: TimestampExtractors,
+    ) -> Result<Self> {
         let partitions = ranges
             .into_iter()
             .map(|range| {
@@ -97,7 +105,10 @@ impl TaskInputs {
                 })
             })
             .collect::<Result<_>>()?;
-        Ok(Self { partitions })
+        Ok(Self {
+            partitions,
+            timestamps,
+        })
     }
 
     /// Reads more from every partition whose buffer is empty and that has unread records.
@@ -126,6 +137,9 @@ impl TaskInputs {
                 Ok((mut records, next)) => {
                     // A bounded run reads nothing at or past its end.
                     records.retain(|r| r.offset < limit);
+                    for record in &mut records {
+                        self.timestamps.apply(record);
+                    }
                     p.buffered.extend(records);
                     p.fetch_position = next.max(from).min(limit.max(from));
                 }

@@ -57,6 +57,7 @@ impl Task {
             &self.broker,
             &application_id,
             std::mem::take(&mut self.inputs),
+            self.topology.timestamp_extractors.clone(),
         )?;
         let mut instance = self.topology.instantiate(
             &application_id,

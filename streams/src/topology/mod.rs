@@ -215,12 +215,34 @@ pub(crate) fn changelog_topic(application_id: &str, store: &str) -> String {
 /// Decodes a consumer record of one source topic and feeds it to the graph.
 pub(crate) type SourceEmit = Box<dyn FnMut(&mut TaskContext, &ConsumerRecord) -> Result<()> + Send>;
 pub(crate) type SourceFactory = Arc<dyn Fn(&mut Instantiation) -> SourceEmit + Send + Sync>;
+/// Reads when a record's event happened from its content (Kafka's `TimestampExtractor`);
+/// `None` keeps the log timestamp.
+pub(crate) type TimestampExtractor = Arc<dyn Fn(&ConsumerRecord) -> Option<i64> + Send + Sync>;
+
+/// The timestamp extractors of a topology's source topics.
+#[derive(Clone, Default)]
+pub(crate) struct TimestampExtractors(pub(crate) BTreeMap<String, TimestampExtractor>);
+
+impl TimestampExtractors {
+    /// Sets `record`'s timestamp to its event time when its topic has an extractor. Done as
+    /// records are read, so event time, bounds, the order of a task's inputs and every
+    /// operator see the same time.
+    pub(crate) fn apply(&self, record: &mut ConsumerRecord) {
+        if let Some(extract) = self.0.get(&*record.topic)
+            && let Some(timestamp) = extract(record)
+        {
+            record.timestamp = timestamp;
+        }
+    }
+}
 
 /// A built topology: what to read, what to write, and how to instantiate a task.
 pub struct Topology {
     pub(crate) sources: BTreeMap<TopicName, SourceFactory>,
     pub(crate) sinks: BTreeSet<TopicName>,
     pub(crate) stores: BTreeSet<String>,
+    /// Source topics whose records carry their event time in their content.
+    pub(crate) timestamp_extractors: TimestampExtractors,
 }
 
 impl std::fmt::Debug for Topology {

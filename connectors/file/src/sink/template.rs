@@ -278,7 +278,10 @@ mod tests {
             assert!(error.contains("is a file"), "{error}");
         }
         let fine = format!("{}/new/{{topic}}/{{partition}}.jsonl", dir.path().display());
-        PathTemplate::parse(&fine).unwrap().check_writable().unwrap();
+        PathTemplate::parse(&fine)
+            .unwrap()
+            .check_writable()
+            .unwrap();
         PathTemplate::parse(&blocker.display().to_string())
             .unwrap()
             .check_writable()

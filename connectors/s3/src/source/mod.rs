@@ -202,7 +202,11 @@ impl SourceConnector for S3SourceConfig {
         let mut needed = BTreeMap::new();
         for key in task::list_keys(&client, self).await? {
             if let Some((archived, partition, _)) = parse_object_name(&key) {
-                let name = if topic.is_empty() { archived } else { topic.to_string() };
+                let name = if topic.is_empty() {
+                    archived
+                } else {
+                    topic.to_string()
+                };
                 let count = needed.entry(name).or_insert(0);
                 *count = partition.saturating_add(1).max(*count);
             }
