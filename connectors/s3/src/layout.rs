@@ -145,10 +145,11 @@ impl<'a> Payload<'a> {
         let one_line = !bytes.iter().any(|b| matches!(b, b'\n' | b'\r'));
         let trimmed = bytes.first().is_some_and(|b| !b.is_ascii_whitespace())
             && bytes.last().is_some_and(|b| !b.is_ascii_whitespace());
-        if one_line && trimmed {
-            if let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes) {
-                return (Self::Json(raw), Some(BytesFormat::Json));
-            }
+        if one_line
+            && trimmed
+            && let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes)
+        {
+            return (Self::Json(raw), Some(BytesFormat::Json));
         }
         match std::str::from_utf8(bytes) {
             Ok(text) => (Self::Text(text), Some(BytesFormat::String)),
