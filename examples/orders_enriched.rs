@@ -51,8 +51,9 @@ async fn main() -> Result<()> {
             at(0, 0),
         )
         .await?;
-    // A task does not order its partitions by timestamp: load the table first so that every
-    // order below finds its customer, then run again on the orders (from the committed offsets).
+    // Load the table, then run again on the orders: each run goes on from the offsets the last
+    // one committed. (Within a run a task reads its partitions in timestamp order, so customers
+    // written before an order are joined with it either way.)
     example.run("orders-enriched", topology()?).await?;
     example.send("orders", "c-1", &json!(40), at(1, 0)).await?;
     example.send("orders", "c-2", &json!(15), at(2, 0)).await?;
