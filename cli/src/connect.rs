@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
 use logbrook_connect::config::read_config_file;
-use logbrook_connect::{ConfigOrigin, ConnectorConfig, Worker, WorkerConfig};
+use logbrook_connect::{ConfigOrigin, ConnectorConfig, ConnectorKind, Worker, WorkerConfig};
 use serde_json::{Map, Value};
 
 use crate::plugins::registry;
@@ -137,6 +137,10 @@ async fn run_worker(
             return Err(e).context("starting the connect worker");
         }
     };
+    // Sources first: they create their topics with the partitions they need (a restore's),
+    // before a sink of the same topic would create it with the worker's default.
+    let mut connectors = connectors;
+    connectors.sort_by_key(|(_, _, config)| config.plugin.kind() == ConnectorKind::Sink);
     for (path, raw, _) in connectors {
         if let Err(e) = worker.run_file(raw, &ConfigOrigin::File(path)).await {
             worker.shutdown().await;

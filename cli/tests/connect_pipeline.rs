@@ -202,6 +202,7 @@ fn a_source_directory_means_every_file_in_it() {
     std::fs::create_dir(&input).unwrap();
     std::fs::write(input.join("a.log"), "a1\na2\n").unwrap();
     std::fs::write(input.join("b.log"), "b1\n").unwrap();
+    std::fs::write(input.join(".b.log.swp"), "not read\n").unwrap();
     let source = connector_file(
         &lb,
         "dir.toml",
@@ -212,8 +213,11 @@ fn a_source_directory_means_every_file_in_it() {
     );
     let worker = Worker::start(&lb, &[&source]);
     wait_for("three lines in the topic", 20, || {
-        let (_, offsets) = worker.get("/connectors/inbox/offsets");
-        offsets["offsets"].as_array().is_some_and(|o| o.len() == 2)
+        let (_, metrics) = worker.get("/metrics");
+        metrics
+            .as_str()
+            .unwrap_or_default()
+            .contains("logbrook_connect_records_out_total{connector=\"inbox\",task=\"0\"} 3\n")
     });
     assert_eq!(worker.stop().code, Some(0));
     let mut values = lb.consume_values("lines", &[]);

@@ -173,11 +173,23 @@ fn a_topic_restored_from_s3_into_a_fresh_topic_equals_the_original() {
             bucket.connector_keys()
         ),
     );
-    let worker = Worker::start(&lb, &[&source, &narrow]);
-    let status = worker.wait_for_tasks("narrow", "FAILED");
-    let trace = status["tasks"][0]["trace"].as_str().unwrap_or_default();
+    // A sink of the restored topic in the same worker, started with it: it must not create
+    // the topic first with fewer partitions.
+    let out = lb.root().join("restored-out");
+    let sink = connector_file(
+        &lb,
+        "restored-sink.toml",
+        &format!(
+            "name = \"restored-out\"\nconnector = \"file-sink\"\ntopics = [\"orders-restored\"]\npath = \"{}/\"\n",
+            out.display()
+        ),
+    );
+    let worker = Worker::start(&lb, &[&sink, &source, &narrow]);
+    let (_, status) = worker.get("/connectors/narrow/status");
+    let trace = status["connector"]["trace"].as_str().unwrap_or_default();
     assert!(
-        trace.contains("\"orders-narrow\" has 1 partition(s)")
+        status["connector"]["state"] == "FAILED"
+            && trace.contains("\"orders-narrow\" has 1 partition(s)")
             && trace.contains(&format!("at least {PARTITIONS} partitions")),
         "{status}"
     );

@@ -92,14 +92,14 @@ impl Plugin {
         self.erased.source_tasks(own, max_tasks)
     }
 
-    /// The partitions topics need before a source task's first record (see
+    /// The partitions topics need before a source connector's first record (see
     /// [`SourceConnector::partitions_needed`]).
     pub fn partitions_needed(
         &self,
-        task: Value,
+        own: &Map<String, Value>,
         topic: &str,
     ) -> BoxFuture<'static, Result<Vec<(String, u32)>>> {
-        self.erased.partitions_needed(task, topic.to_string())
+        self.erased.partitions_needed(own, topic.to_string())
     }
 
     /// Opens one source task from a config returned by [`source_tasks`](Self::source_tasks).
@@ -190,7 +190,7 @@ trait ErasedPlugin: Send + Sync {
     fn source_tasks(&self, own: &Map<String, Value>, max_tasks: usize) -> Result<Vec<Value>>;
     fn partitions_needed(
         &self,
-        _task: Value,
+        _own: &Map<String, Value>,
         _topic: String,
     ) -> BoxFuture<'static, Result<Vec<(String, u32)>>> {
         Box::pin(async { Ok(Vec::new()) })
@@ -274,11 +274,12 @@ impl<C: SourceConnector> ErasedPlugin for SourcePlugin<C> {
 
     fn partitions_needed(
         &self,
-        task: Value,
+        own: &Map<String, Value>,
         topic: String,
     ) -> BoxFuture<'static, Result<Vec<(String, u32)>>> {
+        let parsed = parse_connector::<C>(own, C::validate);
         Box::pin(async move {
-            let config: C = parse_typed(&task).map_err(|issue| Error::fatal(issue.to_string()))?;
+            let config = parsed.map_err(|issue| Error::fatal(issue.to_string()))?;
             config.partitions_needed(&topic).await
         })
     }

@@ -50,15 +50,14 @@ pub trait SourceConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 
 
     /// The partitions that topics must have before this connector's first record, when the
     /// source knows them: an archive restores records into their original partitions. `topic`
-    /// is the connector's `topic` (empty when the source names its own). The answer covers the
-    /// whole connector, not one task's share, because any task may be the first to ask.
+    /// is the connector's `topic` (empty when the source names its own).
     ///
-    /// The runtime creates a missing topic with at least that many partitions, and fails the
-    /// task up front, saying how many are needed, when an existing topic has fewer. None by
-    /// default.
+    /// Called once when the connector starts, before its tasks: the runtime creates a missing
+    /// topic with at least that many partitions, and fails the connector, saying how many are
+    /// needed, when an existing topic has fewer. None by default.
     ///
     /// # Errors
-    /// Retriable errors are retried by the runtime; others fail the task.
+    /// The connector fails to start (restart it once the cause is fixed).
     async fn partitions_needed(&self, topic: &str) -> Result<Vec<(String, u32)>> {
         let _ = topic;
         Ok(Vec::new())

@@ -128,7 +128,8 @@ impl Converter {
             }
             ConverterKind::Json | ConverterKind::Auto => match (value, data_type) {
                 // Binary data and text (a line, a key read by `auto`) go back as the bytes
-                // they were: `auto` writes only what is not already bytes as JSON.
+                // they were, unless `auto` would read those bytes back as JSON (`42`, `null`):
+                // what `auto` writes, it reads back the same.
                 (Value::String(text), Some(DataType::Binary))
                     if self.kind == ConverterKind::Auto =>
                 {
@@ -137,7 +138,10 @@ impl Converter {
                         .map(|b| Some(Bytes::from(b)))
                         .map_err(|e| Error::data(format!("binary value is not base64: {e}")));
                 }
-                (Value::String(text), Some(DataType::Utf8)) if self.kind == ConverterKind::Auto => {
+                (Value::String(text), Some(DataType::Utf8))
+                    if self.kind == ConverterKind::Auto
+                        && serde_json::from_str::<serde::de::IgnoredAny>(text).is_err() =>
+                {
                     return Ok(Some(Bytes::copy_from_slice(text.as_bytes())));
                 }
                 _ => serde_json::to_vec(value),
@@ -222,6 +226,13 @@ mod tests {
         let typed = Some(&DataType::Utf8);
         let out = auto.from_data(Some(&json!("a")), typed).unwrap().unwrap();
         assert_eq!(&out[..], b"a");
+        // Whatever `auto` writes it reads back the same, text that looks like JSON included.
+        for text in ["a", "42", "null", "\"x\"", "{\"a\": 1}", "true", " ", ""] {
+            let data = json!(text);
+            let bytes = auto.from_data(Some(&data), typed).unwrap().unwrap();
+            let (back, _) = auto.to_data(Some(&bytes)).unwrap();
+            assert_eq!(back, Some(data), "{text:?} became {bytes:?}");
+        }
         // With schemas enabled it is as strict as `json`.
         let enveloped = Converter::new(ConverterKind::Auto, true);
         assert!(enveloped.to_data(Some(b"user-1")).is_err());

@@ -334,13 +334,13 @@ impl Worker {
             }
             None => true,
         };
-        let runtime = self.launch(raw, config, persisted, paused);
+        let runtime = self.launch(raw, config, persisted, paused).await;
         connectors.insert(name.to_string(), runtime);
         tracing::info!(connector = name, created, "connector started");
         Ok(created)
     }
 
-    fn launch(
+    async fn launch(
         &self,
         raw: Map<String, Value>,
         config: Arc<ConnectorConfig>,
@@ -367,7 +367,7 @@ impl Worker {
             paused: paused_rx.clone(),
             state: Arc::new(Mutex::new(TaskState::Unassigned)),
         };
-        let plan = self.plan_tasks(&config);
+        let plan = self.plan_tasks(&config).await;
         match plan {
             Err(e) => {
                 let message = config.secrets.redact(&e.to_string());
@@ -394,14 +394,27 @@ impl Worker {
         runtime
     }
 
-    fn plan_tasks(&self, config: &ConnectorConfig) -> Result<TaskPlan> {
+    async fn plan_tasks(&self, config: &ConnectorConfig) -> Result<TaskPlan> {
         if let Some(topic) = &config.errors.dead_letter_topic {
             self.shared.ensure_topic(topic)?;
         }
         match config.plugin.kind() {
             ConnectorKind::Source => {
-                // The connector's `topic` is created by its tasks, once they know the partitions
-                // it needs.
+                // Before any task (or a sink of the same worker) can create them with fewer.
+                let topic = config.topic.as_deref().unwrap_or_default();
+                let needed = config
+                    .plugin
+                    .partitions_needed(&config.own, topic)
+                    .await
+                    .map_err(|e| {
+                        Error::fatal(format!("finding the partitions the source needs: {e}"))
+                    })?;
+                for (name, partitions) in needed {
+                    self.shared.ensure_partitions(&name, partitions)?;
+                }
+                if !topic.is_empty() {
+                    self.shared.ensure_topic(topic)?;
+                }
                 Ok(TaskPlan::Source(
                     config.plugin.source_tasks(&config.own, config.tasks)?,
                 ))
@@ -512,7 +525,7 @@ impl Worker {
         stop(old).await;
         connectors.insert(
             name.to_string(),
-            self.launch(raw, config, persisted, paused),
+            self.launch(raw, config, persisted, paused).await,
         );
         tracing::info!(connector = name, "connector restarted");
         Ok(())
@@ -624,7 +637,7 @@ impl Worker {
         };
         connectors.insert(
             name.to_string(),
-            self.launch(raw, running_config, persisted, true),
+            self.launch(raw, running_config, persisted, true).await,
         );
         outcome
     }

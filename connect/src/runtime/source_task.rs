@@ -30,16 +30,6 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
     let topic = config.topic.clone().unwrap_or_default();
     let token = scope.token.clone();
     let mut backoff = Backoff::new(scope);
-    loop {
-        match create_topics(scope, &task_config, &topic).await {
-            Ok(()) => break,
-            Err(e) => {
-                backoff
-                    .wait_or_fail(e, "creating the topics", scope, &token)
-                    .await?
-            }
-        }
-    }
     let mut source = loop {
         let context = SourceContext::new(
             &config.name,
@@ -103,23 +93,6 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
         tracing::warn!(connector = %config.name, task = scope.task, error = %e, "closing the source failed");
     }
     outcome
-}
-
-/// Creates the topics the source needs partitions in, then the connector's `topic`, before
-/// the first record: records for a partition a topic lacks could only fail.
-async fn create_topics(scope: &TaskScope, task_config: &Value, topic: &str) -> Result<()> {
-    let needed = scope
-        .config
-        .plugin
-        .partitions_needed(task_config.clone(), topic)
-        .await?;
-    for (name, partitions) in needed {
-        scope.worker.ensure_partitions(&name, partitions)?;
-    }
-    if !topic.is_empty() {
-        scope.worker.ensure_topic(topic)?;
-    }
-    Ok(())
 }
 
 /// Builds one transaction: records, dead letters and the offsets they cover.

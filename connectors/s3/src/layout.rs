@@ -145,8 +145,10 @@ impl<'a> Payload<'a> {
         let one_line = !bytes.iter().any(|b| matches!(b, b'\n' | b'\r'));
         let trimmed = bytes.first().is_some_and(|b| !b.is_ascii_whitespace())
             && bytes.last().is_some_and(|b| !b.is_ascii_whitespace());
+        // `null` as JSON would read back as a missing key or a tombstone: it goes as text.
         if one_line
             && trimmed
+            && bytes != b"null"
             && let Ok(raw) = serde_json::from_slice::<&RawValue>(bytes)
         {
             return (Self::Json(raw), Some(BytesFormat::Json));
@@ -288,49 +290,93 @@ impl LineIn {
             })
             .collect::<Result<Vec<_>, String>>()?;
         let exact = self.key_format.is_some() || self.value_format.is_some();
-        let (key, key_bytes) = restore(self.key.as_deref(), self.key_format, "key")?;
-        let (value, value_bytes) = restore(self.value.as_deref(), self.value_format, "value")?;
+        let key = restore(self.key.as_deref(), self.key_format, "key")?;
+        let value = restore(self.value.as_deref(), self.value_format, "value")?;
+        // Lines with original bytes type their data as the `auto` converter reads those bytes;
+        // the schemas the sink's converters gave describe other data.
+        let (key_schema, value_schema) = if exact {
+            (key.data_type, value.data_type)
+        } else {
+            (schema_of(self.key_schema)?, schema_of(self.value_schema)?)
+        };
         Ok(Record {
             topic: self.topic,
             partition: self.partition,
             offset: self.offset,
             timestamp: self.timestamp,
-            key,
-            key_schema: schema_of(self.key_schema)?,
-            value,
-            value_schema: schema_of(self.value_schema)?,
+            key: key.data,
+            key_schema,
+            value: value.data,
+            value_schema,
             headers,
             original: exact.then_some(OriginalBytes {
-                key: key_bytes,
-                value: value_bytes,
+                key: key.bytes,
+                value: value.bytes,
             }),
         })
     }
 }
 
-/// A key or value of a line as Connect data and as the log's bytes.
+/// A key or value of a line: Connect data, its type, and the log's bytes.
+#[derive(Default)]
+struct Restored {
+    data: Option<Value>,
+    data_type: Option<DataType>,
+    bytes: Option<Bytes>,
+}
+
+/// Reads a key or value of a line. With a `format` the bytes are the original ones and the
+/// data is what the `auto` converter reads from them.
 fn restore(
     payload: Option<&RawValue>,
     format: Option<BytesFormat>,
     what: &str,
-) -> Result<(Option<Value>, Option<Bytes>), String> {
-    let Some(raw) = payload.filter(|raw| raw.get() != "null" || format.is_some()) else {
-        return Ok((None, None));
+) -> Result<Restored, String> {
+    let Some(raw) = payload else {
+        return Ok(Restored::default());
     };
-    let data: Value =
-        serde_json::from_str(raw.get()).map_err(|e| format!("the {what} is not JSON: {e}"))?;
-    let bytes = match (format, &data) {
-        (None | Some(BytesFormat::Json), _) => Bytes::copy_from_slice(raw.get().as_bytes()),
-        (Some(BytesFormat::String), Value::String(text)) => Bytes::copy_from_slice(text.as_bytes()),
-        (Some(BytesFormat::Base64), Value::String(text)) => BASE64
-            .decode(text)
-            .map(Bytes::from)
-            .map_err(|e| format!("the {what} is not base64: {e}"))?,
-        (Some(format), _) => {
-            return Err(format!("the {what} is not a string, as {format:?} needs"));
+    let text = |value: &str| -> Result<String, String> {
+        serde_json::from_str(raw.get())
+            .map_err(|e| format!("the {what} is not a JSON string, as {value} needs: {e}"))
+    };
+    let (data, data_type, bytes) = match format {
+        None => {
+            let data = serde_json::from_str(raw.get())
+                .map_err(|e| format!("the {what} is not JSON: {e}"))?;
+            (data, None, Bytes::copy_from_slice(raw.get().as_bytes()))
+        }
+        // RawValue accepts some JSON that a `Value` refuses (a lone surrogate, `1e400`, deep
+        // nesting): the bytes still go back exactly, the data is their text.
+        Some(BytesFormat::Json) => {
+            let bytes = Bytes::copy_from_slice(raw.get().as_bytes());
+            match serde_json::from_str(raw.get()) {
+                Ok(data) => (data, None, bytes),
+                Err(_) => (
+                    Value::String(raw.get().to_string()),
+                    Some(DataType::Utf8),
+                    bytes,
+                ),
+            }
+        }
+        Some(BytesFormat::String) => {
+            let text = text("\"string\"")?;
+            let bytes = Bytes::copy_from_slice(text.as_bytes());
+            (Value::String(text), Some(DataType::Utf8), bytes)
+        }
+        Some(BytesFormat::Base64) => {
+            let text = text("\"base64\"")?;
+            let bytes = BASE64
+                .decode(&text)
+                .map(Bytes::from)
+                .map_err(|e| format!("the {what} is not base64: {e}"))?;
+            (Value::String(text), Some(DataType::Binary), bytes)
         }
     };
-    Ok((Some(data), Some(bytes)))
+    Ok(Restored {
+        data: Some(data),
+        data_type,
+        bytes: Some(bytes),
+    })
 }
 
 #[cfg(test)]
@@ -404,13 +450,20 @@ mod tests {
 
     #[test]
     fn the_logs_bytes_come_back_exactly_whatever_they_are() {
-        let cases: [(Option<&[u8]>, Option<&[u8]>); 6] = [
+        let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+        let cases: [(Option<&[u8]>, Option<&[u8]>); 10] = [
             (Some(b"o-1"), Some(br#"{"id": 0, "amount": 0.0}"#)),
             (Some(b"42"), Some(b"plain text, not JSON")),
             (Some(br#""quoted""#), Some(b"{\n  \"pretty\": true\n}")),
             (Some(b"\x00\xff"), Some(b" 7 ")),
             (None, Some(b"")),
             (Some(b"k"), None),
+            // JSON `null` is neither a missing key nor a tombstone.
+            (Some(b"null"), Some(b"null")),
+            // JSON that RawValue takes and a Value refuses.
+            (Some(br#""\ud800""#), Some(b"1e400")),
+            (None, Some(deep.as_bytes())),
+            (Some(b""), Some(b"[1,2]")),
         ];
         let mut encoder = LineEncoder::default();
         for (key, value) in cases {

@@ -108,10 +108,11 @@ impl PathTemplate {
             }),
             _ => None,
         };
-        let mut directory = match fixed {
+        let fixed = match fixed {
             Some(dir) if !dir.as_os_str().is_empty() => dir,
             _ => Path::new("."),
         };
+        let mut directory = fixed;
         while !directory.exists() {
             match directory.parent() {
                 Some(parent) if !parent.as_os_str().is_empty() => directory = parent,
@@ -127,7 +128,34 @@ impl PathTemplate {
                 directory.display()
             ));
         }
-        writable(directory, "directory")
+        let checked = writable(directory, "directory");
+        // Directories a placeholder names (`/data/{topic}/`) may exist and be writable where
+        // their parent is not: only a warning then.
+        let placeholder_dirs = self.parts.iter().skip(1).any(|part| match part {
+            Part::Text(text) => text.contains(std::path::MAIN_SEPARATOR),
+            _ => false,
+        });
+        match checked {
+            Err(why) if placeholder_dirs && directory == fixed => {
+                tracing::warn!(path = %self.render_pattern(), "{why}; files can only go into directories that already exist under it");
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// The template as written, for messages.
+    fn render_pattern(&self) -> String {
+        self.parts
+            .iter()
+            .map(|part| match part {
+                Part::Text(text) => text.clone(),
+                Part::Topic => "{topic}".into(),
+                Part::Partition => "{partition}".into(),
+                Part::Date => "{date}".into(),
+                Part::Hour => "{hour}".into(),
+            })
+            .collect()
     }
 
     /// Whether the path depends on the record's time.
@@ -158,9 +186,14 @@ impl PathTemplate {
     }
 }
 
-/// Whether this process may write to `path` (a `file` or a `directory`).
+/// Whether this process may write to `path` (a `file`, or a `directory` to create files in).
 fn writable(path: &Path, what: &str) -> Result<(), String> {
-    rustix::fs::access(path, rustix::fs::Access::WRITE_OK)
+    let access = if what == "directory" {
+        rustix::fs::Access::WRITE_OK | rustix::fs::Access::EXEC_OK
+    } else {
+        rustix::fs::Access::WRITE_OK
+    };
+    rustix::fs::access(path, access)
         .map_err(|e| format!("{what} {} is not writable: {e}", path.display()))
 }
 

@@ -39,7 +39,12 @@ pub(super) fn expand(pattern: &str) -> Result<Vec<PathBuf>> {
     } else {
         pattern.to_string()
     };
-    let paths = glob::glob(&pattern)
+    // Hidden files (`.app.log.swp`) are not meant to be read, in a directory or by a `*`.
+    let options = glob::MatchOptions {
+        require_literal_leading_dot: true,
+        ..glob::MatchOptions::new()
+    };
+    let paths = glob::glob_with(&pattern, options)
         .map_err(|e| Error::fatal(format!("path {pattern:?} is not a valid glob: {e}")))?;
     let mut files = Vec::new();
     for entry in paths {
