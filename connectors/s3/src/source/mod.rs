@@ -199,7 +199,8 @@ impl SourceConnector for S3SourceConfig {
             return Ok(Vec::new());
         }
         let client = self.location().client().await;
-        let mut needed = BTreeMap::new();
+        // By topic: the partitions needed and the object that needs the most, for the log.
+        let mut needed: BTreeMap<String, (u32, String)> = BTreeMap::new();
         for key in task::list_keys(&client, self).await? {
             if let Some((archived, partition, _)) = parse_object_name(&key) {
                 let name = if topic.is_empty() {
@@ -207,11 +208,19 @@ impl SourceConnector for S3SourceConfig {
                 } else {
                     topic.to_string()
                 };
-                let count = needed.entry(name).or_insert(0);
-                *count = partition.saturating_add(1).max(*count);
+                let entry = needed.entry(name).or_default();
+                if partition >= entry.0 {
+                    *entry = (partition.saturating_add(1), key);
+                }
             }
         }
-        Ok(needed.into_iter().collect())
+        Ok(needed
+            .into_iter()
+            .map(|(topic, (partitions, key))| {
+                tracing::info!(topic, partitions, object = key, "the archive needs partitions");
+                (topic, partitions)
+            })
+            .collect())
     }
 
     async fn open(self, context: SourceContext) -> Result<Box<dyn Source>> {
