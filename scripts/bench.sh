@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Measures Logbrook's log engine next to this machine's own disk limits, in the same run:
-#   dd to the page cache, fio with fdatasync, then `logbrook perf produce|consume`.
+#   dd to the page cache, fio with fdatasync, then `logbrook perf produce|consume`; then the CLI's
+#   `produce < file` and `consume > /dev/null` next to `perf` for the same records.
 # Each comparison runs 3 times, alternating the reference and Logbrook; the summary prints the
 # median with min-max, and the ratios BENCHMARKS.md records. Needs ~15 GB free on the bench disk.
 # Usage: scripts/bench.sh [BENCH_DIR]   (default: target/bench, same disk as the build)
@@ -85,6 +86,59 @@ echo "==> perf consume: the same 10 GB"
 run_perf consume_1k "$bench_dir/d1k" consume
 rm -rf "$bench_dir/d1k"
 
+# `logbrook produce < file` and `logbrook consume > /dev/null` next to `perf produce|consume` of
+# the same records (flush never, 256 KiB batches as the CLI's producer uses), timed two ways:
+# - the whole process, as a user waits for it: open the data dir (a CRC check of the active
+#   segment), run, close (an fsync of what `flush never` left in the page cache);
+# - the run alone: perf's own timer, and the CLI's `RUST_LOG=logbrook=debug` line.
+figures() { # json start end records size [stderr-file key] -> the json with rates added
+  python3 -c '
+import json, re, sys
+o = json.loads(sys.argv[1])
+n, size = int(sys.argv[4]), int(sys.argv[5])
+secs = float(sys.argv[3]) - float(sys.argv[2])
+o.update(wall_seconds=secs, wall_records_per_sec=n / secs)
+if len(sys.argv) > 6:
+    log = re.sub(r"\x1b\[[0-9;]*m", "", open(sys.argv[6]).read())
+    secs = int(re.search(sys.argv[7] + r"=(\d+)", log).group(1)) / 1000
+    o.update(seconds=secs, records_per_sec=n / secs, mb_per_sec=n * size / secs / 1e6)
+print(json.dumps(o))' "$@"
+}
+cli_vs_perf() { # size count
+  local size=$1 count=$2 tag start end out
+  tag=$([ "$size" = 1024 ] && echo 1k || echo "${size}b")
+  python3 -c "import sys; sys.stdout.buffer.write((b'x' * $size + b'\n') * $count)" >"$bench_dir/lines.txt"
+  for run in 1 2 3; do
+    echo "==> [$run/3] perf produce, then logbrook produce < file: $count x $size B, flush never"
+    rm -rf "$bench_dir/dperf" "$bench_dir/dcli"
+    settle
+    start=$(date +%s.%N)
+    out=$("$lb" --data-dir "$bench_dir/dperf" perf produce --records "$count" --record-size "$size" --flush never --batch-size 262144 --json)
+    end=$(date +%s.%N)
+    record "perf_produce_$tag" "$(figures "$out" "$start" "$end" "$count" "$size")"
+    settle
+    "$lb" --data-dir "$bench_dir/dcli" topic create t --flush never >/dev/null
+    start=$(date +%s.%N)
+    RUST_LOG=logbrook=debug "$lb" --data-dir "$bench_dir/dcli" produce t <"$bench_dir/lines.txt" 2>"$bench_dir/stderr"
+    end=$(date +%s.%N)
+    record "cli_produce_$tag" "$(figures '{}' "$start" "$end" "$count" "$size" "$bench_dir/stderr" produce_ms)"
+    echo "==> [$run/3] perf consume, then logbrook consume > /dev/null: the same topic"
+    settle
+    start=$(date +%s.%N)
+    out=$("$lb" --data-dir "$bench_dir/dcli" perf consume --topic t --json)
+    end=$(date +%s.%N)
+    record "perf_consume_$tag" "$(figures "$out" "$start" "$end" "$count" "$size")"
+    start=$(date +%s.%N)
+    RUST_LOG=logbrook=debug "$lb" --data-dir "$bench_dir/dcli" consume t >/dev/null 2>"$bench_dir/stderr"
+    end=$(date +%s.%N)
+    record "cli_consume_$tag" "$(figures '{}' "$start" "$end" "$count" "$size" "$bench_dir/stderr" consume_ms)"
+    tail -4 "$results" | sed 's/^/    /'
+  done
+  rm -rf "$bench_dir/dperf" "$bench_dir/dcli" "$bench_dir/lines.txt" "$bench_dir/stderr"
+}
+cli_vs_perf 100 2000000
+cli_vs_perf 1024 500000
+
 echo
 echo "==> summary (median of 3 runs, min-max in brackets)"
 python3 - "$results" <<'PY'
@@ -120,6 +174,19 @@ rows = [
 ]
 for name, figure, target in rows:
     print(f"{name:36} {figure:75} {target}")
+
+print()
+print("CLI next to perf, same records, M records/s: whole processes; runs alone (perf's own timer)")
+for what in ("produce", "consume"):
+    for tag, label in (("100b", "100 B"), ("1k", "1 KiB")):
+        cli_wall = med(f"cli_{what}_{tag}", "wall_records_per_sec", 1e6)
+        perf_wall = med(f"perf_{what}_{tag}", "wall_records_per_sec", 1e6)
+        cli = med(f"cli_{what}_{tag}", "records_per_sec", 1e6)
+        perf = med(f"perf_{what}_{tag}", "records_per_sec", 1e6)
+        print(
+            f"{what} {label:6} {fmt(*cli_wall, 2)} vs {fmt(*perf_wall, 2)} = {cli_wall[0] / perf_wall[0]:.2f}x;"
+            f" {fmt(*cli, 2)} vs {fmt(*perf, 2)} = {cli[0] / perf[0]:.2f}x   target >= 0.7x"
+        )
 PY
 
 echo

@@ -9,13 +9,14 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::str::FromStr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 use logbrook_core::{
     Broker, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo, TopicPartition,
 };
+use tokio::task::JoinHandle;
 
 /// How long one poll waits for records before checking the stop conditions again.
 const POLL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -150,12 +151,22 @@ struct PartitionState {
 /// # Errors
 /// Unknown topic or partition, a missing or locked data dir, read or commit errors.
 pub async fn run(data_dir: &Path, args: ConsumeArgs) -> Result<()> {
+    let started = Instant::now();
     let broker = match args.group {
         Some(_) => crate::open_writable(data_dir, false).await?,
         None => crate::open_read_only(data_dir).await?,
     };
+    let opened = started.elapsed();
     let result = consume(&broker, &args).await;
+    let consumed = started.elapsed();
     let closed = broker.close().await.context("closing the data dir");
+    // Where the time went, for `RUST_LOG=logbrook=debug` (opening CRC-checks active segments).
+    tracing::debug!(
+        open_ms = opened.as_millis(),
+        consume_ms = (consumed - opened).as_millis(),
+        close_ms = (started.elapsed() - consumed).as_millis(),
+        "consume finished"
+    );
     result?;
     closed
 }
@@ -232,6 +243,10 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
     }
 
     let mut printed = 0u64;
+    // Batch N is formatted and written to stdout on a blocking thread while batch N+1 is
+    // fetched; its offsets are committed once the write is done, so only printed records count
+    // as consumed.
+    let mut writing: Option<PendingWrite> = None;
     let mut out = Vec::new();
     let shutdown = crate::shutdown_signal();
     tokio::pin!(shutdown);
@@ -243,6 +258,16 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
             records = consumer.poll(POLL_TIMEOUT) => records?,
             () = &mut shutdown => break,
         };
+        // Not raced against `poll`: a cancelled poll would throw away a fetch. So with
+        // `--follow` on an idle topic, a group commits up to `POLL_TIMEOUT` after printing.
+        if let Some(pending) = writing.take() {
+            if !settle(pending.finish().await, &mut out, &mut states)? {
+                break;
+            }
+            if let Some(group) = &args.group {
+                commit(broker, group, &mut states).await?;
+            }
+        }
         if records.is_empty() {
             // Nothing readable below the current end: without --follow there is no more to wait
             // for (this also ends runs whose last offsets were removed by compaction).
@@ -253,8 +278,9 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
         }
         let before = states.clone();
         let mut finished_partition = false;
-        out.clear();
-        for record in &records {
+        // Which records to print: their index in `records`.
+        let mut print = Vec::with_capacity(records.len());
+        for (index, record) in records.iter().enumerate() {
             let Some(state) = states.get_mut(&record.partition) else {
                 continue;
             };
@@ -271,39 +297,81 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
             if args.max.is_some_and(|m| printed >= m) {
                 break;
             }
-            // A streams app's event-time markers in its repartition topics are not data.
-            if !logbrook_streams::is_event_time_marker(record) {
-                write_record(&mut out, record, args.format);
-                printed += 1;
-            }
             state.next = record.offset + 1;
             if state.limit.is_some_and(|l| state.next >= l) {
                 state.done = true;
                 finished_partition = true;
             }
-        }
-        let written;
-        (out, written) = crate::output::write_stdout(out).await;
-        if let Err(e) = written {
-            if e.kind() == std::io::ErrorKind::BrokenPipe {
-                // The reader is gone (`| head`): not an error, but this batch was not delivered,
-                // so it is not committed either.
-                states = before;
-                break;
+            // A streams app's event-time markers in its repartition topics are not data.
+            if !logbrook_streams::is_event_time_marker(record) {
+                print.push(index);
+                printed += 1;
             }
-            return Err(e).context("writing to stdout");
         }
-        if let Some(group) = &args.group {
-            commit(broker, group, &mut states).await?;
-        }
+        let (format, mut buffer) = (args.format, std::mem::take(&mut out));
+        let handle = tokio::task::spawn_blocking(move || {
+            buffer.clear();
+            for &index in &print {
+                write_record(&mut buffer, &records[index], format);
+            }
+            let written = crate::output::write_stdout(&buffer);
+            // The records go back to be released after the next fetch rather than during it:
+            // each holds a reference to the topic name, whose count the fetch increments.
+            (buffer, records, written)
+        });
+        writing = Some(PendingWrite { handle, before });
         if finished_partition && !states.values().all(|s| s.done) {
             narrow(&mut consumer, &states)?;
         }
+    }
+    if let Some(pending) = writing.take() {
+        settle(pending.finish().await, &mut out, &mut states)?;
     }
     if let Some(group) = &args.group {
         commit(broker, group, &mut states).await?;
     }
     Ok(())
+}
+
+/// A batch being formatted and written to stdout on a blocking thread.
+struct PendingWrite {
+    /// Hands back the output buffer (for reuse), the records and the write's outcome.
+    handle: JoinHandle<(Vec<u8>, Vec<ConsumerRecord>, std::io::Result<()>)>,
+    /// The partitions' states before the batch, restored if it was not delivered.
+    before: BTreeMap<u32, PartitionState>,
+}
+
+type Written = (
+    Result<(Vec<u8>, Vec<ConsumerRecord>, std::io::Result<()>), tokio::task::JoinError>,
+    BTreeMap<u32, PartitionState>,
+);
+
+impl PendingWrite {
+    /// Waits for the write to finish.
+    async fn finish(self) -> Written {
+        (self.handle.await, self.before)
+    }
+}
+
+/// Takes the outcome of a finished write and hands its buffer back to `out`. Returns whether
+/// the batch reached stdout. A reader that is gone (`| head`) is not an error, but the batch
+/// was not delivered, so `states` go back to before it and it is not committed either.
+fn settle(
+    (outcome, before): Written,
+    out: &mut Vec<u8>,
+    states: &mut BTreeMap<u32, PartitionState>,
+) -> Result<bool> {
+    let (buffer, records, written) = outcome.context("writing to stdout")?;
+    drop(records);
+    *out = buffer;
+    match written {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => {
+            *states = before;
+            Ok(false)
+        }
+        Err(e) => Err(e).context("writing to stdout"),
+    }
 }
 
 /// Stops fetching finished partitions, so a bounded read is not slowed by a busy one.

@@ -20,23 +20,18 @@ pub fn print(text: &str) -> Result<()> {
     }
 }
 
-/// Writes `bytes` to stdout and flushes, on a blocking thread (stdout may be a slow pipe), and
-/// hands the buffer back so the caller can reuse its allocation. Large writes go straight to
-/// the file descriptor: stdout's line buffer only holds a tail without a newline.
+/// Writes `bytes` to stdout and flushes. Blocks (stdout may be a slow pipe): call it off the
+/// runtime's workers. Large writes go straight to the file descriptor: stdout's line buffer
+/// only holds a tail without a newline.
 ///
 /// # Errors
 /// The write error, `BrokenPipe` when the reader is gone.
-pub async fn write_stdout(bytes: Vec<u8>) -> (Vec<u8>, std::io::Result<()>) {
+pub fn write_stdout(bytes: &[u8]) -> std::io::Result<()> {
     if bytes.is_empty() {
-        return (bytes, Ok(()));
+        return Ok(());
     }
-    let written = tokio::task::spawn_blocking(move || {
-        let mut stdout = std::io::stdout().lock();
-        let written = stdout.write_all(&bytes).and_then(|()| stdout.flush());
-        (bytes, written)
-    })
-    .await;
-    written.unwrap_or_else(|e| (Vec::new(), Err(std::io::Error::other(e))))
+    let mut stdout = std::io::stdout().lock();
+    stdout.write_all(bytes).and_then(|()| stdout.flush())
 }
 
 /// A table printed with left-aligned, space-separated columns.

@@ -217,7 +217,12 @@ impl SourceConnector for S3SourceConfig {
         Ok(needed
             .into_iter()
             .map(|(topic, (partitions, key))| {
-                tracing::info!(topic, partitions, object = key, "the archive needs partitions");
+                tracing::info!(
+                    topic,
+                    partitions,
+                    object = key,
+                    "the archive needs partitions"
+                );
                 (topic, partitions)
             })
             .collect())
