@@ -4,6 +4,7 @@
 //! Layout of a data directory:
 //! ```text
 //! .lock                          writer lock; holds the writer's pid
+//! format                         the data format, `2` (record batches are Kafka's v2)
 //! topics/<topic>/topic.json      topic config
 //! topics/<topic>/<partition>/    {base_offset:020}.log|.index|.timeindex, recovery-point
 //! .staging/ .trash/              topic creation and deletion in progress
@@ -495,6 +496,7 @@ fn load(config: BrokerConfig) -> Result<BrokerInner> {
         let _ = std::fs::remove_dir_all(root.join(".trash"));
         Some(lock)
     };
+    check_format(root, !config.read_only)?;
     let topics = DashMap::new();
     for dir in list_topic_dirs(&root.join("topics"))? {
         let Some(name) = dir.file_name().and_then(|n| n.to_str()).map(str::to_string) else {
@@ -517,6 +519,42 @@ fn load(config: BrokerConfig) -> Result<BrokerInner> {
         config,
     };
     Ok(inner)
+}
+
+/// The data format this version reads and writes; `format` holds it.
+const DATA_FORMAT: &str = "2";
+
+/// Refuses a data dir of another format. Format 1 (Logbrook's own little-endian batches) had no
+/// `format` file: a dir with topics and no file is format 1. A new dir gets the file.
+fn check_format(root: &Path, writable: bool) -> Result<()> {
+    let path = root.join("format");
+    let found = match std::fs::read_to_string(&path) {
+        Ok(text) => text.trim().to_string(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let has_topics = !list_topic_dirs(&root.join("topics"))?.is_empty();
+            if has_topics {
+                "1".to_string()
+            } else {
+                if writable {
+                    let mut file = File::create(&path).map_err(Error::io(&path))?;
+                    file.write_all(format!("{DATA_FORMAT}\n").as_bytes())
+                        .and_then(|()| file.sync_all())
+                        .map_err(Error::io(&path))?;
+                    sync_dir(root).map_err(Error::io(root))?;
+                }
+                return Ok(());
+            }
+        }
+        Err(e) => return Err(Error::io(&path)(e)),
+    };
+    if found != DATA_FORMAT {
+        return Err(Error::UnsupportedFormat {
+            path: root.to_path_buf(),
+            found,
+            expected: DATA_FORMAT,
+        });
+    }
+    Ok(())
 }
 
 impl Drop for BrokerInner {

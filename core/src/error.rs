@@ -110,6 +110,19 @@ pub enum Error {
         /// What is wrong with it.
         reason: String,
     },
+    /// A data directory written in a format this version does not read.
+    #[error(
+        "data dir {} is in Logbrook's format {found}, this version reads format {expected} (Kafka's RecordBatch v2) only: copy its topics out with the Logbrook release that wrote it (`logbrook consume`), or start from an empty data dir",
+        path.display()
+    )]
+    UnsupportedFormat {
+        /// The data directory.
+        path: PathBuf,
+        /// The format found.
+        found: String,
+        /// The format this version reads.
+        expected: &'static str,
+    },
     /// A write through a broker opened read-only.
     #[error("the data dir is open read-only; {operation} needs the writer")]
     ReadOnly {

@@ -224,3 +224,39 @@ async fn batches_over_64_mib_are_refused_at_append() {
     assert_eq!(partition.log().high_watermark(), 0);
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_data_dir_of_another_format_is_refused_and_left_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    broker.create_topic("t", TopicConfig::default()).unwrap();
+    append(&broker, "t", 0, &[("k", "kept", 1)]).await;
+    broker.close().await.unwrap();
+    let marker = dir.path().join("format");
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "2\n");
+    let segment = segment_files(&dir.path().join("topics/t/0"), "log")[0].clone();
+    let before = std::fs::read(&segment).unwrap();
+    // Format 1 had no `format` file; a later format would write another number.
+    for (found, setup) in [("1", None), ("3", Some("3\n"))] {
+        match setup {
+            None => std::fs::remove_file(&marker).unwrap(),
+            Some(text) => std::fs::write(&marker, text).unwrap(),
+        }
+        let err = logbrook_core::Broker::open(dir.path()).await.unwrap_err();
+        assert!(
+            matches!(&err, Error::UnsupportedFormat { found: f, .. } if f == found),
+            "{err}"
+        );
+        assert!(err.to_string().contains("RecordBatch v2"), "{err}");
+        assert_eq!(
+            std::fs::read(&segment).unwrap(),
+            before,
+            "nothing was changed"
+        );
+    }
+    std::fs::write(&marker, "2\n").unwrap();
+    let broker = open(dir.path()).await;
+    let records = read_all(broker.topic("t").unwrap().partition(0).unwrap().log(), 0).unwrap();
+    assert_eq!(records[0].value.as_deref(), Some(&b"kept"[..]));
+    broker.close().await.unwrap();
+}

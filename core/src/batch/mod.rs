@@ -1,8 +1,10 @@
 //! The record batch: the unit that is written, CRC-checked and read.
 //!
-//! The byte layout is documented in `docs/log-format.md`; this module is its only implementation.
-//! A batch's CRC covers everything after the CRC field, so the base offset (assigned at append)
-//! can be patched in without recomputing it.
+//! The layout is Kafka's RecordBatch v2 (magic 2, big-endian, CRC32C), byte for byte, so a
+//! batch a Kafka client produced can be stored as it came and fetched without re-encoding. It is
+//! documented in `docs/log-format.md`; this module is its only implementation. A batch's CRC
+//! covers everything after the CRC field, so the base offset and the partition leader epoch
+//! (assigned at append) can be patched in without recomputing it.
 
 mod varint;
 
@@ -11,27 +13,28 @@ use bytes::Bytes;
 use crate::record::{ConsumerRecord, Header, TimestampType};
 use varint::{get_varint, put_varint, varint_len};
 
-/// Format version written in every batch (the `magic` byte).
-pub const FORMAT_VERSION: u8 = 1;
+/// Format version written in every batch (the `magic` byte): Kafka's RecordBatch v2.
+pub const FORMAT_VERSION: u8 = 2;
 /// Bytes before `batch_length` counts: base offset (8) + batch length (4).
 pub const LOG_OVERHEAD: usize = 12;
 /// Size of the fixed batch header, records start here.
-pub const HEADER_LEN: usize = 57;
+pub const HEADER_LEN: usize = 61;
 /// Largest batch accepted (sanity bound when reading lengths from disk).
 pub const MAX_BATCH_BYTES: usize = 64 * 1024 * 1024;
 
 const BASE_OFFSET: usize = 0;
 const BATCH_LENGTH: usize = 8;
-const MAGIC: usize = 12;
-const CRC: usize = 13;
-const ATTRIBUTES: usize = 17;
-const LAST_OFFSET_DELTA: usize = 19;
-const BASE_TIMESTAMP: usize = 23;
-const MAX_TIMESTAMP: usize = 31;
-const PRODUCER_ID: usize = 39;
-const PRODUCER_EPOCH: usize = 47;
-const BASE_SEQUENCE: usize = 49;
-const RECORD_COUNT: usize = 53;
+const PARTITION_LEADER_EPOCH: usize = 12;
+const MAGIC: usize = 16;
+const CRC: usize = 17;
+const ATTRIBUTES: usize = 21;
+const LAST_OFFSET_DELTA: usize = 23;
+const BASE_TIMESTAMP: usize = 27;
+const MAX_TIMESTAMP: usize = 35;
+const PRODUCER_ID: usize = 43;
+const PRODUCER_EPOCH: usize = 51;
+const BASE_SEQUENCE: usize = 53;
+const RECORD_COUNT: usize = 57;
 
 /// Attribute bit: timestamps are log-append time.
 const ATTR_LOG_APPEND_TIME: u16 = 1 << 3;
@@ -74,7 +77,7 @@ impl BatchHeader {
             batch_length: u32_at(buf, BATCH_LENGTH),
             magic: buf[MAGIC],
             crc: u32_at(buf, CRC),
-            attributes: u16::from_le_bytes([buf[ATTRIBUTES], buf[ATTRIBUTES + 1]]),
+            attributes: u16::from_be_bytes([buf[ATTRIBUTES], buf[ATTRIBUTES + 1]]),
             last_offset_delta: u32_at(buf, LAST_OFFSET_DELTA),
             base_timestamp: u64_at(buf, BASE_TIMESTAMP) as i64,
             max_timestamp: u64_at(buf, MAX_TIMESTAMP) as i64,
@@ -111,7 +114,10 @@ impl BatchHeader {
     /// Checks what can be checked without the body: version, length bounds, record count.
     pub fn check_shape(&self) -> Result<(), String> {
         if self.magic != FORMAT_VERSION {
-            return Err(format!("unknown format version {}", self.magic));
+            return Err(format!(
+                "unknown batch format (magic {}; Kafka's RecordBatch v2 is {FORMAT_VERSION})",
+                self.magic
+            ));
         }
         let len = self.batch_length as usize;
         if !(HEADER_LEN - LOG_OVERHEAD..=MAX_BATCH_BYTES).contains(&len) {
@@ -270,17 +276,19 @@ impl BatchBuilder {
         assert!(self.record_count > 0, "empty batch");
         let buf = &mut self.buf;
         let batch_length = (buf.len() - LOG_OVERHEAD) as u32;
-        buf[BATCH_LENGTH..MAGIC].copy_from_slice(&batch_length.to_le_bytes());
+        buf[BATCH_LENGTH..PARTITION_LEADER_EPOCH].copy_from_slice(&batch_length.to_be_bytes());
+        // One node: the leader epoch never changes.
+        buf[PARTITION_LEADER_EPOCH..MAGIC].copy_from_slice(&0i32.to_be_bytes());
         buf[MAGIC] = FORMAT_VERSION;
-        buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&0u16.to_le_bytes());
+        buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&0u16.to_be_bytes());
         buf[LAST_OFFSET_DELTA..BASE_TIMESTAMP]
-            .copy_from_slice(&self.last_offset_delta.to_le_bytes());
-        buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&self.base_timestamp.to_le_bytes());
-        buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&self.max_timestamp.to_le_bytes());
-        buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&(-1i64).to_le_bytes());
-        buf[PRODUCER_EPOCH..BASE_SEQUENCE].copy_from_slice(&(-1i16).to_le_bytes());
-        buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&(-1i32).to_le_bytes());
-        buf[RECORD_COUNT..HEADER_LEN].copy_from_slice(&self.record_count.to_le_bytes());
+            .copy_from_slice(&self.last_offset_delta.to_be_bytes());
+        buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&self.base_timestamp.to_be_bytes());
+        buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&self.max_timestamp.to_be_bytes());
+        buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&(-1i64).to_be_bytes());
+        buf[PRODUCER_EPOCH..BASE_SEQUENCE].copy_from_slice(&(-1i16).to_be_bytes());
+        buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&(-1i32).to_be_bytes());
+        buf[RECORD_COUNT..HEADER_LEN].copy_from_slice(&self.record_count.to_be_bytes());
         let mut batch = EncodedBatch { buf: self.buf };
         batch.update_crc();
         batch
@@ -331,31 +339,31 @@ impl EncodedBatch {
     }
 
     /// Assigns the base offset; outside the CRC, so no recomputation.
-    pub(crate) fn set_base_offset(&mut self, base_offset: u64) {
-        self.buf[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&base_offset.to_le_bytes());
+    pub fn set_base_offset(&mut self, base_offset: u64) {
+        self.buf[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&base_offset.to_be_bytes());
     }
 
     /// Rewrites timestamps to `now` for log-append-time topics, and the CRC with them.
     pub(crate) fn set_log_append_time(&mut self, now: i64) {
-        let attributes = u16::from_le_bytes([self.buf[ATTRIBUTES], self.buf[ATTRIBUTES + 1]])
+        let attributes = u16::from_be_bytes([self.buf[ATTRIBUTES], self.buf[ATTRIBUTES + 1]])
             | ATTR_LOG_APPEND_TIME;
-        self.buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_le_bytes());
-        self.buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&now.to_le_bytes());
-        self.buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&now.to_le_bytes());
+        self.buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_be_bytes());
+        self.buf[BASE_TIMESTAMP..MAX_TIMESTAMP].copy_from_slice(&now.to_be_bytes());
+        self.buf[MAX_TIMESTAMP..PRODUCER_ID].copy_from_slice(&now.to_be_bytes());
         self.update_crc();
     }
 
     /// Stamps the writer id and sequence number (transactions use them to recognise a batch
     /// already written before a crash), and the CRC with them.
     pub(crate) fn set_producer(&mut self, producer_id: i64, base_sequence: i32) {
-        self.buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&producer_id.to_le_bytes());
-        self.buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&base_sequence.to_le_bytes());
+        self.buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&producer_id.to_be_bytes());
+        self.buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&base_sequence.to_be_bytes());
         self.update_crc();
     }
 
     fn update_crc(&mut self) {
         let crc = crc32c::crc32c(&self.buf[ATTRIBUTES..]);
-        self.buf[CRC..ATTRIBUTES].copy_from_slice(&crc.to_le_bytes());
+        self.buf[CRC..ATTRIBUTES].copy_from_slice(&crc.to_be_bytes());
     }
 
     /// Wraps bytes already validated by [`validate`].
@@ -486,13 +494,13 @@ impl DecodedRecord {
 }
 
 fn u32_at(buf: &[u8], at: usize) -> u32 {
-    u32::from_le_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
+    u32::from_be_bytes([buf[at], buf[at + 1], buf[at + 2], buf[at + 3]])
 }
 
 fn u64_at(buf: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     b.copy_from_slice(&buf[at..at + 8]);
-    u64::from_le_bytes(b)
+    u64::from_be_bytes(b)
 }
 
 #[cfg(test)]
