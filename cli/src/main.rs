@@ -16,6 +16,7 @@ mod perf_postgres;
 mod perf_s3;
 mod plugins;
 mod produce;
+mod serve;
 mod streams;
 mod topic;
 
@@ -69,6 +70,9 @@ enum Command {
         #[command(subcommand)]
         command: connect::ConnectCommand,
     },
+    /// Serve the data directory over Kafka's wire protocol, for Kafka clients and other
+    /// processes.
+    Serve(serve::ServeArgs),
     /// Measure produce and consume throughput.
     Perf {
         #[command(subcommand)]
@@ -119,6 +123,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Connect { command } => connect::run(data_dir, command).await,
         Command::Perf { command } => perf::run(data_dir, command).await,
         Command::Demo(args) => demo::run(data_dir, args).await,
+        Command::Serve(args) => serve::run(data_dir, args).await,
     }
 }
 

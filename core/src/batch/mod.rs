@@ -370,7 +370,64 @@ impl EncodedBatch {
     pub(crate) fn from_validated(buf: Vec<u8>) -> Self {
         Self { buf }
     }
+
+    /// Takes the batches a Kafka client produced (a record set: one or more whole batches),
+    /// checked as stored batches are: shape, CRC, and records that decode. The log assigns
+    /// their offsets at append.
+    ///
+    /// # Errors
+    /// What is wrong, naming the batch's position in the set: a torn or corrupt batch, or one
+    /// this log does not store yet (compressed, transactional, control, or from an idempotent
+    /// producer: a retry could not be told from a new batch).
+    pub fn from_produced(set: &Bytes) -> Result<Vec<Self>, Refused> {
+        let mut batches = Vec::new();
+        let mut pos = 0;
+        while pos < set.len() {
+            let at = |why: String| Refused::Corrupt(format!("batch at byte {pos}: {why}"));
+            let unsupported =
+                |why: String| Refused::Unsupported(format!("batch at byte {pos}: {why}"));
+            let header = validate(&set[pos..]).map_err(|e| match e {
+                BatchError::Incomplete => at("cut short".into()),
+                BatchError::Corrupt(why) => at(why),
+            })?;
+            if header.attributes & ATTR_UNSUPPORTED != 0 {
+                return Err(unsupported(format!(
+                    "attributes {:#06x}: compressed, transactional and control batches are not stored yet",
+                    header.attributes
+                )));
+            }
+            if header.producer_id != -1 {
+                return Err(unsupported(format!(
+                    "producer id {}: idempotent producers are not supported yet (set enable.idempotence=false)",
+                    header.producer_id
+                )));
+            }
+            let end = pos + header.total_len();
+            let batch = set.slice(pos..end);
+            for_each_record(&batch, &header, |_| {}).map_err(at)?;
+            batches.push(Self {
+                buf: batch.to_vec(),
+            });
+            pos = end;
+        }
+        if batches.is_empty() {
+            return Err(Refused::Corrupt("no batch in the record set".into()));
+        }
+        Ok(batches)
+    }
 }
+
+/// Why a produced record set was refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// Torn, failing its CRC, or with records that do not decode.
+    Corrupt(String),
+    /// Valid, but of a kind the log does not store yet.
+    Unsupported(String),
+}
+
+/// Attribute bits of batches not stored yet: compression (0-2), transactional (4), control (5).
+const ATTR_UNSUPPORTED: u16 = 0b11_0111;
 
 /// A record decoded from a batch, borrowing nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]

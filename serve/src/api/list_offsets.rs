@@ -1,0 +1,87 @@
+//! ListOffsets: the earliest (-2) or latest (-1) offset of a partition, or the first offset
+//! with a timestamp at or after a time.
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::list_offsets_response::{
+    ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
+};
+use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
+use logbrook_core::Log;
+
+use super::error_code;
+use crate::Shared;
+
+const LATEST: i64 = -1;
+const EARLIEST: i64 = -2;
+
+pub(super) fn answer(request: &ListOffsetsRequest, shared: &Shared) -> ListOffsetsResponse {
+    let topics = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let partitions = topic
+                .partitions
+                .iter()
+                .map(|p| {
+                    let response = ListOffsetsPartitionResponse::default()
+                        .with_partition_index(p.partition_index)
+                        .with_timestamp(-1)
+                        .with_offset(-1)
+                        .with_leader_epoch(0);
+                    let log = shared.broker.topic(&topic.name).and_then(|t| {
+                        let index = u32::try_from(p.partition_index).unwrap_or(u32::MAX);
+                        t.partition(index).map(|part| part.log().clone())
+                    });
+                    match log
+                        .map_err(Error::from)
+                        .and_then(|log| lookup(&log, p.timestamp))
+                    {
+                        Ok(Some((offset, timestamp))) => {
+                            response.with_offset(offset).with_timestamp(timestamp)
+                        }
+                        Ok(None) => response,
+                        Err(Error::Core(e)) => response.with_error_code(error_code(&e)),
+                        Err(Error::Unsupported) => {
+                            response.with_error_code(ResponseError::UnsupportedVersion.code())
+                        }
+                    }
+                })
+                .collect();
+            ListOffsetsTopicResponse::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions)
+        })
+        .collect();
+    ListOffsetsResponse::default().with_topics(topics)
+}
+
+enum Error {
+    Core(logbrook_core::Error),
+    /// A special timestamp this server does not answer (-3: the max timestamp).
+    Unsupported,
+}
+
+impl From<logbrook_core::Error> for Error {
+    fn from(e: logbrook_core::Error) -> Self {
+        Self::Core(e)
+    }
+}
+
+/// The offset and timestamp for `timestamp`; `None` when no record is at or after it.
+fn lookup(log: &Log, timestamp: i64) -> Result<Option<(i64, i64)>, Error> {
+    Ok(match timestamp {
+        LATEST => Some((log.high_watermark() as i64, -1)),
+        EARLIEST => Some((log.log_start_offset() as i64, -1)),
+        t if t < 0 => return Err(Error::Unsupported),
+        t => match log.offset_for_timestamp(t)? {
+            None => None,
+            Some(offset) => {
+                let chunk = log.read(offset, 1)?;
+                let mut records = Vec::new();
+                chunk.records(offset, &mut records)?;
+                let found = records.first().map_or(t, |r| r.timestamp);
+                Some((offset as i64, found))
+            }
+        },
+    })
+}

@@ -1,0 +1,121 @@
+//! The APIs the server answers, one module each, and the versions it advertises.
+
+mod create_topics;
+mod fetch;
+mod list_offsets;
+mod metadata;
+mod produce;
+
+use std::ops::RangeInclusive;
+
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::{ApiKey, ApiVersionsResponse, RequestKind, ResponseKind};
+use kafka_protocol::protocol::StrBytes;
+
+use crate::Shared;
+
+/// The node id of this server in Metadata.
+pub(crate) const NODE_ID: i32 = 0;
+
+/// The versions of each API the server answers (advertised by ApiVersions).
+pub(crate) fn supported(api: ApiKey) -> Option<RangeInclusive<i16>> {
+    Some(match api {
+        ApiKey::ApiVersions => 0..=4,
+        ApiKey::Metadata => 0..=12,
+        // Produce 0-2 carry the old message formats, which the log does not store.
+        ApiKey::Produce => 3..=11,
+        ApiKey::Fetch => 4..=12,
+        ApiKey::ListOffsets => 1..=7,
+        ApiKey::CreateTopics => 2..=7,
+        _ => return None,
+    })
+}
+
+const ADVERTISED: [ApiKey; 6] = [
+    ApiKey::Produce,
+    ApiKey::Fetch,
+    ApiKey::ListOffsets,
+    ApiKey::Metadata,
+    ApiKey::ApiVersions,
+    ApiKey::CreateTopics,
+];
+
+/// Answers a decoded request of version `version`; `None`: no response is sent (Produce with
+/// `acks = 0`).
+pub(crate) async fn answer(
+    request: RequestKind,
+    version: i16,
+    shared: &Shared,
+) -> Option<ResponseKind> {
+    let send = Some;
+    match request {
+        RequestKind::ApiVersions(_) => send(ResponseKind::ApiVersions(api_versions())),
+        RequestKind::Metadata(request) => send(ResponseKind::Metadata(metadata::answer(
+            &request, version, shared,
+        ))),
+        RequestKind::Produce(request) => produce::answer(request, shared)
+            .await
+            .map(ResponseKind::Produce),
+        RequestKind::Fetch(request) => send(ResponseKind::Fetch(
+            fetch::answer(request, version, shared).await,
+        )),
+        RequestKind::ListOffsets(request) => send(ResponseKind::ListOffsets(list_offsets::answer(
+            &request, shared,
+        ))),
+        RequestKind::CreateTopics(request) => send(ResponseKind::CreateTopics(
+            create_topics::answer(&request, shared),
+        )),
+        // `supported` lets nothing else through.
+        other => unreachable!("unsupported request decoded: {other:?}"),
+    }
+}
+
+fn api_versions() -> ApiVersionsResponse {
+    ApiVersionsResponse::default().with_api_keys(
+        ADVERTISED
+            .iter()
+            .filter_map(|&api| {
+                let range = supported(api)?;
+                Some(
+                    ApiVersion::default()
+                        .with_api_key(api as i16)
+                        .with_min_version(*range.start())
+                        .with_max_version(*range.end()),
+                )
+            })
+            .collect(),
+    )
+}
+
+/// The answer to an ApiVersions request of a version the server does not know.
+pub(crate) fn unsupported_api_versions() -> ResponseKind {
+    ResponseKind::ApiVersions(
+        api_versions().with_error_code(ResponseError::UnsupportedVersion.code()),
+    )
+}
+
+/// A Kafka error code for a core error.
+pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
+    use logbrook_core::Error;
+    match error {
+        Error::UnknownTopic(_) | Error::UnknownPartition { .. } => {
+            ResponseError::UnknownTopicOrPartition.code()
+        }
+        Error::InvalidTopicName { .. } => ResponseError::InvalidTopicException.code(),
+        Error::TopicExists(_) => ResponseError::TopicAlreadyExists.code(),
+        Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
+        Error::CorruptBatch { .. } => ResponseError::CorruptMessage.code(),
+        Error::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
+        Error::InvalidConfig { .. } => ResponseError::InvalidConfig.code(),
+        Error::Io { .. } | Error::LogFailed { .. } | Error::Append { .. } => {
+            ResponseError::KafkaStorageError.code()
+        }
+        _ => ResponseError::UnknownServerError.code(),
+    }
+}
+
+/// A message for a response's error message field.
+pub(crate) fn message(text: impl std::fmt::Display) -> Option<StrBytes> {
+    Some(StrBytes::from_string(text.to_string()))
+}

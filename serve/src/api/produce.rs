@@ -1,0 +1,164 @@
+//! Produce: each partition's record set is checked and appended as it came; the log assigns
+//! offsets. The answer waits for the appends (and their fsync, as the topic's flush policy says).
+
+use futures::future::join_all;
+use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse};
+use logbrook_core::batch::{EncodedBatch, Refused};
+use logbrook_core::{AppendInfo, TimestampType};
+
+use super::{error_code, message};
+use crate::Shared;
+
+/// The answer, or `None` for `acks = 0` (the client expects none).
+pub(super) async fn answer(request: ProduceRequest, shared: &Shared) -> Option<ProduceResponse> {
+    if request.transactional_id.is_some() {
+        // Transactions come with the next release; refusing beats appending twice.
+        return Some(refuse_all(
+            &request,
+            ResponseError::TransactionalIdAuthorizationFailed.code(),
+            "transactional producers are not supported yet",
+        ));
+    }
+    // Every append is queued before any is awaited: partitions are written together.
+    let mut pending = Vec::new();
+    for topic in &request.topic_data {
+        for data in &topic.partition_data {
+            pending.push(append(
+                &topic.name,
+                data.index,
+                data.records.as_ref(),
+                shared,
+            ));
+        }
+    }
+    let outcomes = join_all(pending).await;
+    if request.acks == 0 {
+        return None;
+    }
+    let mut outcomes = outcomes.into_iter();
+    let responses = request
+        .topic_data
+        .iter()
+        .map(|topic| {
+            TopicProduceResponse::default()
+                .with_name(topic.name.clone())
+                .with_partition_responses(
+                    topic
+                        .partition_data
+                        .iter()
+                        .map(|_| {
+                            outcomes
+                                .next()
+                                .unwrap_or_else(|| unreachable!("one per partition"))
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    Some(ProduceResponse::default().with_responses(responses))
+}
+
+/// Checks and queues one partition's record set; the future resolves to its answer.
+fn append(
+    topic: &str,
+    index: i32,
+    records: Option<&bytes::Bytes>,
+    shared: &Shared,
+) -> impl Future<Output = PartitionProduceResponse> + use<> {
+    let response = PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1);
+    let failed = |code: i16, text: String| {
+        let response = response
+            .clone()
+            .with_error_code(code)
+            .with_error_message(message(text));
+        Err(Box::new(response))
+    };
+    let queued = (|| {
+        let partition = u32::try_from(index)
+            .map_err(|_| "negative partition".to_string())
+            .and_then(|p| {
+                shared
+                    .broker
+                    .topic(topic)
+                    .and_then(|t| t.partition(p).cloned())
+                    .map_err(|e| e.to_string())
+            });
+        let partition = match partition {
+            Ok(partition) => partition,
+            Err(why) => return failed(ResponseError::UnknownTopicOrPartition.code(), why),
+        };
+        let Some(records) = records else {
+            return failed(ResponseError::InvalidRequest.code(), "no records".into());
+        };
+        let batches = match EncodedBatch::from_produced(records) {
+            Ok(batches) => batches,
+            Err(Refused::Corrupt(why)) => {
+                return failed(ResponseError::CorruptMessage.code(), why);
+            }
+            Err(Refused::Unsupported(why)) => {
+                return failed(ResponseError::InvalidRecord.code(), why);
+            }
+        };
+        let log_append = partition.log().config().timestamp_type == TimestampType::LogAppendTime;
+        let appends: Vec<_> = batches.into_iter().map(|b| partition.append(b)).collect();
+        Ok((partition, log_append, appends))
+    })();
+    async move {
+        let (partition, log_append, appends) = match queued {
+            Ok(queued) => queued,
+            Err(response) => return *response,
+        };
+        let mut first: Option<AppendInfo> = None;
+        for append in appends {
+            match append.await {
+                Ok(info) => {
+                    first.get_or_insert(info);
+                }
+                Err(e) => {
+                    return response
+                        .with_error_code(error_code(&e))
+                        .with_error_message(message(&e));
+                }
+            }
+        }
+        let first = first.unwrap_or_else(|| unreachable!("a record set holds a batch"));
+        response
+            .with_base_offset(first.base_offset as i64)
+            .with_log_append_time_ms(if log_append { first.max_timestamp } else { -1 })
+            .with_log_start_offset(partition.log().log_start_offset() as i64)
+    }
+}
+
+fn refuse_all(request: &ProduceRequest, code: i16, why: &str) -> ProduceResponse {
+    ProduceResponse::default().with_responses(
+        request
+            .topic_data
+            .iter()
+            .map(|topic| {
+                TopicProduceResponse::default()
+                    .with_name(topic.name.clone())
+                    .with_partition_responses(
+                        topic
+                            .partition_data
+                            .iter()
+                            .map(|data| {
+                                PartitionProduceResponse::default()
+                                    .with_index(data.index)
+                                    .with_error_code(code)
+                                    .with_error_message(message(why))
+                                    .with_base_offset(-1)
+                                    .with_log_append_time_ms(-1)
+                                    .with_log_start_offset(-1)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}

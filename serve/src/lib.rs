@@ -1,0 +1,91 @@
+//! `logbrook serve`: Kafka's wire protocol in front of the embedded log, so Kafka clients and
+//! other processes share its topics.
+//!
+//! [`serve`] accepts connections; each [`connection`] reads size-prefixed requests, answers them
+//! in order through [`api`], and closes only itself on anything malformed. Message codecs are the
+//! `kafka-protocol` crate's; the handling is here. Batches are stored as clients produced them
+//! (the log's format is Kafka's RecordBatch v2) and fetched as stored.
+
+mod api;
+mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use logbrook_core::Broker;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+/// How the server presents itself and what it accepts.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    /// The address clients are told to connect to (Metadata's broker list).
+    pub advertised: SocketAddr,
+    /// The largest request accepted; a larger length prefix closes the connection.
+    pub max_request_bytes: usize,
+    /// The most request bytes held in memory over all connections at once.
+    pub max_buffered_bytes: usize,
+}
+
+impl ServeConfig {
+    /// Defaults for a server clients reach at `advertised`: requests up to 100 MiB (Kafka's
+    /// `socket.request.max.bytes`), 512 MiB of requests in memory at once.
+    pub fn new(advertised: SocketAddr) -> Self {
+        Self {
+            advertised,
+            max_request_bytes: 100 << 20,
+            max_buffered_bytes: 512 << 20,
+        }
+    }
+}
+
+/// What every connection shares.
+pub(crate) struct Shared {
+    pub(crate) broker: Broker,
+    pub(crate) config: ServeConfig,
+    /// Request bytes in memory, over all connections.
+    pub(crate) memory: Semaphore,
+    pub(crate) shutdown: CancellationToken,
+}
+
+/// Serves `listener` until `shutdown` is cancelled, then lets every connection finish the
+/// request it is handling and returns.
+///
+/// # Errors
+/// None today: failed accepts are logged and retried.
+pub async fn serve(
+    listener: TcpListener,
+    broker: Broker,
+    config: ServeConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let permits = config.max_buffered_bytes.min(Semaphore::MAX_PERMITS);
+    let shared = Arc::new(Shared {
+        broker,
+        config,
+        memory: Semaphore::new(permits),
+        shutdown: shutdown.clone(),
+    });
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = shutdown.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, peer)) => {
+                let _ = stream.set_nodelay(true);
+                connections.spawn(connection::run(stream, peer, shared.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "accept failed");
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+            }
+        }
+    }
+    connections.close();
+    connections.wait().await;
+    Ok(())
+}

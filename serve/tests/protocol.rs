@@ -1,0 +1,293 @@
+//! The server over loopback with hand-built requests (the `kafka-protocol` codecs): produce,
+//! fetch and list offsets round trips, and hostile frames that must close only their own
+//! connection. Real clients (kcat, confluent-kafka) are in `cli/tests/serve_clients.rs`.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
+use kafka_protocol::messages::list_offsets_request::{ListOffsetsPartition, ListOffsetsTopic};
+use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+use kafka_protocol::messages::{
+    ApiKey, ApiVersionsRequest, ApiVersionsResponse, FetchRequest, FetchResponse,
+    ListOffsetsRequest, ListOffsetsResponse, ProduceRequest, ProduceResponse, RequestHeader,
+    ResponseHeader, TopicName,
+};
+use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
+use logbrook_core::batch::BatchBuilder;
+use logbrook_core::{Broker, TopicConfig};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::sync::CancellationToken;
+
+struct Server {
+    addr: SocketAddr,
+    broker: Broker,
+    shutdown: CancellationToken,
+    task: tokio::task::JoinHandle<std::io::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+async fn start() -> Server {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).await.unwrap();
+    let config = TopicConfig {
+        partitions: 2,
+        ..TopicConfig::default()
+    };
+    broker.create_topic("t", config).unwrap();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let task = tokio::spawn(logbrook_serve::serve(
+        listener,
+        broker.clone(),
+        logbrook_serve::ServeConfig::new(addr),
+        shutdown.clone(),
+    ));
+    Server {
+        addr,
+        broker,
+        shutdown,
+        task,
+        _dir: dir,
+    }
+}
+
+impl Server {
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        self.broker.close().await.unwrap();
+    }
+}
+
+/// Sends one request and decodes its response.
+async fn call<Req: Encodable, Resp: Decodable>(
+    stream: &mut TcpStream,
+    key: ApiKey,
+    version: i16,
+    request: &Req,
+) -> Resp {
+    let mut body = BytesMut::new();
+    RequestHeader::default()
+        .with_request_api_key(key as i16)
+        .with_request_api_version(version)
+        .with_correlation_id(7)
+        .with_client_id(Some(StrBytes::from_static_str("test")))
+        .encode(&mut body, key.request_header_version(version))
+        .unwrap();
+    request.encode(&mut body, version).unwrap();
+    stream.write_i32(body.len() as i32).await.unwrap();
+    stream.write_all(&body).await.unwrap();
+    let size = stream.read_i32().await.unwrap();
+    let mut response = vec![0u8; size as usize];
+    stream.read_exact(&mut response).await.unwrap();
+    let mut response = Bytes::from(response);
+    let header =
+        ResponseHeader::decode(&mut response, key.response_header_version(version)).unwrap();
+    assert_eq!(header.correlation_id, 7);
+    let decoded = Resp::decode(&mut response, version).unwrap();
+    assert!(!response.has_remaining(), "the whole response is decoded");
+    decoded
+}
+
+fn batch(values: &[&str]) -> Bytes {
+    let mut builder = BatchBuilder::with_capacity(256);
+    for (i, value) in values.iter().enumerate() {
+        builder.push(1_000 + i as i64, Some(b"k"), Some(value.as_bytes()), &[]);
+    }
+    Bytes::copy_from_slice(builder.finish().as_bytes())
+}
+
+fn topic_name() -> TopicName {
+    TopicName(StrBytes::from_static_str("t"))
+}
+
+fn produce(partition: i32, records: Bytes) -> ProduceRequest {
+    ProduceRequest::default()
+        .with_acks(-1)
+        .with_timeout_ms(5_000)
+        .with_topic_data(vec![
+            TopicProduceData::default()
+                .with_name(topic_name())
+                .with_partition_data(vec![
+                    PartitionProduceData::default()
+                        .with_index(partition)
+                        .with_records(Some(records)),
+                ]),
+        ])
+}
+
+fn fetch(partition: i32, offset: i64, max_wait_ms: i32) -> FetchRequest {
+    FetchRequest::default()
+        .with_max_wait_ms(max_wait_ms)
+        .with_min_bytes(1)
+        .with_max_bytes(1 << 20)
+        .with_topics(vec![
+            FetchTopic::default()
+                .with_topic(topic_name())
+                .with_partitions(vec![
+                    FetchPartition::default()
+                        .with_partition(partition)
+                        .with_fetch_offset(offset)
+                        .with_partition_max_bytes(1 << 20),
+                ]),
+        ])
+}
+
+#[tokio::test]
+async fn produce_fetch_and_list_offsets_round_trip_the_stored_bytes() {
+    let server = start().await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let versions: ApiVersionsResponse = call(
+        &mut client,
+        ApiKey::ApiVersions,
+        3,
+        &ApiVersionsRequest::default(),
+    )
+    .await;
+    let produce_range = versions
+        .api_keys
+        .iter()
+        .find(|k| k.api_key == ApiKey::Produce as i16)
+        .map(|k| (k.min_version, k.max_version));
+    assert_eq!(produce_range, Some((3, 11)));
+
+    for version in [3, 9] {
+        let response: ProduceResponse = call(
+            &mut client,
+            ApiKey::Produce,
+            version,
+            &produce(1, batch(&["a", "b"])),
+        )
+        .await;
+        let partition = &response.responses[0].partition_responses[0];
+        assert_eq!(partition.error_code, 0, "{partition:?}");
+        assert_eq!(partition.base_offset, if version == 3 { 0 } else { 2 });
+    }
+    // A fetch returns both batches as stored, with the offsets the log gave them.
+    let response: FetchResponse = call(&mut client, ApiKey::Fetch, 12, &fetch(1, 0, 0)).await;
+    let data = &response.responses[0].partitions[0];
+    assert_eq!(data.error_code, 0);
+    assert_eq!(data.high_watermark, 4);
+    let mut records = data.records.clone().unwrap();
+    let sets = kafka_protocol::records::RecordBatchDecoder::decode_all(&mut records).unwrap();
+    let offsets: Vec<i64> = sets
+        .iter()
+        .flat_map(|s| s.records.iter().map(|r| r.offset))
+        .collect();
+    assert_eq!(offsets, [0, 1, 2, 3]);
+
+    // A long poll at the end wakes up when a record arrives.
+    let mut waiter = TcpStream::connect(server.addr).await.unwrap();
+    let poll = tokio::spawn(async move {
+        let response: FetchResponse =
+            call(&mut waiter, ApiKey::Fetch, 11, &fetch(1, 4, 10_000)).await;
+        response
+    });
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let _: ProduceResponse = call(
+        &mut client,
+        ApiKey::Produce,
+        9,
+        &produce(1, batch(&["late"])),
+    )
+    .await;
+    let woken = tokio::time::timeout(Duration::from_secs(5), poll)
+        .await
+        .unwrap()
+        .unwrap();
+    let data = &woken.responses[0].partitions[0];
+    assert!(
+        data.records.as_ref().is_some_and(|r| !r.is_empty()),
+        "{data:?}"
+    );
+
+    let list = ListOffsetsRequest::default().with_topics(vec![
+        ListOffsetsTopic::default()
+            .with_name(topic_name())
+            .with_partitions(
+                [-2, -1, 1_001]
+                    .into_iter()
+                    .map(|ts| {
+                        ListOffsetsPartition::default()
+                            .with_partition_index(1)
+                            .with_timestamp(ts)
+                    })
+                    .collect(),
+            ),
+    ]);
+    let offsets: ListOffsetsResponse = call(&mut client, ApiKey::ListOffsets, 5, &list).await;
+    let found: Vec<i64> = offsets.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.offset)
+        .collect();
+    assert_eq!(found, [0, 5, 1]);
+
+    // A corrupt batch is refused and nothing is appended.
+    let mut bad = BytesMut::from(&batch(&["x"])[..]);
+    let last = bad.len() - 1;
+    bad[last] ^= 0x40;
+    let response: ProduceResponse =
+        call(&mut client, ApiKey::Produce, 9, &produce(0, bad.freeze())).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 2);
+    let log = server
+        .broker
+        .topic("t")
+        .unwrap()
+        .partition(0)
+        .unwrap()
+        .log()
+        .clone();
+    assert_eq!(log.high_watermark(), 0);
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn hostile_frames_close_only_their_own_connection() {
+    let server = start().await;
+    let mut good = TcpStream::connect(server.addr).await.unwrap();
+    let frames: Vec<Vec<u8>> = vec![
+        // An absurd length prefix: nothing is allocated for it.
+        i32::MAX.to_be_bytes().to_vec(),
+        (-5i32).to_be_bytes().to_vec(),
+        // An unknown api key.
+        [
+            &12i32.to_be_bytes()[..],
+            &[0x7f, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0, 0],
+        ]
+        .concat(),
+        // Produce v9 with a body of garbage.
+        [
+            &12i32.to_be_bytes()[..],
+            &[0, 0, 0, 9, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ]
+        .concat(),
+        // Cut short: says 100 bytes, sends 6, then hangs up.
+        [&100i32.to_be_bytes()[..], &[0, 18, 0, 3, 0, 0]].concat(),
+    ];
+    for frame in frames {
+        let mut hostile = TcpStream::connect(server.addr).await.unwrap();
+        hostile.write_all(&frame).await.unwrap();
+        hostile.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(5), hostile.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "the server closed the connection");
+        assert!(rest.is_empty(), "no answer to {frame:?}");
+        // The other connection still works.
+        let versions: ApiVersionsResponse = call(
+            &mut good,
+            ApiKey::ApiVersions,
+            0,
+            &ApiVersionsRequest::default(),
+        )
+        .await;
+        assert_eq!(versions.error_code, 0);
+    }
+    server.stop().await;
+}
