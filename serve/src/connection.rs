@@ -97,7 +97,8 @@ async fn handle(
             let request = RequestKind::decode(api_key, &mut body, version)
                 .map_err(|e| format!("{api_key:?} v{version}: bad request: {e}"))?;
             tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
-            api::answer(request, version, shared).await
+            let client_id = header.client_id.as_deref().unwrap_or_default();
+            api::answer(request, version, client_id, shared).await
         }
         // Clients learn the versions from ApiVersions, so that one answers at v0 whatever
         // version was asked (Kafka does the same).

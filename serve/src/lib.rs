@@ -8,6 +8,7 @@
 
 mod api;
 mod connection;
+mod groups;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -47,6 +48,7 @@ pub(crate) struct Shared {
     pub(crate) config: ServeConfig,
     /// Request bytes in memory, over all connections.
     pub(crate) memory: Semaphore,
+    pub(crate) coordinator: groups::Coordinator,
     pub(crate) shutdown: CancellationToken,
 }
 
@@ -66,9 +68,21 @@ pub async fn serve(
         broker,
         config,
         memory: Semaphore::new(permits),
+        coordinator: groups::Coordinator::default(),
         shutdown: shutdown.clone(),
     });
     let connections = TaskTracker::new();
+    // Session and rebalance timeouts are checked on a tick.
+    let ticker = shared.clone();
+    connections.spawn(async move {
+        let mut tick = tokio::time::interval(groups::TICK);
+        loop {
+            tokio::select! {
+                () = ticker.shutdown.cancelled() => return,
+                _ = tick.tick() => ticker.coordinator.tick(),
+            }
+        }
+    });
     loop {
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,

@@ -26,8 +26,7 @@ pub(super) fn answer(request: &ListOffsetsRequest, shared: &Shared) -> ListOffse
                     let response = ListOffsetsPartitionResponse::default()
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
-                        .with_offset(-1)
-                        .with_leader_epoch(0);
+                        .with_offset(-1);
                     let log = shared.broker.topic(&topic.name).and_then(|t| {
                         let index = u32::try_from(p.partition_index).unwrap_or(u32::MAX);
                         t.partition(index).map(|part| part.log().clone())

@@ -2,6 +2,7 @@
 
 mod create_topics;
 mod fetch;
+mod groups;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -28,15 +29,33 @@ pub(crate) fn supported(api: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::Fetch => 4..=12,
         ApiKey::ListOffsets => 1..=7,
         ApiKey::CreateTopics => 2..=7,
+        ApiKey::FindCoordinator => 0..=4,
+        ApiKey::JoinGroup => 0..=9,
+        ApiKey::SyncGroup => 0..=5,
+        ApiKey::Heartbeat => 0..=4,
+        ApiKey::LeaveGroup => 0..=5,
+        ApiKey::OffsetCommit => 2..=8,
+        ApiKey::OffsetFetch => 1..=8,
+        ApiKey::ListGroups => 0..=4,
+        ApiKey::DescribeGroups => 0..=5,
         _ => return None,
     })
 }
 
-const ADVERTISED: [ApiKey; 6] = [
+const ADVERTISED: [ApiKey; 15] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
     ApiKey::Metadata,
+    ApiKey::OffsetCommit,
+    ApiKey::OffsetFetch,
+    ApiKey::FindCoordinator,
+    ApiKey::JoinGroup,
+    ApiKey::Heartbeat,
+    ApiKey::LeaveGroup,
+    ApiKey::SyncGroup,
+    ApiKey::ListGroups,
+    ApiKey::DescribeGroups,
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
 ];
@@ -46,6 +65,7 @@ const ADVERTISED: [ApiKey; 6] = [
 pub(crate) async fn answer(
     request: RequestKind,
     version: i16,
+    client_id: &str,
     shared: &Shared,
 ) -> Option<ResponseKind> {
     let send = Some;
@@ -65,6 +85,33 @@ pub(crate) async fn answer(
         ))),
         RequestKind::CreateTopics(request) => send(ResponseKind::CreateTopics(
             create_topics::answer(&request, shared),
+        )),
+        RequestKind::FindCoordinator(request) => send(ResponseKind::FindCoordinator(
+            groups::find_coordinator(&request, version, shared),
+        )),
+        RequestKind::JoinGroup(request) => send(ResponseKind::JoinGroup(
+            groups::join(request, version, client_id, shared).await,
+        )),
+        RequestKind::SyncGroup(request) => {
+            send(ResponseKind::SyncGroup(groups::sync(request, shared).await))
+        }
+        RequestKind::Heartbeat(request) => {
+            send(ResponseKind::Heartbeat(groups::heartbeat(&request, shared)))
+        }
+        RequestKind::LeaveGroup(request) => send(ResponseKind::LeaveGroup(groups::leave(
+            &request, version, shared,
+        ))),
+        RequestKind::OffsetCommit(request) => send(ResponseKind::OffsetCommit(
+            groups::commit(request, shared).await,
+        )),
+        RequestKind::OffsetFetch(request) => send(ResponseKind::OffsetFetch(
+            groups::fetch_offsets(&request, version, shared),
+        )),
+        RequestKind::ListGroups(request) => {
+            send(ResponseKind::ListGroups(groups::list(&request, shared)))
+        }
+        RequestKind::DescribeGroups(request) => send(ResponseKind::DescribeGroups(
+            groups::describe(&request, shared),
         )),
         // `supported` lets nothing else through.
         other => unreachable!("unsupported request decoded: {other:?}"),

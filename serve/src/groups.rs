@@ -1,0 +1,480 @@
+//! The group coordinator of Kafka's classic rebalance protocol: members join (a two-step join:
+//! a new member first gets its id), the first to join leads and assigns, everyone syncs to get
+//! an assignment, heartbeats keep a member in and tell it when to rejoin. Generations fence
+//! members of an older round. Membership lives in memory; committed offsets go to the log.
+//!
+//! States, as Kafka's: `Empty` -> (join) `PreparingRebalance` -> (every member rejoined, or the
+//! rebalance timeout passed) `CompletingRebalance` -> (the leader's sync) `Stable` -> (a join,
+//! a leave or an expired session) `PreparingRebalance`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use kafka_protocol::error::ResponseError;
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+/// How often deadlines (rebalance and session timeouts) are checked.
+pub(crate) const TICK: Duration = Duration::from_millis(100);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum State {
+    Empty,
+    PreparingRebalance,
+    CompletingRebalance,
+    Stable,
+}
+
+impl State {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Self::Empty => "Empty",
+            Self::PreparingRebalance => "PreparingRebalance",
+            Self::CompletingRebalance => "CompletingRebalance",
+            Self::Stable => "Stable",
+        }
+    }
+}
+
+/// A join request, as the coordinator needs it.
+pub(crate) struct Join {
+    pub(crate) group: String,
+    pub(crate) member_id: String,
+    pub(crate) client_id: String,
+    pub(crate) protocol_type: String,
+    pub(crate) protocols: Vec<(String, Bytes)>,
+    pub(crate) session_timeout: Duration,
+    pub(crate) rebalance_timeout: Duration,
+    /// v4+: a new member first gets its id back and joins again with it.
+    pub(crate) require_known_member_id: bool,
+}
+
+/// What a join answers.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Joined {
+    pub(crate) error: i16,
+    pub(crate) generation: i32,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol: String,
+    pub(crate) leader: String,
+    pub(crate) member_id: String,
+    /// For the leader: every member and its metadata for the chosen protocol.
+    pub(crate) members: Vec<(String, Bytes)>,
+}
+
+struct Member {
+    client_id: String,
+    protocols: Vec<(String, Bytes)>,
+    session_timeout: Duration,
+    rebalance_timeout: Duration,
+    assignment: Bytes,
+    last_seen: Instant,
+}
+
+struct Group {
+    state: State,
+    generation: i32,
+    protocol_type: String,
+    protocol: String,
+    leader: String,
+    members: BTreeMap<String, Member>,
+    joining: HashMap<String, oneshot::Sender<Joined>>,
+    syncing: HashMap<String, oneshot::Sender<(i16, Bytes)>>,
+    /// When a rebalance completes even if members have not rejoined.
+    rebalance_deadline: Instant,
+}
+
+impl Group {
+    fn new() -> Self {
+        Self {
+            state: State::Empty,
+            generation: 0,
+            protocol_type: String::new(),
+            protocol: String::new(),
+            leader: String::new(),
+            members: BTreeMap::new(),
+            joining: HashMap::new(),
+            syncing: HashMap::new(),
+            rebalance_deadline: Instant::now(),
+        }
+    }
+
+    /// Starts a rebalance: members learn it from heartbeats and rejoin; waiting syncs fail.
+    fn prepare_rebalance(&mut self) {
+        if self.state == State::PreparingRebalance {
+            return;
+        }
+        for (_, waiter) in self.syncing.drain() {
+            let _ = waiter.send((ResponseError::RebalanceInProgress.code(), Bytes::new()));
+        }
+        let timeout = self
+            .members
+            .values()
+            .map(|m| m.rebalance_timeout)
+            .max()
+            .unwrap_or_default();
+        self.rebalance_deadline = Instant::now() + timeout;
+        self.state = State::PreparingRebalance;
+    }
+
+    /// Completes the join round once every member rejoined, or `force`d at the deadline (members
+    /// that did not rejoin are dropped).
+    fn try_complete_join(&mut self, force: bool) {
+        if self.state != State::PreparingRebalance {
+            return;
+        }
+        let all_joined = self.members.keys().all(|m| self.joining.contains_key(m));
+        if !all_joined && !force {
+            return;
+        }
+        self.members.retain(|id, _| self.joining.contains_key(id));
+        self.generation += 1;
+        if self.members.is_empty() {
+            self.state = State::Empty;
+            self.leader.clear();
+            self.protocol.clear();
+            return;
+        }
+        // The first of the leader's protocols that every member supports.
+        if !self.members.contains_key(&self.leader) {
+            self.leader = self.members.keys().next().cloned().unwrap_or_default();
+        }
+        let leader = &self.members[&self.leader];
+        let chosen = leader.protocols.iter().map(|(name, _)| name).find(|name| {
+            self.members
+                .values()
+                .all(|m| m.protocols.iter().any(|(n, _)| n == *name))
+        });
+        let Some(chosen) = chosen.cloned() else {
+            for (_, waiter) in self.joining.drain() {
+                let _ = waiter.send(Joined {
+                    error: ResponseError::InconsistentGroupProtocol.code(),
+                    ..Joined::default()
+                });
+            }
+            self.members.clear();
+            self.state = State::Empty;
+            return;
+        };
+        self.protocol = chosen;
+        self.state = State::CompletingRebalance;
+        let everyone: Vec<(String, Bytes)> = self
+            .members
+            .iter()
+            .map(|(id, m)| {
+                let metadata = m
+                    .protocols
+                    .iter()
+                    .find(|(n, _)| *n == self.protocol)
+                    .map(|(_, meta)| meta.clone())
+                    .unwrap_or_default();
+                (id.clone(), metadata)
+            })
+            .collect();
+        let now = Instant::now();
+        for (id, waiter) in self.joining.drain() {
+            if let Some(member) = self.members.get_mut(&id) {
+                member.last_seen = now;
+            }
+            let _ = waiter.send(Joined {
+                error: 0,
+                generation: self.generation,
+                protocol_type: self.protocol_type.clone(),
+                protocol: self.protocol.clone(),
+                leader: self.leader.clone(),
+                members: if id == self.leader {
+                    everyone.clone()
+                } else {
+                    Vec::new()
+                },
+                member_id: id,
+            });
+        }
+    }
+
+    fn remove_member(&mut self, id: &str) {
+        self.members.remove(id);
+        self.joining.remove(id);
+        self.syncing.remove(id);
+        if self.members.is_empty() && self.joining.is_empty() {
+            self.state = State::Empty;
+            self.leader.clear();
+        } else {
+            self.prepare_rebalance();
+            self.try_complete_join(false);
+        }
+    }
+}
+
+/// Every group's membership.
+#[derive(Default)]
+pub(crate) struct Coordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    next_member: AtomicU64,
+}
+
+/// A generation check's verdict for a member's request.
+fn check(group: Option<&Group>, member_id: &str, generation: i32) -> Result<(), i16> {
+    let Some(group) = group else {
+        return Err(ResponseError::UnknownMemberId.code());
+    };
+    if !group.members.contains_key(member_id) {
+        return Err(ResponseError::UnknownMemberId.code());
+    }
+    if generation != group.generation {
+        return Err(ResponseError::IllegalGeneration.code());
+    }
+    Ok(())
+}
+
+impl Coordinator {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
+        self.groups.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Joins (or rejoins) a member; resolves when the round completes.
+    pub(crate) async fn join(&self, join: Join) -> Joined {
+        let waiter = {
+            let mut groups = self.lock();
+            let group = groups.entry(join.group.clone()).or_insert_with(Group::new);
+            if group.state != State::Empty
+                && !group.members.is_empty()
+                && group.protocol_type != join.protocol_type
+            {
+                return Joined {
+                    error: ResponseError::InconsistentGroupProtocol.code(),
+                    ..Joined::default()
+                };
+            }
+            let member_id = if join.member_id.is_empty() {
+                let n = self.next_member.fetch_add(1, Ordering::Relaxed);
+                let id = format!("{}-{n}", join.client_id);
+                if join.require_known_member_id {
+                    // Known now; it joins again with it (KIP-394).
+                    group.members.insert(id.clone(), member(&join));
+                    return Joined {
+                        error: ResponseError::MemberIdRequired.code(),
+                        member_id: id,
+                        ..Joined::default()
+                    };
+                }
+                id
+            } else if group.members.contains_key(&join.member_id) {
+                join.member_id.clone()
+            } else {
+                return Joined {
+                    error: ResponseError::UnknownMemberId.code(),
+                    member_id: join.member_id.clone(),
+                    ..Joined::default()
+                };
+            };
+            let unchanged = group
+                .members
+                .get(&member_id)
+                .is_some_and(|m| m.protocols == join.protocols);
+            // A follower rejoining a stable group with nothing new only learns where it is.
+            if group.state == State::Stable && unchanged && member_id != group.leader {
+                if let Some(member) = group.members.get_mut(&member_id) {
+                    member.last_seen = Instant::now();
+                }
+                return Joined {
+                    error: 0,
+                    generation: group.generation,
+                    protocol_type: group.protocol_type.clone(),
+                    protocol: group.protocol.clone(),
+                    leader: group.leader.clone(),
+                    member_id,
+                    members: Vec::new(),
+                };
+            }
+            let assignment = group
+                .members
+                .get(&member_id)
+                .map(|m| m.assignment.clone())
+                .unwrap_or_default();
+            let mut joined = member(&join);
+            joined.assignment = assignment;
+            group.members.insert(member_id.clone(), joined);
+            group.protocol_type = join.protocol_type.clone();
+            let (tx, rx) = oneshot::channel();
+            // A second join of the same member replaces the first, whose request is answered
+            // with an error when its sender drops.
+            group.joining.insert(member_id.clone(), tx);
+            group.prepare_rebalance();
+            group.try_complete_join(false);
+            rx
+        };
+        waiter.await.unwrap_or(Joined {
+            error: ResponseError::RebalanceInProgress.code(),
+            ..Joined::default()
+        })
+    }
+
+    /// The leader hands out assignments; everyone gets theirs.
+    pub(crate) async fn sync(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        generation: i32,
+        assignments: Vec<(String, Bytes)>,
+    ) -> (i16, Bytes) {
+        let waiter = {
+            let mut groups = self.lock();
+            let group = groups.get_mut(group_id);
+            if let Err(code) = check(group.as_deref(), member_id, generation) {
+                return (code, Bytes::new());
+            }
+            let Some(group) = group else {
+                return (ResponseError::UnknownMemberId.code(), Bytes::new());
+            };
+            match group.state {
+                State::PreparingRebalance | State::Empty => {
+                    return (ResponseError::RebalanceInProgress.code(), Bytes::new());
+                }
+                State::Stable => {
+                    let assignment = group.members[member_id].assignment.clone();
+                    return (0, assignment);
+                }
+                State::CompletingRebalance => {}
+            }
+            if member_id == group.leader {
+                let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
+                for (id, member) in &mut group.members {
+                    member.assignment = given.remove(id).unwrap_or_default();
+                }
+                group.state = State::Stable;
+                for (id, waiter) in group.syncing.drain() {
+                    let assignment = group
+                        .members
+                        .get(&id)
+                        .map(|m| m.assignment.clone())
+                        .unwrap_or_default();
+                    let _ = waiter.send((0, assignment));
+                }
+                return (0, group.members[member_id].assignment.clone());
+            }
+            let (tx, rx) = oneshot::channel();
+            group.syncing.insert(member_id.to_string(), tx);
+            rx
+        };
+        waiter
+            .await
+            .unwrap_or((ResponseError::RebalanceInProgress.code(), Bytes::new()))
+    }
+
+    /// Keeps a member in; tells it when a rebalance needs it to rejoin.
+    pub(crate) fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+        let mut groups = self.lock();
+        let group = groups.get_mut(group_id);
+        if let Err(code) = check(group.as_deref(), member_id, generation) {
+            return code;
+        }
+        let Some(group) = group else { return 0 };
+        if let Some(member) = group.members.get_mut(member_id) {
+            member.last_seen = Instant::now();
+        }
+        match group.state {
+            State::PreparingRebalance => ResponseError::RebalanceInProgress.code(),
+            _ => 0,
+        }
+    }
+
+    /// Members leave; the others rebalance.
+    pub(crate) fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<i16> {
+        let mut groups = self.lock();
+        let Some(group) = groups.get_mut(group_id) else {
+            return vec![ResponseError::UnknownMemberId.code(); member_ids.len()];
+        };
+        member_ids
+            .iter()
+            .map(|id| {
+                if group.members.contains_key(id) {
+                    group.remove_member(id);
+                    0
+                } else {
+                    ResponseError::UnknownMemberId.code()
+                }
+            })
+            .collect()
+    }
+
+    /// Checks an offset commit's member and generation (-1: a commit from outside the group).
+    pub(crate) fn check_commit(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+        if generation < 0 {
+            return 0;
+        }
+        let groups = self.lock();
+        let group = groups.get(group_id);
+        match check(group, member_id, generation) {
+            Err(code) => code,
+            Ok(()) if group.is_some_and(|g| g.state == State::PreparingRebalance) => {
+                ResponseError::RebalanceInProgress.code()
+            }
+            Ok(()) => 0,
+        }
+    }
+
+    /// State, protocol type, protocol and members (id, client id, assignment) of a group.
+    pub(crate) fn describe(
+        &self,
+        group_id: &str,
+    ) -> Option<(State, String, String, Vec<(String, String, Bytes)>)> {
+        let groups = self.lock();
+        let group = groups.get(group_id)?;
+        Some((
+            group.state,
+            group.protocol_type.clone(),
+            group.protocol.clone(),
+            group
+                .members
+                .iter()
+                .map(|(id, m)| (id.clone(), m.client_id.clone(), m.assignment.clone()))
+                .collect(),
+        ))
+    }
+
+    /// Groups with members: (id, protocol type, state).
+    pub(crate) fn list(&self) -> Vec<(String, String, State)> {
+        self.lock()
+            .iter()
+            .map(|(id, g)| (id.clone(), g.protocol_type.clone(), g.state))
+            .collect()
+    }
+
+    /// Drops members whose session expired and completes rebalances past their deadline.
+    pub(crate) fn tick(&self) {
+        let now = Instant::now();
+        let mut groups = self.lock();
+        for (id, group) in groups.iter_mut() {
+            let expired: Vec<String> = group
+                .members
+                .iter()
+                .filter(|(member, m)| {
+                    !group.joining.contains_key(*member) && now > m.last_seen + m.session_timeout
+                })
+                .map(|(member, _)| member.clone())
+                .collect();
+            for member in expired {
+                tracing::info!(group = %id, member, "session expired; the group rebalances");
+                group.remove_member(&member);
+            }
+            if group.state == State::PreparingRebalance && now >= group.rebalance_deadline {
+                group.try_complete_join(true);
+            }
+        }
+    }
+}
+
+fn member(join: &Join) -> Member {
+    Member {
+        client_id: join.client_id.clone(),
+        protocols: join.protocols.clone(),
+        session_timeout: join.session_timeout,
+        rebalance_timeout: join.rebalance_timeout,
+        assignment: Bytes::new(),
+        last_seen: Instant::now(),
+    }
+}
