@@ -39,6 +39,21 @@ impl State {
     }
 }
 
+/// A group as DescribeGroups shows it.
+pub(crate) struct GroupView {
+    pub(crate) state: State,
+    pub(crate) protocol_type: String,
+    pub(crate) protocol: String,
+    pub(crate) members: Vec<MemberView>,
+}
+
+/// A member as DescribeGroups shows it.
+pub(crate) struct MemberView {
+    pub(crate) member_id: String,
+    pub(crate) client_id: String,
+    pub(crate) assignment: Bytes,
+}
+
 /// A join request, as the coordinator needs it.
 pub(crate) struct Join {
     pub(crate) group: String,
@@ -417,23 +432,24 @@ impl Coordinator {
         }
     }
 
-    /// State, protocol type, protocol and members (id, client id, assignment) of a group.
-    pub(crate) fn describe(
-        &self,
-        group_id: &str,
-    ) -> Option<(State, String, String, Vec<(String, String, Bytes)>)> {
+    /// What DescribeGroups shows of a group.
+    pub(crate) fn describe(&self, group_id: &str) -> Option<GroupView> {
         let groups = self.lock();
         let group = groups.get(group_id)?;
-        Some((
-            group.state,
-            group.protocol_type.clone(),
-            group.protocol.clone(),
-            group
+        Some(GroupView {
+            state: group.state,
+            protocol_type: group.protocol_type.clone(),
+            protocol: group.protocol.clone(),
+            members: group
                 .members
                 .iter()
-                .map(|(id, m)| (id.clone(), m.client_id.clone(), m.assignment.clone()))
+                .map(|(id, m)| MemberView {
+                    member_id: id.clone(),
+                    client_id: m.client_id.clone(),
+                    assignment: m.assignment.clone(),
+                })
                 .collect(),
-        ))
+        })
     }
 
     /// Groups with members: (id, protocol type, state).

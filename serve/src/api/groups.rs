@@ -402,18 +402,18 @@ pub(super) fn describe(request: &DescribeGroupsRequest, shared: &Shared) -> Desc
             .map(|id| {
                 let described = DescribedGroup::default().with_group_id(id.clone());
                 match shared.coordinator.describe(id) {
-                    Some((state, protocol_type, protocol, members)) => described
-                        .with_group_state(text(state.name()))
-                        .with_protocol_type(text(&protocol_type))
-                        .with_protocol_data(text(&protocol))
+                    Some(view) => described
+                        .with_group_state(text(view.state.name()))
+                        .with_protocol_type(text(&view.protocol_type))
+                        .with_protocol_data(text(&view.protocol))
                         .with_members(
-                            members
+                            view.members
                                 .into_iter()
-                                .map(|(member, client, assignment)| {
+                                .map(|m| {
                                     DescribedGroupMember::default()
-                                        .with_member_id(text(&member))
-                                        .with_client_id(text(&client))
-                                        .with_member_assignment(assignment)
+                                        .with_member_id(text(&m.member_id))
+                                        .with_client_id(text(&m.client_id))
+                                        .with_member_assignment(m.assignment)
                                 })
                                 .collect(),
                         ),
