@@ -11,7 +11,7 @@ fi
 
 # The log engine is embedded: its tests need no external service. The connector tests need a real
 # PostgreSQL server and a real S3-compatible server: install them if missing, start them on
-# loopback, stop them at the end.
+# loopback, stop them at the end. The `logbrook serve` tests need real Kafka clients.
 port_free() { ! (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 port=55432
 while ! port_free "$port"; do port=$((port + 1)); done
@@ -35,6 +35,14 @@ export LOGBROOK_TEST_S3_ACCESS_KEY="$(scripts/s3-server.sh access-key)"
 export LOGBROOK_TEST_S3_SECRET_KEY="$(scripts/s3-server.sh secret-key)"
 # Requests to the test server never wait on EC2 instance metadata.
 export AWS_EC2_METADATA_DISABLED=true
+# The `logbrook serve` tests drive real Kafka clients: kcat from apt, confluent-kafka and
+# kafka-python in a venv in the tools cache dir (installed on first use; later runs only check).
+if [ -z "${LOGBROOK_TEST_KCAT:-}" ] || [ -z "${LOGBROOK_TEST_PYTHON:-}" ]; then
+  echo "==> Kafka clients (kcat, confluent-kafka, kafka-python)"
+  scripts/kafka-clients.sh install
+fi
+export LOGBROOK_TEST_KCAT="${LOGBROOK_TEST_KCAT:-$(scripts/kafka-clients.sh kcat)}"
+export LOGBROOK_TEST_PYTHON="${LOGBROOK_TEST_PYTHON:-$(scripts/kafka-clients.sh python)}"
 
 echo "==> cargo test --workspace (debug build)"
 status=0

@@ -39,7 +39,7 @@ async fn serve_requests(
             () = shared.shutdown.cancelled() => return Ok(()),
             size = read.read_i32() => match size {
                 Ok(size) => size,
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+                Err(e) if hung_up(&e) => return Ok(()),
                 Err(e) => return Err(format!("reading a request: {e}")),
             },
         };
@@ -65,15 +65,27 @@ async fn serve_requests(
         let Some(response) = handle(body.freeze(), peer, shared).await? else {
             continue; // acks = 0: no response
         };
-        write
-            .write_all(&response)
-            .await
-            .map_err(|e| format!("writing a response: {e}"))?;
-        write
-            .flush()
-            .await
-            .map_err(|e| format!("writing a response: {e}"))?;
+        match write.write_all(&response).await {
+            Ok(()) => {}
+            Err(e) if hung_up(&e) => return Ok(()),
+            Err(e) => return Err(format!("writing a response: {e}")),
+        }
+        match write.flush().await {
+            Ok(()) => {}
+            Err(e) if hung_up(&e) => return Ok(()),
+            Err(e) => return Err(format!("writing a response: {e}")),
+        }
     }
+}
+
+/// Whether the client went away (between requests, or without reading its answer): a normal
+/// end of a connection, not worth a warning.
+fn hung_up(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind;
+    matches!(
+        e.kind(),
+        ErrorKind::UnexpectedEof | ErrorKind::ConnectionReset | ErrorKind::BrokenPipe
+    )
 }
 
 /// Decodes one request, answers it, and encodes the size-prefixed response (`None`: none is

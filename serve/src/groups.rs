@@ -96,6 +96,8 @@ struct Group {
     protocol: String,
     leader: String,
     members: BTreeMap<String, Member>,
+    /// Ids handed out with `MEMBER_ID_REQUIRED`, not members until they join with them.
+    pending: std::collections::HashSet<String>,
     joining: HashMap<String, oneshot::Sender<Joined>>,
     syncing: HashMap<String, oneshot::Sender<(i16, Bytes)>>,
     /// When a rebalance completes even if members have not rejoined.
@@ -111,6 +113,7 @@ impl Group {
             protocol: String::new(),
             leader: String::new(),
             members: BTreeMap::new(),
+            pending: std::collections::HashSet::new(),
             joining: HashMap::new(),
             syncing: HashMap::new(),
             rebalance_deadline: Instant::now(),
@@ -268,8 +271,8 @@ impl Coordinator {
                 let n = self.next_member.fetch_add(1, Ordering::Relaxed);
                 let id = format!("{}-{n}", join.client_id);
                 if join.require_known_member_id {
-                    // Known now; it joins again with it (KIP-394).
-                    group.members.insert(id.clone(), member(&join));
+                    // It joins again with this id (KIP-394).
+                    group.pending.insert(id.clone());
                     return Joined {
                         error: ResponseError::MemberIdRequired.code(),
                         member_id: id,
@@ -277,7 +280,9 @@ impl Coordinator {
                     };
                 }
                 id
-            } else if group.members.contains_key(&join.member_id) {
+            } else if group.members.contains_key(&join.member_id)
+                || group.pending.remove(&join.member_id)
+            {
                 join.member_id.clone()
             } else {
                 return Joined {

@@ -1,6 +1,5 @@
 //! Running `logbrook connect run` in the background and talking to its REST API.
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::{Arc, Mutex};
@@ -8,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::{Logbrook, Run};
+use super::{Logbrook, Run, drain};
 
 /// A worker file with a free REST port and a short flush interval, written into the test's
 /// temporary directory.
@@ -191,17 +190,6 @@ impl Drop for Worker {
             let _ = child.wait();
         }
     }
-}
-
-fn drain(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
-    std::thread::spawn(move || {
-        for line in BufReader::new(stream).lines() {
-            let Ok(line) = line else { break };
-            let mut text = into.lock().unwrap();
-            text.push_str(&line);
-            text.push('\n');
-        }
-    });
 }
 
 /// Polls `condition` every 20 ms for up to `seconds`.

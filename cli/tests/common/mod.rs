@@ -5,9 +5,10 @@
 // Each test binary uses a different subset of these helpers.
 #![allow(dead_code)]
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// A temporary data directory and a way to run `logbrook` on it.
@@ -220,6 +221,22 @@ pub fn wait_until(what: &str, mut condition: impl FnMut() -> bool) {
     }
 }
 
+/// Appends each line `stream` prints to `into`, on a thread of its own, until it closes; join
+/// the thread to have every line.
+pub fn drain(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
+    std::thread::spawn(move || {
+        for line in BufReader::new(stream).lines() {
+            let Ok(line) = line else { break };
+            let mut text = into.lock().unwrap();
+            text.push_str(&line);
+            text.push('\n');
+        }
+    })
+}
+
 /// Formats milliseconds since the epoch as RFC 3339 with milliseconds.
 pub fn rfc3339(ms: i64) -> String {
     chrono::DateTime::from_timestamp_millis(ms)
@@ -235,3 +252,4 @@ pub fn now_ms() -> i64 {
 pub mod connect;
 pub mod postgres;
 pub mod s3;
+pub mod serve;

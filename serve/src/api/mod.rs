@@ -1,5 +1,6 @@
 //! The APIs the server answers, one module each, and the versions it advertises.
 
+mod admin;
 mod create_topics;
 mod fetch;
 mod groups;
@@ -38,11 +39,13 @@ pub(crate) fn supported(api: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::OffsetFetch => 1..=8,
         ApiKey::ListGroups => 0..=4,
         ApiKey::DescribeGroups => 0..=5,
+        ApiKey::DeleteTopics => 1..=6,
+        ApiKey::DescribeConfigs => 1..=4,
         _ => return None,
     })
 }
 
-const ADVERTISED: [ApiKey; 15] = [
+const ADVERTISED: [ApiKey; 17] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -58,6 +61,8 @@ const ADVERTISED: [ApiKey; 15] = [
     ApiKey::DescribeGroups,
     ApiKey::ApiVersions,
     ApiKey::CreateTopics,
+    ApiKey::DeleteTopics,
+    ApiKey::DescribeConfigs,
 ];
 
 /// Answers a decoded request of version `version`; `None`: no response is sent (Produce with
@@ -112,6 +117,12 @@ pub(crate) async fn answer(
         }
         RequestKind::DescribeGroups(request) => send(ResponseKind::DescribeGroups(
             groups::describe(&request, shared),
+        )),
+        RequestKind::DeleteTopics(request) => send(ResponseKind::DeleteTopics(
+            admin::delete_topics(&request, version, shared).await,
+        )),
+        RequestKind::DescribeConfigs(request) => send(ResponseKind::DescribeConfigs(
+            admin::describe_configs(&request, shared),
         )),
         // `supported` lets nothing else through.
         other => unreachable!("unsupported request decoded: {other:?}"),

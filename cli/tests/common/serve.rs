@@ -1,0 +1,207 @@
+//! Running `logbrook serve` in the background and real Kafka clients against it.
+//!
+//! The clients come from `scripts/kafka-clients.sh` (called by `scripts/test.sh`), which exports
+//! `LOGBROOK_TEST_KCAT` and `LOGBROOK_TEST_PYTHON`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use super::{Logbrook, Run, drain};
+
+/// The line `logbrook serve` prints once it is bound, before the address.
+const LISTENING: &str = "logbrook serve: listening on ";
+
+/// A running `logbrook serve --listen 127.0.0.1:0`; killed when dropped.
+pub struct Server {
+    child: Option<Child>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+    /// `127.0.0.1:PORT`, for `bootstrap.servers`.
+    pub bootstrap: String,
+}
+
+impl Server {
+    /// Starts `logbrook serve` on a free loopback port and waits for its listening line.
+    pub fn start(lb: &Logbrook) -> Self {
+        let mut child = lb
+            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start logbrook serve");
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            drain(child.stdout.take().unwrap(), stdout.clone()),
+            drain(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        let mut server = Self {
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
+            bootstrap: String::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let out = server.stdout.lock().unwrap().clone();
+            if let Some(at) = out.find(LISTENING) {
+                let rest = &out[at + LISTENING.len()..];
+                if let Some(line) = rest.lines().next().filter(|_| rest.contains('\n')) {
+                    server.bootstrap = line.trim().to_string();
+                    return server;
+                }
+            }
+            if let Some(status) = server.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "logbrook serve exited early ({status}): {}",
+                    server.stderr()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "logbrook serve printed no listening line: {}",
+                server.stderr()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for it to exit.
+    pub fn stop(mut self) -> Run {
+        let mut child = self.child.take().unwrap();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!(
+                    "logbrook serve did not stop on SIGTERM within 30 s: {}",
+                    self.stderr()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        Run {
+            code: status.code(),
+            stdout: self.stdout.lock().unwrap().clone(),
+            stderr: self.stderr(),
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The client program named by the environment variable `var` (`LOGBROOK_TEST_KCAT`,
+/// `LOGBROOK_TEST_PYTHON`). When it is unset, CI fails (it must have every client) and a local
+/// run prints a skip notice and gets `None`.
+pub fn client(var: &str) -> Option<PathBuf> {
+    match std::env::var_os(var) {
+        Some(path) if !path.is_empty() => Some(PathBuf::from(path)),
+        _ if std::env::var_os("CI").is_some_and(|ci| !ci.is_empty()) => panic!(
+            "{var} is not set, and CI must run every client test: run ./scripts/test.sh \
+             (scripts/kafka-clients.sh installs kcat and the Python clients)"
+        ),
+        _ => {
+            eprintln!(
+                "skipped: {var} is not set (./scripts/test.sh installs the Kafka clients and sets it)"
+            );
+            None
+        }
+    }
+}
+
+/// A Python client script in `cli/tests/clients/`.
+pub fn client_script(name: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/clients")
+        .join(name)
+}
+
+/// Runs a client with `stdin`, killing it after `seconds`; asserts it exited 0 and returns
+/// what it printed. `what` names it in failure messages, which carry its whole output.
+pub fn run_client(command: &mut Command, stdin: &str, seconds: u64, what: &str) -> Run {
+    let run = run_client_unchecked(command, stdin, seconds);
+    assert_eq!(
+        run.code,
+        Some(0),
+        "{what} failed (exit {:?})\n--- stdout\n{}\n--- stderr\n{}",
+        run.code,
+        run.stdout,
+        run.stderr
+    );
+    run
+}
+
+/// As [`run_client`], without the exit-code check (`code` is `None` when it was killed).
+pub fn run_client_unchecked(command: &mut Command, stdin: &str, seconds: u64) -> Run {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+    let stdout = Arc::new(Mutex::new(String::new()));
+    let stderr = Arc::new(Mutex::new(String::new()));
+    let readers = [
+        drain(child.stdout.take().unwrap(), stdout.clone()),
+        drain(child.stderr.take().unwrap(), stderr.clone()),
+    ];
+    let mut input = child.stdin.take().unwrap();
+    let stdin = stdin.to_string();
+    // Dropping the handle at the end closes the client's stdin.
+    std::thread::spawn(move || input.write_all(stdin.as_bytes()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break Some(status);
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    for reader in readers {
+        reader.join().unwrap();
+    }
+    let mut stderr = stderr.lock().unwrap().clone();
+    if status.is_none() {
+        stderr.push_str(&format!("\n(killed after {seconds} s)"));
+    }
+    Run {
+        code: status.and_then(|status| status.code()),
+        stdout: stdout.lock().unwrap().clone(),
+        stderr,
+    }
+}

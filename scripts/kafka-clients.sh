@@ -1,0 +1,56 @@
+#!/usr/bin/env bash
+# Real Kafka clients for the `logbrook serve` tests (cli/tests/serve_clients.rs).
+#   scripts/kafka-clients.sh install|kcat|python
+# Installs Debian's kcat (librdkafka 2.0.2: an old client) with apt when missing, and a Python
+# venv in the tools cache dir with confluent-kafka (bundles a current librdkafka) and
+# kafka-python. Pinned versions; a second run only checks what is there (well under a second).
+set -euo pipefail
+
+TOOLS="${LOGBROOK_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/logbrook/tools}"
+VENV="$TOOLS/venv"
+CONFLUENT_KAFKA=2.16.1
+KAFKA_PYTHON=3.0.12
+
+apt_install() {
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq >&2 || true
+    apt-get install -y -qq --no-install-recommends "$@" >&2
+}
+
+install_kcat() {
+    if command -v kcat >/dev/null 2>&1; then return; fi
+    echo "installing kcat" >&2
+    apt_install kcat
+}
+
+# The venv's python has both libraries at the pinned versions.
+venv_ready() {
+    [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "
+import sys, confluent_kafka, kafka
+sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA' or kafka.__version__ != '$KAFKA_PYTHON')
+" 2>/dev/null
+}
+
+install_python() {
+    if venv_ready; then return; fi
+    # Debian's python3 makes venvs only with python3-venv (it strips ensurepip).
+    if ! command -v python3 >/dev/null 2>&1 || ! python3 -c 'import ensurepip, venv' 2>/dev/null; then
+        echo "installing python3-venv" >&2
+        apt_install python3 python3-venv
+    fi
+    echo "installing confluent-kafka $CONFLUENT_KAFKA and kafka-python $KAFKA_PYTHON into $VENV" >&2
+    # A venv left by another python (or half made) is rebuilt, not patched.
+    rm -rf "$VENV"
+    mkdir -p "$TOOLS"
+    python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
+        "confluent-kafka==$CONFLUENT_KAFKA" "kafka-python==$KAFKA_PYTHON" >&2
+    venv_ready
+}
+
+case "${1:-}" in
+    install) install_kcat; install_python ;;
+    kcat) command -v kcat ;;
+    python) echo "$VENV/bin/python" ;;
+    *) echo "usage: $0 install|kcat|python" >&2; exit 2 ;;
+esac
