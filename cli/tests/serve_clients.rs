@@ -376,3 +376,51 @@ fn kcat_consumer_group_commits_and_resumes() {
     let described = lb.ok(&["group", "describe", "kc"]);
     assert!(described.contains("total lag 0"), "{described}");
 }
+
+#[test]
+fn records_acknowledged_with_acks_all_survive_kill_9_of_the_server() {
+    let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
+        return;
+    };
+    let lb = Logbrook::new();
+    // `flush always` (the default): a produce is answered once its batch is fsynced.
+    lb.create_topic("durable", 2);
+    let mut acked = Vec::new();
+    for round in 0..3 {
+        let server = Server::start(&lb);
+        let producer = Command::new(&python)
+            .arg(client_script("acked_producer.py"))
+            .args([&server.bootstrap, "durable", &format!("r{round}"), "20"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start acked_producer.py");
+        std::thread::sleep(std::time::Duration::from_millis(1500));
+        server.kill9();
+        let out = producer.wait_with_output().expect("acked_producer.py runs");
+        let lines = String::from_utf8_lossy(&out.stdout).to_string();
+        let before = acked.len();
+        for line in lines.lines() {
+            let mut parts = line.splitn(3, ' ');
+            let partition: u64 = parts.next().unwrap().parse().unwrap();
+            let offset: u64 = parts.next().unwrap().parse().unwrap();
+            acked.push(((partition, offset), parts.next().unwrap().to_string()));
+        }
+        assert!(
+            acked.len() > before,
+            "round {round}: nothing was acknowledged before the kill\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let records = stored(&lb, "durable");
+    for ((partition, offset), value) in &acked {
+        let record = records.get(&(*partition, *offset)).unwrap_or_else(|| {
+            panic!("acknowledged durable/{partition}@{offset} ({value}) is gone after kill -9")
+        });
+        assert_eq!(
+            record["value"],
+            json!(value),
+            "durable/{partition}@{offset}"
+        );
+    }
+}

@@ -78,6 +78,16 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// Kills it with SIGKILL, as a crash would.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+    }
+
     /// Sends SIGTERM and waits (up to 30 s) for it to exit.
     pub fn stop(mut self) -> Run {
         let mut child = self.child.take().unwrap();
