@@ -424,3 +424,35 @@ fn records_acknowledged_with_acks_all_survive_kill_9_of_the_server() {
         );
     }
 }
+
+#[test]
+fn batches_compressed_with_every_codec_are_stored_as_produced_and_read_everywhere() {
+    let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
+        return;
+    };
+    let lb = Logbrook::new();
+    lb.create_topic("packed", 4);
+    let server = Server::start(&lb);
+    let run = run_client(
+        Command::new(&python)
+            .arg(client_script("compression.py"))
+            .args([&server.bootstrap, "packed"]),
+        "",
+        CLIENT_TIMEOUT_S,
+        "compression.py (confluent-kafka)",
+    );
+    let summary: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON summary");
+    assert_eq!(summary["records"], 800, "{summary}");
+    stop(server);
+    // The embedded reader decompresses them too.
+    let records = stored(&lb, "packed");
+    assert_eq!(records.len(), 800);
+    for (partition, codec) in ["gzip", "snappy", "lz4", "zstd"].iter().enumerate() {
+        for i in 0..200u64 {
+            let record = &records[&(partition as u64, i)];
+            assert_eq!(record["key"], json!(format!("{codec}-{i}")));
+            let value = format!("{codec} record {i} ") + &"compressible ".repeat((i % 20) as usize);
+            assert_eq!(record["value"], json!(value), "{codec} record {i}");
+        }
+    }
+}

@@ -6,6 +6,7 @@
 //! covers everything after the CRC field, so the base offset and the partition leader epoch
 //! (assigned at append) can be patched in without recomputing it.
 
+mod compression;
 mod varint;
 
 use bytes::Bytes;
@@ -377,8 +378,8 @@ impl EncodedBatch {
     ///
     /// # Errors
     /// What is wrong, naming the batch's position in the set: a torn or corrupt batch, or one
-    /// this log does not store yet (compressed, transactional, control, or from an idempotent
-    /// producer: a retry could not be told from a new batch).
+    /// this log does not store yet (transactional, control, or from an idempotent producer: a
+    /// retry could not be told from a new batch). Compressed batches are stored as they came.
     pub fn from_produced(set: &Bytes) -> Result<Vec<Self>, Refused> {
         let mut batches = Vec::new();
         let mut pos = 0;
@@ -392,7 +393,7 @@ impl EncodedBatch {
             })?;
             if header.attributes & ATTR_UNSUPPORTED != 0 {
                 return Err(unsupported(format!(
-                    "attributes {:#06x}: compressed, transactional and control batches are not stored yet",
+                    "attributes {:#06x}: transactional and control batches are not stored yet",
                     header.attributes
                 )));
             }
@@ -426,8 +427,8 @@ pub enum Refused {
     Unsupported(String),
 }
 
-/// Attribute bits of batches not stored yet: compression (0-2), transactional (4), control (5).
-const ATTR_UNSUPPORTED: u16 = 0b11_0111;
+/// Attribute bits of batches not stored yet: transactional (4), control (5).
+const ATTR_UNSUPPORTED: u16 = 0b11_0000;
 
 /// A record decoded from a batch, borrowing nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -459,9 +460,18 @@ pub fn for_each_record(
     header: &BatchHeader,
     mut f: impl FnMut(DecodedRecord),
 ) -> Result<(), String> {
-    let end = header.total_len();
+    // A compressed batch's records are one block: read them from its decompressed bytes.
+    let codec = compression::Codec::of(header.attributes)?;
+    let (owner, mut pos, end) = match codec {
+        compression::Codec::None => (batch.clone(), HEADER_LEN, header.total_len()),
+        codec => {
+            let records = codec.decompress(&batch[HEADER_LEN..header.total_len()])?;
+            let len = records.len();
+            (Bytes::from(records), 0, len)
+        }
+    };
+    let batch = &owner;
     let buf = &batch[..end];
-    let mut pos = HEADER_LEN;
     let log_append = header.timestamp_type() == TimestampType::LogAppendTime;
     let mut previous_delta: i64 = -1;
     for i in 0..header.record_count {
