@@ -17,6 +17,9 @@ pub struct ServeArgs {
     /// Address clients are told to connect to (default: the listening address).
     #[arg(long, value_name = "ADDR")]
     advertised_listener: Option<SocketAddr>,
+    /// HTTP address of `GET /metrics` (Prometheus text); `off` for none.
+    #[arg(long, default_value = "127.0.0.1:9644", value_name = "ADDR|off")]
+    http_listen: String,
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests, closes the log (fsync)
@@ -33,12 +36,40 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<()> {
             return Err(e).with_context(|| format!("cannot listen on {}", args.listen));
         }
     };
+    let http = match args.http_listen.as_str() {
+        "off" => None,
+        addr => {
+            let bound = async {
+                let addr: SocketAddr = addr
+                    .parse()
+                    .with_context(|| format!("--http-listen {addr:?} is not ADDR:PORT or off"))?;
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr} for /metrics"))
+            }
+            .await;
+            match bound {
+                Ok(http) => Some(http),
+                Err(e) => {
+                    broker.close().await?;
+                    return Err(e);
+                }
+            }
+        }
+    };
     let bound = listener.local_addr()?;
     let advertised = args.advertised_listener.unwrap_or(bound);
+    if let Some(http) = &http {
+        println!(
+            "logbrook serve: metrics on http://{}/metrics",
+            http.local_addr()?
+        );
+    }
     println!("logbrook serve: listening on {bound}");
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(logbrook_serve::serve(
         listener,
+        http,
         broker.clone(),
         ServeConfig::new(advertised),
         shutdown.clone(),

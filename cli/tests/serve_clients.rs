@@ -372,6 +372,20 @@ fn kcat_consumer_group_commits_and_resumes() {
     // The group goes on from its committed offsets: only the new record.
     let second = kcat(&group, "", "kcat -G (second)");
     assert_eq!(second, "e=5\n");
+    let metrics = server.metrics();
+    for line in [
+        "logbrook_serve_requests_total{api=\"JoinGroup\"}",
+        "logbrook_serve_requests_total{api=\"OffsetCommit\"}",
+        "logbrook_serve_group_lag_records{group=\"kc\",topic=\"clicks\",partition=\"0\"} 0",
+    ] {
+        assert!(metrics.contains(line), "{line} not in\n{metrics}");
+    }
+    let end_offsets: u64 = metrics
+        .lines()
+        .filter(|l| l.starts_with("logbrook_serve_log_end_offset{topic=\"clicks\""))
+        .map(|l| l.rsplit(' ').next().unwrap().parse::<u64>().unwrap())
+        .sum();
+    assert_eq!(end_offsets, 5, "{metrics}");
     stop(server);
     let described = lb.ok(&["group", "describe", "kc"]);
     assert!(described.contains("total lag 0"), "{described}");

@@ -6,6 +6,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
@@ -19,10 +20,22 @@ use crate::api;
 /// Serves one connection until the client closes it, it misbehaves, or the server stops.
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
     tracing::debug!(%peer, "connection opened");
+    shared
+        .metrics
+        .connections_total
+        .fetch_add(1, Ordering::Relaxed);
+    shared
+        .metrics
+        .connections_open
+        .fetch_add(1, Ordering::Relaxed);
     match serve_requests(stream, peer, &shared).await {
         Ok(()) => tracing::debug!(%peer, "connection closed"),
         Err(why) => tracing::warn!(%peer, "closing the connection: {why}"),
     }
+    shared
+        .metrics
+        .connections_open
+        .fetch_sub(1, Ordering::Relaxed);
 }
 
 async fn serve_requests(
@@ -62,9 +75,17 @@ async fn serve_requests(
         read.read_exact(&mut body)
             .await
             .map_err(|e| format!("reading a {size}-byte request: {e}"))?;
+        shared
+            .metrics
+            .bytes_in
+            .fetch_add(4 + size as u64, Ordering::Relaxed);
         let Some(response) = handle(body.freeze(), peer, shared).await? else {
             continue; // acks = 0: no response
         };
+        shared
+            .metrics
+            .bytes_out
+            .fetch_add(response.len() as u64, Ordering::Relaxed);
         match write.write_all(&response).await {
             Ok(()) => {}
             Err(e) if hung_up(&e) => return Ok(()),
@@ -109,6 +130,7 @@ async fn handle(
             let request = RequestKind::decode(api_key, &mut body, version)
                 .map_err(|e| format!("{api_key:?} v{version}: bad request: {e}"))?;
             tracing::trace!(%peer, ?api_key, version, correlation_id, "request");
+            shared.metrics.request(api_key);
             let client_id = header.client_id.as_deref().unwrap_or_default();
             api::answer(request, version, client_id, shared).await
         }

@@ -9,6 +9,7 @@
 mod api;
 mod connection;
 mod groups;
+mod metrics;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -49,16 +50,19 @@ pub(crate) struct Shared {
     /// Request bytes in memory, over all connections.
     pub(crate) memory: Semaphore,
     pub(crate) coordinator: groups::Coordinator,
+    pub(crate) metrics: Arc<metrics::Metrics>,
     pub(crate) shutdown: CancellationToken,
 }
 
-/// Serves `listener` until `shutdown` is cancelled, then lets every connection finish the
-/// request it is handling and returns.
+/// Serves Kafka's protocol on `listener` (and `GET /metrics` on `http`, when given) until
+/// `shutdown` is cancelled, then lets every connection finish the request it is handling and
+/// returns.
 ///
 /// # Errors
 /// None today: failed accepts are logged and retried.
 pub async fn serve(
     listener: TcpListener,
+    http: Option<TcpListener>,
     broker: Broker,
     config: ServeConfig,
     shutdown: CancellationToken,
@@ -69,9 +73,23 @@ pub async fn serve(
         config,
         memory: Semaphore::new(permits),
         coordinator: groups::Coordinator::default(),
+        metrics: Arc::default(),
         shutdown: shutdown.clone(),
     });
     let connections = TaskTracker::new();
+    if let Some(http) = http {
+        let server = metrics::serve_http(
+            http,
+            shared.metrics.clone(),
+            shared.broker.clone(),
+            shutdown.clone(),
+        );
+        connections.spawn(async move {
+            if let Err(e) = server.await {
+                tracing::warn!(error = %e, "the metrics endpoint stopped");
+            }
+        });
+    }
     // Session and rebalance timeouts are checked on a tick.
     let ticker = shared.clone();
     connections.spawn(async move {

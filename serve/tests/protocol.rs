@@ -43,6 +43,7 @@ async fn start() -> Server {
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(logbrook_serve::serve(
         listener,
+        None,
         broker.clone(),
         logbrook_serve::ServeConfig::new(addr),
         shutdown.clone(),

@@ -14,6 +14,8 @@ use super::{Logbrook, Run, drain};
 
 /// The line `logbrook serve` prints once it is bound, before the address.
 const LISTENING: &str = "logbrook serve: listening on ";
+/// The line before it, with the metrics URL.
+const METRICS: &str = "logbrook serve: metrics on ";
 
 /// A running `logbrook serve --listen 127.0.0.1:0`; killed when dropped.
 pub struct Server {
@@ -23,13 +25,21 @@ pub struct Server {
     readers: Vec<JoinHandle<()>>,
     /// `127.0.0.1:PORT`, for `bootstrap.servers`.
     pub bootstrap: String,
+    /// `http://127.0.0.1:PORT/metrics`.
+    pub metrics_url: String,
 }
 
 impl Server {
     /// Starts `logbrook serve` on a free loopback port and waits for its listening line.
     pub fn start(lb: &Logbrook) -> Self {
         let mut child = lb
-            .command(&["serve", "--listen", "127.0.0.1:0"])
+            .command(&[
+                "serve",
+                "--listen",
+                "127.0.0.1:0",
+                "--http-listen",
+                "127.0.0.1:0",
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -47,6 +57,7 @@ impl Server {
             stderr,
             readers,
             bootstrap: String::new(),
+            metrics_url: String::new(),
         };
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
@@ -55,6 +66,12 @@ impl Server {
                 let rest = &out[at + LISTENING.len()..];
                 if let Some(line) = rest.lines().next().filter(|_| rest.contains('\n')) {
                     server.bootstrap = line.trim().to_string();
+                    server.metrics_url = out
+                        .lines()
+                        .find_map(|l| l.strip_prefix(METRICS))
+                        .expect("a metrics line before the listening line")
+                        .trim()
+                        .to_string();
                     return server;
                 }
             }
@@ -71,6 +88,16 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        ureq::get(&self.metrics_url)
+            .call()
+            .unwrap_or_else(|e| panic!("GET {}: {e}", self.metrics_url))
+            .body_mut()
+            .read_to_string()
+            .expect("metrics text")
     }
 
     /// What it logged so far.
