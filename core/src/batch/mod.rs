@@ -387,6 +387,15 @@ impl EncodedBatch {
             let at = |why: String| Refused::Corrupt(format!("batch at byte {pos}: {why}"));
             let unsupported =
                 |why: String| Refused::Unsupported(format!("batch at byte {pos}: {why}"));
+            if let Some(header) = BatchHeader::parse(&set[pos..])
+                && header.batch_length as usize > MAX_BATCH_BYTES
+            {
+                return Err(Refused::TooLarge(format!(
+                    "batch at byte {pos}: {} bytes, more than the {} MiB a batch may hold",
+                    header.batch_length,
+                    MAX_BATCH_BYTES >> 20
+                )));
+            }
             let header = validate(&set[pos..]).map_err(|e| match e {
                 BatchError::Incomplete => at("cut short".into()),
                 BatchError::Corrupt(why) => at(why),
@@ -425,6 +434,8 @@ pub enum Refused {
     Corrupt(String),
     /// Valid, but of a kind the log does not store yet.
     Unsupported(String),
+    /// Larger than a batch may be.
+    TooLarge(String),
 }
 
 /// Attribute bits of batches not stored yet: transactional (4), control (5).
@@ -638,6 +649,41 @@ mod tests {
                 "cut {cut}"
             );
         }
+    }
+
+    #[test]
+    fn produced_record_sets_are_split_checked_and_refused_with_the_reason() {
+        let one = sample();
+        let mut two = one.as_bytes().to_vec();
+        two.extend_from_slice(one.as_bytes());
+        let batches = EncodedBatch::from_produced(&Bytes::from(two.clone())).unwrap();
+        assert_eq!(batches.len(), 2);
+
+        let mut too_large = two.clone();
+        too_large[BATCH_LENGTH..PARTITION_LEADER_EPOCH]
+            .copy_from_slice(&(MAX_BATCH_BYTES as u32 + 1).to_be_bytes());
+        let refused = EncodedBatch::from_produced(&Bytes::from(too_large));
+        assert!(matches!(refused, Err(Refused::TooLarge(_))), "{refused:?}");
+
+        let mut torn = two.clone();
+        torn.truncate(two.len() - 3);
+        let refused = EncodedBatch::from_produced(&Bytes::from(torn));
+        assert!(
+            matches!(&refused, Err(Refused::Corrupt(why)) if why.contains(&format!("byte {}", one.len()))),
+            "{refused:?}"
+        );
+
+        let mut idempotent = sample();
+        idempotent.set_producer(7, 0);
+        let refused = EncodedBatch::from_produced(&Bytes::copy_from_slice(idempotent.as_bytes()));
+        assert!(
+            matches!(refused, Err(Refused::Unsupported(_))),
+            "{refused:?}"
+        );
+        assert!(matches!(
+            EncodedBatch::from_produced(&Bytes::new()),
+            Err(Refused::Corrupt(_))
+        ));
     }
 
     #[test]

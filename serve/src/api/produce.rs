@@ -104,6 +104,9 @@ fn append(
             Err(Refused::Unsupported(why)) => {
                 return failed(ResponseError::InvalidRecord.code(), why);
             }
+            Err(Refused::TooLarge(why)) => {
+                return failed(ResponseError::MessageTooLarge.code(), why);
+            }
         };
         let log_append = partition.log().config().timestamp_type == TimestampType::LogAppendTime;
         let appends: Vec<_> = batches.into_iter().map(|b| partition.append(b)).collect();
