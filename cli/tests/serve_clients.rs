@@ -470,3 +470,23 @@ fn batches_compressed_with_every_codec_are_stored_as_produced_and_read_everywher
         }
     }
 }
+
+#[test]
+fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() {
+    let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
+        return;
+    };
+    let lb = Logbrook::new();
+    let server = Server::start(&lb);
+    let run = run_client(
+        Command::new(&python)
+            .arg(client_script("static_members.py"))
+            .args([&server.bootstrap, "statics", "steady"]),
+        "",
+        CLIENT_TIMEOUT_S,
+        "static_members.py (confluent-kafka)",
+    );
+    let summary: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON summary");
+    assert_eq!(summary["revoked_from_a"], json!([]), "{summary}");
+    stop(server);
+}

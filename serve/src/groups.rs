@@ -59,6 +59,8 @@ pub(crate) struct Join {
     pub(crate) group: String,
     pub(crate) member_id: String,
     pub(crate) client_id: String,
+    /// Static membership (KIP-345): the same instance keeps its place across restarts.
+    pub(crate) instance_id: Option<String>,
     pub(crate) protocol_type: String,
     pub(crate) protocols: Vec<(String, Bytes)>,
     pub(crate) session_timeout: Duration,
@@ -98,6 +100,8 @@ struct Group {
     members: BTreeMap<String, Member>,
     /// Ids handed out with `MEMBER_ID_REQUIRED`, not members until they join with them.
     pending: std::collections::HashSet<String>,
+    /// Static members: instance id -> its current member id.
+    instances: HashMap<String, String>,
     joining: HashMap<String, oneshot::Sender<Joined>>,
     syncing: HashMap<String, oneshot::Sender<(i16, Bytes)>>,
     /// When a rebalance completes even if members have not rejoined.
@@ -114,6 +118,7 @@ impl Group {
             leader: String::new(),
             members: BTreeMap::new(),
             pending: std::collections::HashSet::new(),
+            instances: HashMap::new(),
             joining: HashMap::new(),
             syncing: HashMap::new(),
             rebalance_deadline: Instant::now(),
@@ -215,6 +220,7 @@ impl Group {
 
     fn remove_member(&mut self, id: &str) {
         self.members.remove(id);
+        self.instances.retain(|_, member| member != id);
         self.joining.remove(id);
         self.syncing.remove(id);
         if self.members.is_empty() && self.joining.is_empty() {
@@ -235,10 +241,24 @@ pub(crate) struct Coordinator {
 }
 
 /// A generation check's verdict for a member's request.
-fn check(group: Option<&Group>, member_id: &str, generation: i32) -> Result<(), i16> {
+fn check(
+    group: Option<&Group>,
+    member_id: &str,
+    instance_id: Option<&str>,
+    generation: i32,
+) -> Result<(), i16> {
     let Some(group) = group else {
         return Err(ResponseError::UnknownMemberId.code());
     };
+    // A static instance that restarted took a new member id: the old one is fenced.
+    if let Some(instance) = instance_id
+        && group
+            .instances
+            .get(instance)
+            .is_some_and(|m| m != member_id)
+    {
+        return Err(ResponseError::FencedInstanceId.code());
+    }
     if !group.members.contains_key(member_id) {
         return Err(ResponseError::UnknownMemberId.code());
     }
@@ -267,10 +287,63 @@ impl Coordinator {
                     ..Joined::default()
                 };
             }
-            let member_id = if join.member_id.is_empty() {
+            let current = join
+                .instance_id
+                .as_ref()
+                .and_then(|instance| group.instances.get(instance).cloned());
+            if let Some(current) = &current
+                && !join.member_id.is_empty()
+                && join.member_id != *current
+            {
+                return Joined {
+                    error: ResponseError::FencedInstanceId.code(),
+                    member_id: join.member_id.clone(),
+                    ..Joined::default()
+                };
+            }
+            let member_id = if let (Some(current), true) = (&current, join.member_id.is_empty()) {
+                // A static member back after a restart: it takes its old place under a new id,
+                // fencing the old one, and a stable group does not rebalance for it.
+                let id = format!(
+                    "{}-{}",
+                    join.client_id,
+                    self.next_member.fetch_add(1, Ordering::Relaxed)
+                );
+                let mut moved = group
+                    .members
+                    .remove(current)
+                    .unwrap_or_else(|| member(&join));
+                group.joining.remove(current);
+                group.syncing.remove(current);
+                if group.leader == *current {
+                    group.leader = id.clone();
+                }
+                let unchanged = moved.protocols == join.protocols;
+                moved.protocols = join.protocols.clone();
+                moved.last_seen = Instant::now();
+                group.members.insert(id.clone(), moved);
+                if let Some(instance) = &join.instance_id {
+                    group.instances.insert(instance.clone(), id.clone());
+                }
+                if group.state == State::Stable && unchanged {
+                    return Joined {
+                        error: 0,
+                        generation: group.generation,
+                        protocol_type: group.protocol_type.clone(),
+                        protocol: group.protocol.clone(),
+                        leader: group.leader.clone(),
+                        member_id: id,
+                        members: Vec::new(),
+                    };
+                }
+                id
+            } else if join.member_id.is_empty() {
                 let n = self.next_member.fetch_add(1, Ordering::Relaxed);
                 let id = format!("{}-{n}", join.client_id);
-                if join.require_known_member_id {
+                if let Some(instance) = &join.instance_id {
+                    // Static members skip the two-step join.
+                    group.instances.insert(instance.clone(), id.clone());
+                } else if join.require_known_member_id {
                     // It joins again with this id (KIP-394).
                     group.pending.insert(id.clone());
                     return Joined {
@@ -295,8 +368,10 @@ impl Coordinator {
                 .members
                 .get(&member_id)
                 .is_some_and(|m| m.protocols == join.protocols);
+            let restarted = current.is_some() && join.member_id.is_empty();
             // A follower rejoining a stable group with nothing new only learns where it is.
-            if group.state == State::Stable && unchanged && member_id != group.leader {
+            if group.state == State::Stable && unchanged && member_id != group.leader && !restarted
+            {
                 if let Some(member) = group.members.get_mut(&member_id) {
                     member.last_seen = Instant::now();
                 }
@@ -338,13 +413,14 @@ impl Coordinator {
         &self,
         group_id: &str,
         member_id: &str,
+        instance_id: Option<&str>,
         generation: i32,
         assignments: Vec<(String, Bytes)>,
     ) -> (i16, Bytes) {
         let waiter = {
             let mut groups = self.lock();
             let group = groups.get_mut(group_id);
-            if let Err(code) = check(group.as_deref(), member_id, generation) {
+            if let Err(code) = check(group.as_deref(), member_id, instance_id, generation) {
                 return (code, Bytes::new());
             }
             let Some(group) = group else {
@@ -386,10 +462,16 @@ impl Coordinator {
     }
 
     /// Keeps a member in; tells it when a rebalance needs it to rejoin.
-    pub(crate) fn heartbeat(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+    pub(crate) fn heartbeat(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
         let mut groups = self.lock();
         let group = groups.get_mut(group_id);
-        if let Err(code) = check(group.as_deref(), member_id, generation) {
+        if let Err(code) = check(group.as_deref(), member_id, instance_id, generation) {
             return code;
         }
         let Some(group) = group else { return 0 };
@@ -402,17 +484,25 @@ impl Coordinator {
         }
     }
 
-    /// Members leave; the others rebalance.
-    pub(crate) fn leave(&self, group_id: &str, member_ids: &[String]) -> Vec<i16> {
+    /// Members leave (by member id, or by instance id for static members); the others
+    /// rebalance.
+    pub(crate) fn leave(&self, group_id: &str, leaving: &[(String, Option<String>)]) -> Vec<i16> {
         let mut groups = self.lock();
         let Some(group) = groups.get_mut(group_id) else {
-            return vec![ResponseError::UnknownMemberId.code(); member_ids.len()];
+            return vec![ResponseError::UnknownMemberId.code(); leaving.len()];
         };
-        member_ids
+        leaving
             .iter()
-            .map(|id| {
-                if group.members.contains_key(id) {
-                    group.remove_member(id);
+            .map(|(member_id, instance_id)| {
+                let id = match instance_id.as_ref().and_then(|i| group.instances.get(i)) {
+                    Some(current) if !member_id.is_empty() && member_id != current => {
+                        return ResponseError::FencedInstanceId.code();
+                    }
+                    Some(current) => current.clone(),
+                    None => member_id.clone(),
+                };
+                if group.members.contains_key(&id) {
+                    group.remove_member(&id);
                     0
                 } else {
                     ResponseError::UnknownMemberId.code()
@@ -422,13 +512,19 @@ impl Coordinator {
     }
 
     /// Checks an offset commit's member and generation (-1: a commit from outside the group).
-    pub(crate) fn check_commit(&self, group_id: &str, member_id: &str, generation: i32) -> i16 {
+    pub(crate) fn check_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
         if generation < 0 {
             return 0;
         }
         let groups = self.lock();
         let group = groups.get(group_id);
-        match check(group, member_id, generation) {
+        match check(group, member_id, instance_id, generation) {
             Err(code) => code,
             Ok(()) if group.is_some_and(|g| g.state == State::PreparingRebalance) => {
                 ResponseError::RebalanceInProgress.code()

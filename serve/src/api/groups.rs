@@ -91,6 +91,7 @@ pub(super) async fn join(
             group: request.group_id.to_string(),
             member_id: request.member_id.to_string(),
             client_id: client_id.to_string(),
+            instance_id: request.group_instance_id.as_ref().map(|i| i.to_string()),
             protocol_type: request.protocol_type.to_string(),
             protocols: request
                 .protocols
@@ -132,6 +133,7 @@ pub(super) async fn sync(request: SyncGroupRequest, shared: &Shared) -> SyncGrou
         .sync(
             &request.group_id,
             &request.member_id,
+            request.group_instance_id.as_deref(),
             request.generation_id,
             request
                 .assignments
@@ -151,6 +153,7 @@ pub(super) fn heartbeat(request: &HeartbeatRequest, shared: &Shared) -> Heartbea
     HeartbeatResponse::default().with_error_code(shared.coordinator.heartbeat(
         &request.group_id,
         &request.member_id,
+        request.group_instance_id.as_deref(),
         request.generation_id,
     ))
 }
@@ -163,15 +166,20 @@ pub(super) fn leave(
     if version < 3 {
         let codes = shared
             .coordinator
-            .leave(&request.group_id, &[request.member_id.to_string()]);
+            .leave(&request.group_id, &[(request.member_id.to_string(), None)]);
         return LeaveGroupResponse::default().with_error_code(codes[0]);
     }
-    let ids: Vec<String> = request
+    let leaving: Vec<(String, Option<String>)> = request
         .members
         .iter()
-        .map(|m| m.member_id.to_string())
+        .map(|m| {
+            (
+                m.member_id.to_string(),
+                m.group_instance_id.as_ref().map(|i| i.to_string()),
+            )
+        })
         .collect();
-    let codes = shared.coordinator.leave(&request.group_id, &ids);
+    let codes = shared.coordinator.leave(&request.group_id, &leaving);
     LeaveGroupResponse::default().with_members(
         request
             .members
@@ -191,6 +199,7 @@ pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> Off
     let verdict = shared.coordinator.check_commit(
         &request.group_id,
         &request.member_id,
+        request.group_instance_id.as_deref(),
         request.generation_id_or_member_epoch,
     );
     let mut offsets = Vec::new();
