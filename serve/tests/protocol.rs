@@ -229,6 +229,14 @@ async fn produce_fetch_and_list_offsets_round_trip_the_stored_bytes() {
         .collect();
     assert_eq!(found, [0, 5, 1]);
 
+    // Logbrook's own topics take no records from clients.
+    let mut internal = produce(0, batch(&["x"]));
+    internal.topic_data[0].name = TopicName(StrBytes::from_static_str("__consumer_offsets"));
+    let response: ProduceResponse = call(&mut client, ApiKey::Produce, 9, &internal).await;
+    assert_eq!(response.responses[0].partition_responses[0].error_code, 17);
+    let offsets = server.broker.topic("__consumer_offsets").unwrap();
+    assert_eq!(offsets.partition(0).unwrap().log().high_watermark(), 0);
+
     // A corrupt batch is refused and nothing is appended.
     let mut bad = BytesMut::from(&batch(&["x"])[..]);
     let last = bad.len() - 1;

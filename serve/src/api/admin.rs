@@ -43,6 +43,14 @@ pub(super) async fn delete_topics(
             );
             continue;
         };
+        if super::is_internal(&name) {
+            responses.push(
+                result
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(message(format!("{} is internal", &*name))),
+            );
+            continue;
+        }
         responses.push(match shared.broker.delete_topic(&name).await {
             Ok(()) => result,
             Err(e) => result

@@ -153,6 +153,12 @@ pub(crate) fn unsupported_api_versions() -> ResponseKind {
     )
 }
 
+/// Whether clients may only read a topic: Logbrook's own (`__consumer_offsets`,
+/// `__transactions`, connect's stores), whose records the log itself must be able to parse.
+pub(crate) fn is_internal(topic: &str) -> bool {
+    topic.starts_with("__")
+}
+
 /// A Kafka error code for a core error.
 pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
     use logbrook_core::Error;

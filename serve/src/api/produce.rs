@@ -80,6 +80,12 @@ fn append(
         Err(Box::new(response))
     };
     let queued = (|| {
+        if super::is_internal(topic) {
+            return failed(
+                ResponseError::InvalidTopicException.code(),
+                format!("{topic} is internal: only Logbrook writes to it"),
+            );
+        }
         let partition = u32::try_from(index)
             .map_err(|_| "negative partition".to_string())
             .and_then(|p| {
