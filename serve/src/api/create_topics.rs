@@ -18,6 +18,11 @@ pub(super) fn answer(request: &CreateTopicsRequest, shared: &Shared) -> CreateTo
                 .with_name(topic.name.clone())
                 .with_num_partitions(-1)
                 .with_replication_factor(-1);
+            if super::is_internal(&topic.name) {
+                return result
+                    .with_error_code(ResponseError::InvalidTopicException.code())
+                    .with_error_message(message("names starting with __ are Logbrook's own"));
+            }
             let config = match config_of(topic) {
                 Ok(config) => config,
                 Err((code, why)) => {
