@@ -2,14 +2,16 @@
 # Real Kafka clients for the `logbrook serve` tests (cli/tests/serve_clients.rs).
 #   scripts/kafka-clients.sh install|kcat|python
 # Installs Debian's kcat (librdkafka 2.0.2: an old client) with apt when missing, and a Python
-# venv in the tools cache dir with confluent-kafka (bundles a current librdkafka) and
-# kafka-python. Pinned versions; a second run only checks what is there (well under a second).
+# venv in the tools cache dir with confluent-kafka (bundles a current librdkafka),
+# kafka-python and aiokafka. Pinned versions; a second run only checks what is there.
 set -euo pipefail
 
 TOOLS="${LOGBROOK_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/logbrook/tools}"
 VENV="$TOOLS/venv"
 CONFLUENT_KAFKA=2.16.1
 KAFKA_PYTHON=3.0.12
+# aiokafka speaks only the old, non-flexible encodings: the old-protocol check.
+AIOKAFKA=0.14.0
 
 apt_install() {
     export DEBIAN_FRONTEND=noninteractive
@@ -26,8 +28,9 @@ install_kcat() {
 # The venv's python has both libraries at the pinned versions.
 venv_ready() {
     [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "
-import sys, confluent_kafka, kafka
-sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA' or kafka.__version__ != '$KAFKA_PYTHON')
+import sys, confluent_kafka, kafka, aiokafka
+sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA' or kafka.__version__ != '$KAFKA_PYTHON'
+         or aiokafka.__version__ != '$AIOKAFKA')
 " 2>/dev/null
 }
 
@@ -38,13 +41,13 @@ install_python() {
         echo "installing python3-venv" >&2
         apt_install python3 python3-venv
     fi
-    echo "installing confluent-kafka $CONFLUENT_KAFKA and kafka-python $KAFKA_PYTHON into $VENV" >&2
+    echo "installing confluent-kafka $CONFLUENT_KAFKA, kafka-python $KAFKA_PYTHON and aiokafka $AIOKAFKA into $VENV" >&2
     # A venv left by another python (or half made) is rebuilt, not patched.
     rm -rf "$VENV"
     mkdir -p "$TOOLS"
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "confluent-kafka==$CONFLUENT_KAFKA" "kafka-python==$KAFKA_PYTHON" >&2
+        "confluent-kafka==$CONFLUENT_KAFKA" "kafka-python==$KAFKA_PYTHON" "aiokafka==$AIOKAFKA" >&2
     venv_ready
 }
 

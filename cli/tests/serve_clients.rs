@@ -1,5 +1,6 @@
 //! `logbrook serve` with real Kafka clients: kcat 1.7.1 (Debian, librdkafka 2.0.2: an old client),
-//! confluent-kafka (librdkafka 2.16) and kafka-python (picks versions from ApiVersions), installed
+//! confluent-kafka (librdkafka 2.16), kafka-python (picks versions from ApiVersions) and aiokafka
+//! (old, non-flexible encodings only), installed
 //! by `scripts/kafka-clients.sh`. Each test ends by stopping the server with SIGTERM and reading
 //! what the clients wrote with the embedded `logbrook consume`, so the records are in the log,
 //! not only in the server's memory.
@@ -489,4 +490,28 @@ fn a_static_member_that_restarts_gets_its_partitions_back_without_a_rebalance() 
     let summary: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON summary");
     assert_eq!(summary["revoked_from_a"], json!([]), "{summary}");
     stop(server);
+}
+
+#[test]
+fn aiokafka_on_the_old_encodings_produces_and_consumes_as_a_group() {
+    let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
+        return;
+    };
+    let lb = Logbrook::new();
+    lb.create_topic("ak", 2);
+    let server = Server::start(&lb);
+    let run = run_client(
+        Command::new(&python)
+            .arg(client_script("aiokafka_round_trip.py"))
+            .args([&server.bootstrap, "ak", "akg"]),
+        "",
+        CLIENT_TIMEOUT_S,
+        "aiokafka_round_trip.py (aiokafka)",
+    );
+    let summary: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON summary");
+    assert_eq!(summary, json!({"records": 100}));
+    stop(server);
+    assert_eq!(stored(&lb, "ak").len(), 100);
+    let described = lb.ok(&["group", "describe", "akg"]);
+    assert!(described.contains("total lag 0"), "{described}");
 }
