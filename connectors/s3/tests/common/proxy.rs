@@ -127,18 +127,34 @@ async fn handle(
                 return;
             }
             if let Fault::ResetAfter(limit) = fault {
-                let mut forwarded = head.len();
-                let mut buf = vec![0u8; 16 << 10];
-                while forwarded < limit {
-                    match client.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => {
-                            if server.write_all(&buf[..k]).await.is_err() {
-                                return;
+                // Answers flow back meanwhile, so small requests on this connection complete and
+                // the reset lands in the first request that carries `limit` bytes.
+                let reached = {
+                    let (mut client_in, mut client_out) = client.split();
+                    let (mut server_in, mut server_out) = server.split();
+                    let to_server = async {
+                        let mut forwarded = head.len();
+                        let mut buf = vec![0u8; 16 << 10];
+                        while forwarded < limit {
+                            match client_in.read(&mut buf).await {
+                                Ok(0) | Err(_) => return false,
+                                Ok(k) => {
+                                    if server_out.write_all(&buf[..k]).await.is_err() {
+                                        return false;
+                                    }
+                                    forwarded += k;
+                                }
                             }
-                            forwarded += k;
                         }
+                        true
+                    };
+                    tokio::select! {
+                        reached = to_server => reached,
+                        _ = tokio::io::copy(&mut server_in, &mut client_out) => false,
                     }
+                };
+                if !reached {
+                    return;
                 }
                 faults.fetch_add(1, Ordering::Relaxed);
                 // Linger 0: close sends a reset, as a crashed peer or middlebox would.
