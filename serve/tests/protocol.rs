@@ -300,3 +300,59 @@ async fn hostile_frames_close_only_their_own_connection() {
     }
     server.stop().await;
 }
+
+/// xorshift64*: reproducible noise without a dependency.
+struct Noise(u64);
+
+impl Noise {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[tokio::test]
+async fn random_requests_to_every_api_never_take_the_server_down() {
+    let server = start().await;
+    let mut good = TcpStream::connect(server.addr).await.unwrap();
+    let mut noise = Noise(0x5eed_1234_abcd_0001);
+    for case in 0..250 {
+        // A well-formed header (so the body reaches the API's decoder) and a random body, often
+        // with huge array and string lengths in it.
+        let key = (noise.next() % 70) as i16;
+        let version = (noise.next() % 14) as i16;
+        let mut frame = BytesMut::new();
+        frame.extend_from_slice(&key.to_be_bytes());
+        frame.extend_from_slice(&version.to_be_bytes());
+        frame.extend_from_slice(&(case as i32).to_be_bytes());
+        frame.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
+        let len = (noise.next() % 256) as usize;
+        for _ in 0..len {
+            let byte = match noise.next() % 4 {
+                0 => 0xff,
+                1 => 0x7f,
+                _ => noise.next() as u8,
+            };
+            frame.extend_from_slice(&[byte]);
+        }
+        let mut hostile = TcpStream::connect(server.addr).await.unwrap();
+        hostile.write_i32(frame.len() as i32).await.unwrap();
+        hostile.write_all(&frame).await.unwrap();
+        hostile.shutdown().await.unwrap();
+        let mut rest = Vec::new();
+        let read =
+            tokio::time::timeout(Duration::from_secs(10), hostile.read_to_end(&mut rest)).await;
+        assert!(read.is_ok(), "case {case} (api {key} v{version}): no answer and no close");
+        let versions: ApiVersionsResponse = call(
+            &mut good,
+            ApiKey::ApiVersions,
+            3,
+            &ApiVersionsRequest::default(),
+        )
+        .await;
+        assert_eq!(versions.error_code, 0, "after case {case}");
+    }
+    server.stop().await;
+}
