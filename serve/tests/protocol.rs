@@ -344,7 +344,10 @@ async fn random_requests_to_every_api_never_take_the_server_down() {
         let mut rest = Vec::new();
         let read =
             tokio::time::timeout(Duration::from_secs(10), hostile.read_to_end(&mut rest)).await;
-        assert!(read.is_ok(), "case {case} (api {key} v{version}): no answer and no close");
+        assert!(
+            read.is_ok(),
+            "case {case} (api {key} v{version}): no answer and no close"
+        );
         let versions: ApiVersionsResponse = call(
             &mut good,
             ApiKey::ApiVersions,
