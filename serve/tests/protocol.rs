@@ -326,7 +326,7 @@ async fn random_requests_to_every_api_never_take_the_server_down() {
         let mut frame = BytesMut::new();
         frame.extend_from_slice(&key.to_be_bytes());
         frame.extend_from_slice(&version.to_be_bytes());
-        frame.extend_from_slice(&(case as i32).to_be_bytes());
+        frame.extend_from_slice(&case.to_be_bytes());
         frame.extend_from_slice(&(-1i16).to_be_bytes()); // no client id
         let len = (noise.next() % 256) as usize;
         for _ in 0..len {

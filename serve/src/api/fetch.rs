@@ -9,7 +9,7 @@ use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, Partition
 use kafka_protocol::messages::{FetchRequest, FetchResponse};
 use tokio::time::Instant;
 
-use super::error_code;
+use super::{error_code, partition};
 use crate::Shared;
 
 pub(super) async fn answer(request: FetchRequest, version: i16, shared: &Shared) -> FetchResponse {
@@ -39,13 +39,8 @@ pub(super) async fn answer(request: FetchRequest, version: i16, shared: &Shared)
 fn watches(request: &FetchRequest, shared: &Shared) -> Vec<tokio::sync::watch::Receiver<u64>> {
     let mut out = Vec::new();
     for topic in &request.topics {
-        let Ok(handle) = shared.broker.topic(&topic.topic) else {
-            continue;
-        };
         for p in &topic.partitions {
-            if let Ok(index) = u32::try_from(p.partition)
-                && let Ok(partition) = handle.partition(index)
-            {
+            if let Ok(partition) = partition(shared, &topic.topic, p.partition) {
                 let mut watch = partition.subscribe();
                 watch.borrow_and_update();
                 out.push(watch);
@@ -78,13 +73,8 @@ fn read(request: &FetchRequest, version: i16, shared: &Shared) -> (FetchResponse
                         .with_log_start_offset(-1)
                         .with_aborted_transactions((version >= 4).then(Vec::new))
                         .with_preferred_read_replica((-1).into());
-                    let log = match shared.broker.topic(&topic.topic).and_then(|t| {
-                        u32::try_from(p.partition).map_or_else(
-                            |_| Err(logbrook_core::Error::UnknownTopic(topic.topic.to_string())),
-                            |i| t.partition(i).map(|part| part.log().clone()),
-                        )
-                    }) {
-                        Ok(log) => log,
+                    let log = match partition(shared, &topic.topic, p.partition) {
+                        Ok(partition) => partition.log().clone(),
                         Err(e) => return response.with_error_code(error_code(&e)),
                     };
                     let high_watermark = log.high_watermark();

@@ -8,7 +8,7 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use logbrook_core::Log;
 
-use super::error_code;
+use super::{error_code, partition};
 use crate::Shared;
 
 const LATEST: i64 = -1;
@@ -27,10 +27,8 @@ pub(super) fn answer(request: &ListOffsetsRequest, shared: &Shared) -> ListOffse
                         .with_partition_index(p.partition_index)
                         .with_timestamp(-1)
                         .with_offset(-1);
-                    let log = shared.broker.topic(&topic.name).and_then(|t| {
-                        let index = u32::try_from(p.partition_index).unwrap_or(u32::MAX);
-                        t.partition(index).map(|part| part.log().clone())
-                    });
+                    let log = partition(shared, &topic.name, p.partition_index)
+                        .map(|partition| partition.log().clone());
                     match log
                         .map_err(Error::from)
                         .and_then(|log| lookup(&log, p.timestamp))

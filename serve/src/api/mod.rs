@@ -159,6 +159,17 @@ pub(crate) fn is_internal(topic: &str) -> bool {
     topic.starts_with("__")
 }
 
+/// The partition a request names by topic and (signed) index.
+pub(crate) fn partition(
+    shared: &Shared,
+    topic: &str,
+    index: i32,
+) -> logbrook_core::Result<std::sync::Arc<logbrook_core::Partition>> {
+    // A negative index is no partition, as one past the last is.
+    let index = u32::try_from(index).unwrap_or(u32::MAX);
+    shared.broker.topic(topic)?.partition(index).cloned()
+}
+
 /// A Kafka error code for a core error.
 pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
     use logbrook_core::Error;

@@ -67,11 +67,7 @@ fn append(
     records: Option<&bytes::Bytes>,
     shared: &Shared,
 ) -> impl Future<Output = PartitionProduceResponse> + use<> {
-    let response = PartitionProduceResponse::default()
-        .with_index(index)
-        .with_base_offset(-1)
-        .with_log_append_time_ms(-1)
-        .with_log_start_offset(-1);
+    let response = unanswered(index);
     let failed = |code: i16, text: String| {
         let response = response
             .clone()
@@ -86,18 +82,9 @@ fn append(
                 format!("{topic} is internal: only Logbrook writes to it"),
             );
         }
-        let partition = u32::try_from(index)
-            .map_err(|_| "negative partition".to_string())
-            .and_then(|p| {
-                shared
-                    .broker
-                    .topic(topic)
-                    .and_then(|t| t.partition(p).cloned())
-                    .map_err(|e| e.to_string())
-            });
-        let partition = match partition {
+        let partition = match super::partition(shared, topic, index) {
             Ok(partition) => partition,
-            Err(why) => return failed(ResponseError::UnknownTopicOrPartition.code(), why),
+            Err(e) => return failed(error_code(&e), e.to_string()),
         };
         let Some(records) = records else {
             return failed(ResponseError::InvalidRequest.code(), "no records".into());
@@ -144,6 +131,15 @@ fn append(
     }
 }
 
+/// A partition's answer before anything is known: no offsets.
+fn unanswered(index: i32) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(index)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+}
+
 fn refuse_all(request: &ProduceRequest, code: i16, why: &str) -> ProduceResponse {
     ProduceResponse::default().with_responses(
         request
@@ -157,13 +153,9 @@ fn refuse_all(request: &ProduceRequest, code: i16, why: &str) -> ProduceResponse
                             .partition_data
                             .iter()
                             .map(|data| {
-                                PartitionProduceResponse::default()
-                                    .with_index(data.index)
+                                unanswered(data.index)
                                     .with_error_code(code)
                                     .with_error_message(message(why))
-                                    .with_base_offset(-1)
-                                    .with_log_append_time_ms(-1)
-                                    .with_log_start_offset(-1)
                             })
                             .collect(),
                     )
