@@ -318,7 +318,7 @@ async fn random_requests_to_every_api_never_take_the_server_down() {
     let server = start().await;
     let mut good = TcpStream::connect(server.addr).await.unwrap();
     let mut noise = Noise(0x5eed_1234_abcd_0001);
-    for case in 0..250 {
+    for case in 0..250i32 {
         // A well-formed header (so the body reaches the API's decoder) and a random body, often
         // with huge array and string lengths in it.
         let key = (noise.next() % 70) as i16;
