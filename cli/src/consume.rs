@@ -13,10 +13,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
-use logbrook_core::{
-    Broker, Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, SeekTo, TopicPartition,
-};
+use logbrook_client::{Client, Consumer};
+use logbrook_core::{ConsumerRecord, SeekTo, TopicPartition};
 use tokio::task::JoinHandle;
+
+use crate::target::{Access, ClusterArgs};
 
 /// How long one poll waits for records before checking the stop conditions again.
 const POLL_TIMEOUT: Duration = Duration::from_millis(500);
@@ -51,6 +52,8 @@ pub struct ConsumeArgs {
     /// Output: the value alone, or a JSON object per record.
     #[arg(long, value_enum, default_value_t = Format::Value)]
     format: Format,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// `--format` values.
@@ -152,14 +155,15 @@ struct PartitionState {
 /// Unknown topic or partition, a missing or locked data dir, read or commit errors.
 pub async fn run(data_dir: &Path, args: ConsumeArgs) -> Result<()> {
     let started = Instant::now();
-    let broker = match args.group {
-        Some(_) => crate::open_writable(data_dir, false).await?,
-        None => crate::open_read_only(data_dir).await?,
+    let access = match args.group {
+        Some(_) => Access::Write,
+        None => Access::ReadOnly,
     };
+    let client = args.cluster.open(data_dir, access).await?;
     let opened = started.elapsed();
-    let result = consume(&broker, &args).await;
+    let result = consume(&client, &args).await;
     let consumed = started.elapsed();
-    let closed = broker.close().await.context("closing the data dir");
+    let closed = client.close().await.context("closing the data dir");
     // Where the time went, for `RUST_LOG=logbrook=debug` (opening CRC-checks active segments).
     tracing::debug!(
         open_ms = opened.as_millis(),
@@ -171,33 +175,31 @@ pub async fn run(data_dir: &Path, args: ConsumeArgs) -> Result<()> {
     closed
 }
 
-async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
-    let topic = broker.topic(&args.topic)?;
+async fn consume(client: &Client, args: &ConsumeArgs) -> Result<()> {
+    let partition_count = client.partition_count(&args.topic).await?;
     let partitions: Vec<u32> = match args.partition {
-        Some(p) => {
-            topic.partition(p)?;
-            vec![p]
+        Some(p) if p >= partition_count => {
+            return Err(logbrook_core::Error::UnknownPartition {
+                topic: args.topic.clone(),
+                partition: p,
+                partitions: partition_count,
+            }
+            .into());
         }
-        None => (0..topic.partition_count()).collect(),
+        Some(p) => vec![p],
+        None => (0..partition_count).collect(),
     };
     let tps: Vec<TopicPartition> = partitions
         .iter()
         .map(|&p| TopicPartition::new(args.topic.clone(), p))
         .collect();
-    let config = ConsumerConfig {
-        group_id: args.group.clone(),
-        auto_offset_reset: OffsetReset::Earliest,
-        fetch_max_bytes: FETCH_MAX_BYTES,
-        // A poll hands over one whole fetch; its bytes already bound the memory.
-        max_poll_records: usize::MAX,
-        ..ConsumerConfig::default()
-    };
-    let mut consumer = Consumer::new(broker.clone(), config);
+    let mut consumer = client.consumer(args.group.as_deref(), FETCH_MAX_BYTES)?;
     // One CLI process is the whole group, so it reads its partitions directly and commits
     // exactly what it printed.
-    consumer.assign(tps.clone())?;
+    consumer.assign(tps.clone()).await?;
     let ends: BTreeMap<u32, u64> = consumer
         .end_offsets()
+        .await?
         .into_iter()
         .map(|(tp, end)| (tp.partition, end))
         .collect();
@@ -211,15 +213,16 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
     };
     let mut states: BTreeMap<u32, PartitionState> = BTreeMap::new();
     for tp in tps {
-        let to = match (args.from, &args.group) {
-            (Some(from), _) => from.into(),
-            (None, Some(group)) => broker
-                .committed_offset(group, &tp)
+        let to = match args.from {
+            Some(from) => from.into(),
+            None => consumer
+                .committed(&tp)
+                .await?
                 .map_or(SeekTo::Earliest, SeekTo::Offset),
-            (None, None) => SeekTo::Earliest,
         };
         let start = consumer
             .seek(&tp, to)
+            .await
             .with_context(|| format!("seeking {tp} to {to:?}"))?;
         let end = ends.get(&tp.partition).copied().unwrap_or(0);
         let limit = match (args.follow, until_offset) {
@@ -239,7 +242,7 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
         );
     }
     if states.values().any(|s| s.done) {
-        narrow(&mut consumer, &states)?;
+        narrow(&mut consumer, &states).await?;
     }
 
     let mut printed = 0u64;
@@ -265,7 +268,7 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
                 break;
             }
             if let Some(group) = &args.group {
-                commit(broker, group, &mut states).await?;
+                commit(&consumer, group, &mut states).await?;
             }
         }
         if records.is_empty() {
@@ -321,14 +324,14 @@ async fn consume(broker: &Broker, args: &ConsumeArgs) -> Result<()> {
         });
         writing = Some(PendingWrite { handle, before });
         if finished_partition && !states.values().all(|s| s.done) {
-            narrow(&mut consumer, &states)?;
+            narrow(&mut consumer, &states).await?;
         }
     }
     if let Some(pending) = writing.take() {
         settle(pending.finish().await, &mut out, &mut states)?;
     }
     if let Some(group) = &args.group {
-        commit(broker, group, &mut states).await?;
+        commit(&consumer, group, &mut states).await?;
     }
     Ok(())
 }
@@ -375,17 +378,19 @@ fn settle(
 }
 
 /// Stops fetching finished partitions, so a bounded read is not slowed by a busy one.
-fn narrow(consumer: &mut Consumer, states: &BTreeMap<u32, PartitionState>) -> Result<()> {
+async fn narrow(consumer: &mut Consumer, states: &BTreeMap<u32, PartitionState>) -> Result<()> {
     let remaining: Vec<&PartitionState> = states.values().filter(|s| !s.done).collect();
-    consumer.assign(remaining.iter().map(|s| s.tp.clone()).collect())?;
+    consumer
+        .assign(remaining.iter().map(|s| s.tp.clone()).collect())
+        .await?;
     for state in remaining {
-        consumer.seek(&state.tp, SeekTo::Offset(state.next))?;
+        consumer.seek(&state.tp, SeekTo::Offset(state.next)).await?;
     }
     Ok(())
 }
 
 async fn commit(
-    broker: &Broker,
+    consumer: &Consumer,
     group: &str,
     states: &mut BTreeMap<u32, PartitionState>,
 ) -> Result<()> {
@@ -397,8 +402,8 @@ async fn commit(
     if offsets.is_empty() {
         return Ok(());
     }
-    broker
-        .commit_offsets(group, &offsets)
+    consumer
+        .commit(&offsets)
         .await
         .with_context(|| format!("committing offsets of group {group:?}"))?;
     for state in states.values_mut() {

@@ -7,6 +7,7 @@ use clap::{ArgGroup, Args, Subcommand};
 use logbrook_core::ResetTarget;
 
 use crate::output::{self, Table};
+use crate::target::{Access, ClusterArgs};
 
 /// `logbrook group` subcommands.
 #[derive(Debug, Subcommand)]
@@ -70,21 +71,21 @@ impl ResetArgs {
 /// Runs a `logbrook group` subcommand.
 ///
 /// # Errors
-/// Unknown groups or topics, a missing or locked data dir.
-pub async fn run(data_dir: &Path, command: GroupCommand) -> Result<()> {
+/// Unknown groups or topics, a missing or locked data dir, an unreachable cluster.
+pub async fn run(data_dir: &Path, cluster: &ClusterArgs, command: GroupCommand) -> Result<()> {
     match command {
         GroupCommand::List => {
-            let broker = crate::open_read_only(data_dir).await?;
+            let client = cluster.open(data_dir, Access::ReadOnly).await?;
             let mut text = String::new();
-            for group in broker.list_groups() {
+            for group in client.group_names().await? {
                 text.push_str(&group);
                 text.push('\n');
             }
             output::print(&text)
         }
         GroupCommand::Describe { group } => {
-            let broker = crate::open_read_only(data_dir).await?;
-            let description = broker.describe_group(&group)?;
+            let client = cluster.open(data_dir, Access::ReadOnly).await?;
+            let description = client.describe_group(&group).await?;
             let mut table = Table::new(&["TOPIC", "PARTITION", "COMMITTED", "END OFFSET", "LAG"]);
             for p in &description.partitions {
                 table.row(vec![
@@ -102,14 +103,14 @@ pub async fn run(data_dir: &Path, command: GroupCommand) -> Result<()> {
             ))
         }
         GroupCommand::Reset(args) => {
-            let broker = crate::open_writable(data_dir, false).await?;
-            let changes = broker
+            let client = cluster.open(data_dir, Access::Write).await?;
+            let changes = client
                 .reset_group_offsets(&args.group, &args.topic, args.target(), args.dry_run)
                 .await
                 .with_context(|| {
                     format!("resetting group {:?} on topic {:?}", args.group, args.topic)
                 });
-            broker.close().await?;
+            client.close().await?;
             let mut text = String::new();
             for change in changes? {
                 let previous = change

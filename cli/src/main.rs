@@ -3,6 +3,9 @@
 //! Every command works on a data directory (`--data-dir`, env `LOGBROOK_DATA_DIR`). Commands that
 //! only read open it read-only, so they can run beside a writer process; commands that write take
 //! the directory's writer lock and always close the broker before exiting so data is flushed.
+//! The client commands (`topic`, `produce`, `consume`, `group`, `streams reset`, `perf
+//! produce|consume`) work on a Kafka-protocol cluster instead with `--bootstrap-server`
+//! (env `LOGBROOK_BOOTSTRAP_SERVER`), with the same output.
 
 mod connect;
 mod consume;
@@ -18,6 +21,7 @@ mod plugins;
 mod produce;
 mod serve;
 mod streams;
+mod target;
 mod topic;
 
 use std::path::{Path, PathBuf};
@@ -48,6 +52,8 @@ struct Cli {
 enum Command {
     /// Create, list, describe and delete topics.
     Topic {
+        #[command(flatten)]
+        cluster: target::ClusterArgs,
         #[command(subcommand)]
         command: topic::TopicCommand,
     },
@@ -57,6 +63,8 @@ enum Command {
     Consume(consume::ConsumeArgs),
     /// List, describe and reset consumer groups.
     Group {
+        #[command(flatten)]
+        cluster: target::ClusterArgs,
         #[command(subcommand)]
         command: group::GroupCommand,
     },
@@ -115,10 +123,10 @@ fn main() -> ExitCode {
 async fn run(cli: Cli) -> Result<()> {
     let data_dir = cli.data_dir.as_path();
     match cli.command {
-        Command::Topic { command } => topic::run(data_dir, command).await,
+        Command::Topic { cluster, command } => topic::run(data_dir, &cluster, command).await,
         Command::Produce(args) => produce::run(data_dir, args).await,
         Command::Consume(args) => consume::run(data_dir, args).await,
-        Command::Group { command } => group::run(data_dir, command).await,
+        Command::Group { cluster, command } => group::run(data_dir, &cluster, command).await,
         Command::Streams { command } => streams::run(data_dir, command).await,
         Command::Connect { command } => connect::run(data_dir, command).await,
         Command::Perf { command } => perf::run(data_dir, command).await,

@@ -11,12 +11,16 @@ use bytes::Bytes;
 use clap::{Args, Subcommand};
 use hdrhistogram::Histogram;
 use indicatif::{ProgressBar, ProgressStyle};
+use logbrook_client::{Client, ProducerSettings};
 use logbrook_core::{
-    Broker, BrokerConfig, Consumer, ConsumerConfig, DeliveryFuture, FlushPolicy, OffsetReset,
-    Producer, ProducerConfig, ProducerRecord, SeekTo, TopicConfig,
+    Broker, BrokerConfig, DeliveryFuture, FlushPolicy, Producer, ProducerConfig, ProducerRecord,
+    SeekTo, TopicConfig, TopicPartition, kafka_config,
 };
 
-/// Benchmarks of the embedded log.
+use crate::target::{Access, ClusterArgs};
+
+/// Benchmarks of the embedded log (`produce` and `consume` also of a cluster, with
+/// `--bootstrap-server`).
 #[derive(Debug, Subcommand)]
 pub enum PerfCommand {
     /// Produce records as fast as possible; print records/s, MB/s and ack latency percentiles.
@@ -72,6 +76,8 @@ pub struct PerfProduceArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// Flags of `perf consume`.
@@ -89,6 +95,8 @@ pub struct PerfConsumeArgs {
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 /// Runs a perf command.
@@ -117,6 +125,9 @@ pub(crate) fn progress(total: u64, what: &str) -> ProgressBar {
 }
 
 async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
+    if args.cluster.bootstrap_server.is_some() {
+        return produce_to_cluster(data_dir, args).await;
+    }
     let broker = Broker::open_with(BrokerConfig::new(data_dir))
         .await
         .with_context(|| format!("opening {}", data_dir.display()))?;
@@ -199,7 +210,83 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     drop(producer);
     broker.close().await?;
 
-    report(&args, elapsed, cpu, &histogram, fsyncs, rss_at_half);
+    report(&args, elapsed, cpu, &histogram, Some(fsyncs), rss_at_half);
+    Ok(())
+}
+
+/// `perf produce --bootstrap-server`: the same records through librdkafka (acks=all).
+async fn produce_to_cluster(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
+    anyhow::ensure!(
+        !args.wait_each_batch,
+        "--wait-each-batch measures the embedded log's append path; leave out --bootstrap-server"
+    );
+    let Client::Cluster(cluster) = args.cluster.open(data_dir, Access::ReadOnly).await? else {
+        unreachable!("--bootstrap-server opens a cluster");
+    };
+    if cluster.partition_count(&args.topic).await.is_err() {
+        let config = TopicConfig {
+            flush: args.flush,
+            ..TopicConfig::default()
+        };
+        let flush: Vec<(&str, String)> = kafka_config::configs(&config)
+            .into_iter()
+            .filter(|(key, _)| key.starts_with("flush."))
+            .collect();
+        cluster
+            .create_topic(&args.topic, args.partitions, &flush)
+            .await
+            .with_context(|| format!("creating topic {:?}", args.topic))?;
+    }
+    let producer = std::sync::Arc::new(cluster.producer(&ProducerSettings {
+        linger_ms: args.linger_ms,
+        batch_bytes: args.batch_size,
+        buffer_bytes: args.buffer_mb << 20,
+        ..ProducerSettings::default()
+    })?);
+    let record = ProducerRecord {
+        topic: args.topic.clone(),
+        value: Some(Bytes::from(vec![b'x'; args.record_size])),
+        ..ProducerRecord::default()
+    };
+    let sample_every = 997;
+    let bar = progress(args.records, "producing");
+    let mut rss_at_half = 0.0;
+    let cpu_before = cpu_time();
+    let started = Instant::now();
+    for i in 0..args.records {
+        if i % sample_every == 0 {
+            producer.send_timed(&record, i).await?;
+        } else {
+            producer.send(&record, i).await?;
+        }
+        if i % 65_536 == 0 {
+            bar.set_position(i);
+            if let Some(failure) = producer.first_failure() {
+                return Err(failure.error).context("a record was not acknowledged");
+            }
+        }
+        if i == args.records / 2 {
+            rss_at_half = max_rss_mb();
+        }
+    }
+    producer.flush(Duration::from_secs(330)).await?;
+    let elapsed = started.elapsed();
+    let cpu = cpu_time().saturating_sub(cpu_before);
+    bar.finish_and_clear();
+    if let Some(failure) = producer.first_failure() {
+        return Err(failure.error).context("a record was not acknowledged");
+    }
+    let acknowledged = producer.acknowledged();
+    anyhow::ensure!(
+        acknowledged == args.records,
+        "{acknowledged} of {} records were acknowledged",
+        args.records
+    );
+    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    for latency in producer.take_latencies() {
+        histogram.saturating_record(latency.as_micros() as u64);
+    }
+    report(&args, elapsed, cpu, &histogram, None, rss_at_half);
     Ok(())
 }
 
@@ -235,7 +322,7 @@ async fn append_batches_one_by_one(
         records: batches * per_batch,
         ..args.clone()
     };
-    report(&args, elapsed, cpu, &histogram, fsyncs, 0.0);
+    report(&args, elapsed, cpu, &histogram, Some(fsyncs), 0.0);
     Ok(())
 }
 
@@ -244,7 +331,7 @@ fn report(
     elapsed: Duration,
     cpu: Duration,
     histogram: &Histogram<u64>,
-    fsyncs: u64,
+    fsyncs: Option<u64>,
     rss_at_half: f64,
 ) {
     let secs = elapsed.as_secs_f64();
@@ -258,7 +345,7 @@ fn report(
                 "flush": args.flush.to_string(), "seconds": secs,
                 "records_per_sec": args.records as f64 / secs, "mb_per_sec": bytes / secs / 1e6,
                 "latency_ms": {"p50": ms(0.5), "p99": ms(0.99), "p999": ms(0.999), "max": histogram.max() as f64 / 1000.0},
-                "fsyncs": fsyncs, "fsyncs_per_sec": fsyncs as f64 / secs,
+                "fsyncs": fsyncs, "fsyncs_per_sec": fsyncs.map(|f| f as f64 / secs),
                 "cpu_seconds": cpu.as_secs_f64(), "max_rss_mb": max_rss_mb(),
                 "max_rss_mb_at_half": rss_at_half,
             })
@@ -280,15 +367,18 @@ fn report(
             ms(0.999),
             histogram.max() as f64 / 1000.0
         );
-        println!(
-            "  fsyncs: {fsyncs} ({:.0}/s, {:.0} B each)",
-            fsyncs as f64 / secs,
-            if fsyncs > 0 {
-                bytes / fsyncs as f64
-            } else {
-                0.0
-            }
-        );
+        match fsyncs {
+            Some(fsyncs) => println!(
+                "  fsyncs: {fsyncs} ({:.0}/s, {:.0} B each)",
+                fsyncs as f64 / secs,
+                if fsyncs > 0 {
+                    bytes / fsyncs as f64
+                } else {
+                    0.0
+                }
+            ),
+            None => println!("  fsyncs: on the cluster's side, not counted here"),
+        }
         println!(
             "  cpu: {:.2} s, max RSS {:.1} MB ({rss_at_half:.1} MB after half of the records)",
             cpu.as_secs_f64(),
@@ -298,30 +388,18 @@ fn report(
 }
 
 async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
-    let broker = Broker::open_with(BrokerConfig::new(data_dir).read_only())
-        .await
-        .with_context(|| format!("opening {}", data_dir.display()))?;
-    let topic = broker.topic(&args.topic)?;
-    let available: u64 = topic
-        .partitions()
-        .iter()
-        .map(|p| {
-            let s = p.log().stats();
-            s.log_end_offset - s.log_start_offset
-        })
-        .sum();
+    let client = args.cluster.open(data_dir, Access::ReadOnly).await?;
+    let partitions: Vec<TopicPartition> = (0..client.partition_count(&args.topic).await?)
+        .map(|p| TopicPartition::new(args.topic.clone(), p))
+        .collect();
+    let mut consumer = client.consumer(None, args.fetch_max_bytes)?;
+    consumer.assign(partitions.clone()).await?;
+    let mut available = 0;
+    let ends = consumer.end_offsets().await?;
+    for (tp, end) in ends {
+        available += end - consumer.seek(&tp, SeekTo::Earliest).await?;
+    }
     let target = args.records.unwrap_or(available).min(available);
-    let mut consumer = Consumer::new(
-        broker.clone(),
-        ConsumerConfig {
-            auto_offset_reset: OffsetReset::Earliest,
-            max_poll_records: 1_000_000,
-            fetch_max_bytes: args.fetch_max_bytes,
-            ..ConsumerConfig::default()
-        },
-    );
-    consumer.subscribe(&[&args.topic])?;
-    consumer.seek_all(SeekTo::Earliest)?;
     let bar = progress(target, "consuming");
     let cpu_before = cpu_time();
     let started = Instant::now();
@@ -342,6 +420,7 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
     let elapsed = started.elapsed();
     let cpu = cpu_time().saturating_sub(cpu_before);
     bar.finish_and_clear();
+    client.close().await?;
     let secs = elapsed.as_secs_f64();
     if args.json {
         println!(

@@ -11,18 +11,22 @@ use std::future::{Future, IntoFuture};
 use std::io::{self, Read};
 use std::path::Path;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use bytes::{Bytes, BytesMut};
 use clap::Args;
 use futures::FutureExt;
+use logbrook_client::{Client, Cluster, ClusterProducer, ProducerSettings};
 use logbrook_core::{
     Broker, CleanupPolicy, Header, OFFSETS_TOPIC, Producer, ProducerConfig, ProducerRecord,
     RecordMetadata, TRANSACTIONS_TOPIC,
 };
 use memchr::memmem;
 use tokio::sync::mpsc;
+
+use crate::target::{Access, ClusterArgs};
 
 /// Bytes asked of stdin per read: large reads keep system calls and hand-offs rare.
 const READ_BYTES: usize = 1 << 20;
@@ -44,6 +48,8 @@ pub struct ProduceArgs {
     /// Add a header to every record (repeatable).
     #[arg(long = "header", value_name = "KEY=VALUE", value_parser = parse_header)]
     headers: Vec<(String, String)>,
+    #[command(flatten)]
+    cluster: ClusterArgs,
 }
 
 fn parse_separator(s: &str) -> Result<String, String> {
@@ -67,8 +73,21 @@ fn parse_header(s: &str) -> Result<(String, String), String> {
 /// # Errors
 /// Unknown topic or partition, a stdin read error, or a record that was not acknowledged.
 pub async fn run(data_dir: &Path, args: ProduceArgs) -> Result<()> {
+    if args.topic == OFFSETS_TOPIC || args.topic == TRANSACTIONS_TOPIC {
+        bail!(
+            "topic {:?} is internal; write to it through consumer groups or transactions",
+            args.topic
+        );
+    }
     let started = Instant::now();
-    let broker = crate::open_writable(data_dir, false).await?;
+    let broker = match args.cluster.open(data_dir, Access::Write).await? {
+        Client::Embedded(broker) => broker,
+        Client::Cluster(cluster) => {
+            let count = produce_to_cluster(&cluster, &args).await?;
+            eprintln!("produced {count} record(s) to topic {:?}", args.topic);
+            return Ok(());
+        }
+    };
     let opened = started.elapsed();
     let result = produce(&broker, &args).await;
     let produced = started.elapsed();
@@ -138,12 +157,6 @@ impl<'a> RecordTemplate<'a> {
 type Acknowledgement = Pin<Box<dyn Future<Output = logbrook_core::Result<RecordMetadata>> + Send>>;
 
 async fn produce(broker: &Broker, args: &ProduceArgs) -> Result<u64> {
-    if args.topic == OFFSETS_TOPIC || args.topic == TRANSACTIONS_TOPIC {
-        bail!(
-            "topic {:?} is internal; write to it through consumer groups or transactions",
-            args.topic
-        );
-    }
     let topic = broker.topic(&args.topic)?;
     if let Some(p) = args.partition {
         topic.partition(p)?;
@@ -212,6 +225,60 @@ async fn send_lines(
         acknowledged(acknowledgement.await, first_line)?;
     }
     flushed.context("flushing the last batches")?;
+    Ok(line_number)
+}
+
+/// Sends one record per stdin line to a cluster and waits until all are acknowledged (acks=all);
+/// returns how many lines there were. librdkafka batches and retries; its delivery reports are
+/// counted, and the first failure names its line.
+async fn produce_to_cluster(cluster: &Cluster, args: &ProduceArgs) -> Result<u64> {
+    let partitions = cluster.partition_count(&args.topic).await?;
+    if let Some(p) = args.partition.filter(|&p| p >= partitions) {
+        return Err(logbrook_core::Error::UnknownPartition {
+            topic: args.topic.clone(),
+            partition: p,
+            partitions,
+        }
+        .into());
+    }
+    let needs_key =
+        cluster.topic_config(&args.topic).await?.cleanup_policy == CleanupPolicy::Compact;
+    let producer = Arc::new(cluster.producer(&ProducerSettings::default())?);
+    let template = RecordTemplate::new(args);
+    let mut blocks = spawn_stdin_reader()?;
+    let mut line_number = 0u64;
+    let failed = |producer: &ClusterProducer| -> Result<()> {
+        match producer.first_failure() {
+            Some(failure) => Err(failure.error)
+                .with_context(|| format!("line {} of stdin was not acknowledged", failure.tag)),
+            None => Ok(()),
+        }
+    };
+    while let Some(block) = blocks.recv().await {
+        let block = block.context("reading stdin")?;
+        for line in lines(&block) {
+            line_number += 1;
+            let record = template.record(line);
+            if needs_key && record.key.is_none() {
+                bail!(
+                    "line {line_number} of stdin has no key, but topic {:?} is compacted and needs one (see --key-separator)",
+                    template.topic
+                );
+            }
+            producer
+                .send(&record, line_number)
+                .await
+                .with_context(|| format!("sending line {line_number} of stdin"))?;
+        }
+        failed(&producer)?;
+    }
+    // librdkafka retries until its delivery timeout (`message.timeout.ms`, 5 minutes).
+    producer.flush(Duration::from_secs(330)).await?;
+    failed(&producer)?;
+    let acknowledged = producer.acknowledged();
+    if acknowledged != line_number {
+        bail!("{acknowledged} of {line_number} line(s) of stdin were acknowledged");
+    }
     Ok(line_number)
 }
 
@@ -320,6 +387,10 @@ mod tests {
             key_separator: Some("::".into()),
             partition: None,
             headers: vec![],
+            cluster: crate::target::ClusterArgs {
+                bootstrap_server: None,
+                properties: vec![],
+            },
         };
         let template = RecordTemplate::new(&args);
         let record = template.record(Bytes::from_static(b"k::v::w"));
@@ -467,6 +538,10 @@ mod tests {
             key_separator: key_separator.map(str::to_string),
             partition: None,
             headers: vec![],
+            cluster: crate::target::ClusterArgs {
+                bootstrap_server: None,
+                properties: vec![],
+            },
         }
     }
 

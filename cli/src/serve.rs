@@ -20,6 +20,14 @@ pub struct ServeArgs {
     /// HTTP address of `GET /metrics` (Prometheus text); `off` for none.
     #[arg(long, default_value = "127.0.0.1:9644", value_name = "ADDR|off")]
     http_listen: String,
+    /// Create an unknown topic when a client's Metadata request asks for it (Kafka's
+    /// `auto.create.topics.enable`).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "true|false")]
+    auto_create_topics: bool,
+    /// Partitions of an automatically created topic (Kafka's `num.partitions`).
+    #[arg(long, default_value_t = 1, value_name = "N",
+          value_parser = clap::value_parser!(u32).range(1..=10_000))]
+    num_partitions: u32,
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests, closes the log (fsync)
@@ -71,7 +79,11 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<()> {
         listener,
         http,
         broker.clone(),
-        ServeConfig::new(advertised),
+        ServeConfig {
+            auto_create_topics: args.auto_create_topics,
+            num_partitions: args.num_partitions,
+            ..ServeConfig::new(advertised)
+        },
         shutdown.clone(),
     ));
     crate::shutdown_signal().await;

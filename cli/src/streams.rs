@@ -7,6 +7,7 @@ use clap::Subcommand;
 use logbrook_core::ResetTarget;
 
 use crate::output;
+use crate::target::{Access, ClusterArgs};
 
 /// `logbrook streams` subcommands.
 #[derive(Debug, Subcommand)]
@@ -22,27 +23,32 @@ pub enum StreamsCommand {
         /// Show what would be reset without changing anything.
         #[arg(long)]
         dry_run: bool,
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
 }
 
 /// Runs a `logbrook streams` subcommand.
 ///
 /// # Errors
-/// An unknown application, a locked data dir (the application is still running).
+/// An unknown application, a locked data dir or a group with members (the application is
+/// still running), an unreachable cluster.
 pub async fn run(data_dir: &Path, command: StreamsCommand) -> Result<()> {
     match command {
         StreamsCommand::Reset {
             app_id,
             to_time,
             dry_run,
+            cluster,
         } => {
-            let broker = crate::open_writable(data_dir, false)
+            let client = cluster
+                .open(data_dir, Access::Write)
                 .await
                 .context("the application must be stopped before a reset")?;
             let target = to_time.map_or(ResetTarget::Earliest, ResetTarget::Timestamp);
             let report =
-                logbrook_streams::reset_application(&broker, &app_id, target, dry_run).await;
-            broker.close().await?;
+                logbrook_streams::reset_application(&client, &app_id, target, dry_run).await;
+            client.close().await?;
             let report = report.with_context(|| format!("resetting application {app_id:?}"))?;
             let mut text = String::new();
             for (topic, changes) in &report.inputs {

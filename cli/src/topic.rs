@@ -6,9 +6,11 @@ use std::str::FromStr;
 
 use anyhow::{Context, Result};
 use clap::{Args, Subcommand, ValueEnum};
-use logbrook_core::{CleanupPolicy, FlushPolicy, TimestampType, TopicConfig};
+use logbrook_client::TopicInfo;
+use logbrook_core::{CleanupPolicy, FlushPolicy, TimestampType, TopicConfig, kafka_config};
 
 use crate::output::{self, Table};
+use crate::target::{Access, ClusterArgs};
 
 /// `logbrook topic` subcommands.
 #[derive(Debug, Subcommand)]
@@ -120,29 +122,54 @@ impl CreateArgs {
     }
 }
 
+impl CreateArgs {
+    /// The Kafka topic configs the flags set: only those, so a cluster keeps its own defaults
+    /// for the rest (as the embedded log keeps `TopicConfig`'s).
+    fn kafka_configs(&self) -> Vec<(&'static str, String)> {
+        let set: Vec<&str> = [
+            (self.retention_ms.is_some(), &["retention.ms"][..]),
+            (self.retention_bytes.is_some(), &["retention.bytes"]),
+            (self.segment_bytes.is_some(), &["segment.bytes"]),
+            (self.segment_ms.is_some(), &["segment.ms"]),
+            (self.cleanup_policy.is_some(), &["cleanup.policy"]),
+            (self.flush.is_some(), &["flush.messages", "flush.ms"]),
+            (self.timestamp_type.is_some(), &["message.timestamp.type"]),
+        ]
+        .into_iter()
+        .filter(|(given, _)| *given)
+        .flat_map(|(_, keys)| keys.iter().copied())
+        .collect();
+        kafka_config::configs(&self.config())
+            .into_iter()
+            .filter(|(key, _)| set.contains(key))
+            .collect()
+    }
+}
+
 /// Runs a `logbrook topic` subcommand.
 ///
 /// # Errors
-/// Bad names or configs, unknown topics, a locked or missing data dir; each names the culprit.
-pub async fn run(data_dir: &Path, command: TopicCommand) -> Result<()> {
+/// Bad names or configs, unknown topics, a locked or missing data dir, an unreachable cluster;
+/// each names the culprit.
+pub async fn run(data_dir: &Path, cluster: &ClusterArgs, command: TopicCommand) -> Result<()> {
     match command {
         TopicCommand::Create(args) => {
-            let broker = crate::open_writable(data_dir, true).await?;
-            let created = broker
-                .create_topic(&args.name, args.config())
+            let client = cluster.open(data_dir, Access::Create).await?;
+            let created = client
+                .create_topic(&args.name, args.partitions, &args.kafka_configs())
+                .await
                 .with_context(|| format!("creating topic {:?}", args.name));
-            broker.close().await?;
-            let topic = created?;
+            client.close().await?;
+            let partitions = created?;
             output::print(&format!(
-                "created topic {:?} with {} partition(s)\n",
-                topic.name(),
-                topic.partition_count()
+                "created topic {:?} with {partitions} partition(s)\n",
+                args.name
             ))
         }
         TopicCommand::List { include_internal } => {
-            let broker = crate::open_read_only(data_dir).await?;
+            let client = cluster.open(data_dir, Access::ReadOnly).await?;
             let mut text = String::new();
-            for name in broker.topic_names() {
+            for name in client.topic_names().await? {
                 if include_internal || !name.starts_with("__") {
                     text.push_str(&name);
                     text.push('\n');
@@ -151,24 +178,23 @@ pub async fn run(data_dir: &Path, command: TopicCommand) -> Result<()> {
             output::print(&text)
         }
         TopicCommand::Describe { name } => {
-            let broker = crate::open_read_only(data_dir).await?;
-            output::print(&describe(&broker, &name)?)
+            let client = cluster.open(data_dir, Access::ReadOnly).await?;
+            output::print(&describe(&client.describe_topic(&name).await?))
         }
         TopicCommand::Delete { name } => {
-            let broker = crate::open_writable(data_dir, false).await?;
-            let deleted = broker
+            let client = cluster.open(data_dir, Access::Write).await?;
+            let deleted = client
                 .delete_topic(&name)
                 .await
                 .with_context(|| format!("deleting topic {name:?}"));
-            broker.close().await?;
+            client.close().await?;
             deleted?;
             output::print(&format!("deleted topic {name:?}\n"))
         }
     }
 }
 
-fn describe(broker: &logbrook_core::Broker, name: &str) -> Result<String> {
-    let description = broker.describe_topic(name)?;
+fn describe(description: &TopicInfo) -> String {
     let config = &description.config;
     let limit = |l: Option<u64>| l.map_or_else(|| "none".to_string(), |n| n.to_string());
     let timestamp_type = match config.timestamp_type {
@@ -209,11 +235,14 @@ fn describe(broker: &logbrook_core::Broker, name: &str) -> Result<String> {
             partition.to_string(),
             stats.log_start_offset.to_string(),
             stats.log_end_offset.to_string(),
-            stats.size_bytes.to_string(),
-            stats.segments.to_string(),
+            // A cluster does not say how it stores a partition.
+            stats
+                .size_bytes
+                .map_or_else(|| "-".into(), |b| b.to_string()),
+            stats.segments.map_or_else(|| "-".into(), |s| s.to_string()),
         ]);
     }
     let mut text = settings.render();
     let _ = write!(text, "\n{}", partitions.render());
-    Ok(text)
+    text
 }

@@ -219,6 +219,45 @@ fn confluent_kafka_record(i: u64) -> (u64, u64, Value, Value, Value, Value) {
 }
 
 #[test]
+fn kcat_produces_to_a_topic_its_metadata_request_creates_unless_turned_off() {
+    let Some(kcat) = client("LOGBROOK_TEST_KCAT") else {
+        return;
+    };
+    let lb = Logbrook::new();
+    let server = Server::start_with(&lb, &["--num-partitions", "2"]);
+    let produce = |server: &Server, topic: &str| {
+        let mut command = Command::new(&kcat);
+        command.args(["-b", &server.bootstrap]).args([
+            "-P",
+            "-t",
+            topic,
+            "-p",
+            "1",
+            "-K:",
+            "-X",
+            "enable.idempotence=false",
+            "-X",
+            "message.timeout.ms=5000",
+        ]);
+        common::serve::run_client_unchecked(&mut command, "k:v\n", CLIENT_TIMEOUT_S)
+    };
+    // librdkafka's producer asks Metadata for the topic, gets LEADER_NOT_AVAILABLE as from
+    // Kafka, asks again and finds it.
+    let run = produce(&server, "created");
+    assert_eq!(run.code, Some(0), "kcat -P to a new topic: {run:?}");
+    stop(server);
+    // Partition 1 exists: `--num-partitions 2`.
+    let records = stored(&lb, "created");
+    assert_eq!(records.keys().copied().collect::<Vec<_>>(), [(1, 0)]);
+
+    let server = Server::start_with(&lb, &["--auto-create-topics", "false"]);
+    let run = produce(&server, "absent");
+    assert_ne!(run.code, Some(0), "nothing to produce to: {run:?}");
+    stop(server);
+    assert!(!lb.run(&["topic", "list"]).stdout.contains("absent"));
+}
+
+#[test]
 fn confluent_kafka_creates_a_topic_and_round_trips_1000_records_with_headers() {
     let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
         return;

@@ -6,7 +6,8 @@
 //! .lock                          writer lock; holds the writer's pid
 //! format                         the data format, `2` (record batches are Kafka's v2)
 //! topics/<topic>/topic.json      topic config
-//! topics/<topic>/<partition>/    {base_offset:020}.log|.index|.timeindex, recovery-point
+//! topics/<topic>/<partition>/    {base_offset:020}.log|.index|.timeindex, recovery-point,
+//!                                log-start-offset (once records were deleted)
 //! .staging/ .trash/              topic creation and deletion in progress
 //! ```
 
@@ -26,7 +27,7 @@ use crate::error::{Error, Result};
 use crate::groups::{GroupCoordinator, OFFSETS_TOPIC};
 use crate::record::now_ms;
 use crate::storage::{FsStorage, Storage, sync_dir};
-use crate::topic::{TOPIC_FILE, Topic, TopicDescription, validate_topic_name};
+use crate::topic::{TOPIC_FILE, Topic, TopicDescription, validate_topic_name, write_config};
 use crate::transactions::{TRANSACTIONS_TOPIC, TransactionCoordinator};
 
 /// How to open a data directory.
@@ -155,16 +156,7 @@ impl Broker {
         let staging = root.join(".staging").join(name);
         let _ = std::fs::remove_dir_all(&staging);
         std::fs::create_dir_all(&staging).map_err(Error::io(&staging))?;
-        let meta_path = staging.join(TOPIC_FILE);
-        let json = serde_json::to_vec_pretty(&config).map_err(|e| Error::CorruptMetadata {
-            path: meta_path.clone(),
-            reason: e.to_string(),
-        })?;
-        let mut file = File::create(&meta_path).map_err(Error::io(&meta_path))?;
-        file.write_all(&json)
-            .and_then(|()| file.sync_all())
-            .map_err(Error::io(&meta_path))?;
-        sync_dir(&staging).map_err(Error::io(&staging))?;
+        write_config(&staging, &config)?;
         let topics_dir = root.join("topics");
         let dir = topics_dir.join(name);
         std::fs::rename(&staging, &dir).map_err(Error::io(&dir))?;
@@ -219,6 +211,113 @@ impl Broker {
         Ok(())
     }
 
+    /// Changes a topic's config (Kafka's AlterConfigs): validated, written to its `topic.json`
+    /// atomically, then applied to its live partitions (retention, compaction, segment rolling,
+    /// flushing and timestamps follow it from their next step). The partition count cannot
+    /// change here (see [`Broker::create_partitions`]). Returns the topic's new handle; older
+    /// handles report [`Topic::is_stale`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::InvalidConfig`] (also for a different partition count),
+    /// [`Error::ReadOnly`], I/O errors.
+    pub fn alter_topic_config(&self, name: &str, config: TopicConfig) -> Result<Arc<Topic>> {
+        config.validate()?;
+        self.writable("alter topic config")?;
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self.topic(name)?;
+        if config.partitions != topic.partition_count() {
+            return Err(Error::InvalidConfig {
+                key: "partitions",
+                reason: format!(
+                    "topic {name:?} has {} partitions; they are added with create partitions, not altered",
+                    topic.partition_count()
+                ),
+            });
+        }
+        write_config(topic.dir(), &config)?;
+        let altered = Arc::new(topic.with_config(&self.inner.config.storage, config, true)?);
+        self.inner.topics.insert(name.to_string(), altered.clone());
+        topic.mark_replaced();
+        tracing::info!(topic = name, "altered topic config");
+        Ok(altered)
+    }
+
+    /// Grows a topic to `partitions` partitions (Kafka's CreatePartitions): the new partitions
+    /// are created and opened, then the count is written to its `topic.json` atomically (a
+    /// crash in between leaves the old count, and empty partition directories the next growth
+    /// reuses). Returns the topic's new handle; older handles report [`Topic::is_stale`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::InvalidPartitionCount`] for a count not above the
+    /// current one, [`Error::InvalidConfig`] past the limit, [`Error::ReadOnly`], I/O errors.
+    pub fn create_partitions(&self, name: &str, partitions: u32) -> Result<Arc<Topic>> {
+        self.writable("create partitions")?;
+        let _admin = self.inner.admin.lock().unwrap_or_else(|p| p.into_inner());
+        let topic = self.topic(name)?;
+        let config = self.grown_config(&topic, partitions)?;
+        let old_count = topic.partition_count() as usize;
+        let grown = topic.with_config(&self.inner.config.storage, config.clone(), true)?;
+        if let Err(e) = write_config(topic.dir(), &config) {
+            for added in &grown.partitions()[old_count..] {
+                let _ = added.close();
+            }
+            // The partitions already switched to the new config differ only in the count.
+            for partition in topic.partitions() {
+                partition.log().set_config(topic.config().clone());
+            }
+            return Err(e);
+        }
+        let grown = Arc::new(grown);
+        self.inner.topics.insert(name.to_string(), grown.clone());
+        topic.mark_replaced();
+        tracing::info!(topic = name, partitions, "created partitions");
+        Ok(grown)
+    }
+
+    /// The config `topic` would have with `partitions` partitions, if it may grow to them.
+    ///
+    /// # Errors
+    /// As [`Broker::create_partitions`], without I/O.
+    pub fn grown_config(&self, topic: &Topic, partitions: u32) -> Result<TopicConfig> {
+        if partitions <= topic.partition_count() {
+            return Err(Error::InvalidPartitionCount {
+                topic: topic.name().to_string(),
+                partitions: topic.partition_count(),
+                requested: partitions,
+            });
+        }
+        let config = TopicConfig {
+            partitions,
+            ..topic.config().clone()
+        };
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Deletes the records of a partition below `before` (Kafka's DeleteRecords): its log start
+    /// offset moves there, durably, and sealed segments wholly below it are deleted. `None`
+    /// means the high watermark. Returns the new log start offset (the low watermark).
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`], [`Error::OffsetOutOfRange`] past the
+    /// high watermark, [`Error::RecordsNotDeletable`] on a compacted topic, [`Error::ReadOnly`],
+    /// I/O errors.
+    ///
+    /// # Cancel safety
+    /// Once started, the deletion completes in the background even if the future is dropped.
+    pub async fn delete_records(
+        &self,
+        topic: &str,
+        partition: u32,
+        before: Option<u64>,
+    ) -> Result<u64> {
+        self.writable("delete records")?;
+        let log = self.topic(topic)?.partition(partition)?.log().clone();
+        tokio::task::spawn_blocking(move || log.delete_records(before))
+            .await
+            .map_err(|_| Error::Closed)?
+    }
+
     /// A topic by name.
     ///
     /// # Errors
@@ -264,6 +363,18 @@ impl Broker {
                 && let Ok(topic) = Topic::open(&self.inner.config.storage, dir, false)
             {
                 self.inner.topics.insert(name, Arc::new(topic));
+            }
+        }
+        // Follow the writer's alterations: a new config, more partitions.
+        let current: Vec<Arc<Topic>> = self.inner.topics.iter().map(|t| t.clone()).collect();
+        for topic in current {
+            if let Ok(Some(config)) = topic.changed_config()
+                && let Ok(changed) = topic.with_config(&self.inner.config.storage, config, false)
+            {
+                self.inner
+                    .topics
+                    .insert(topic.name().to_string(), Arc::new(changed));
+                topic.mark_replaced();
             }
         }
         for topic in self.inner.topics.iter() {

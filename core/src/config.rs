@@ -173,3 +173,225 @@ impl TopicConfig {
         Ok(())
     }
 }
+
+/// Kafka's names for the topic configs the log has, as a Kafka client or broker spells them.
+pub mod kafka {
+    use super::{CleanupPolicy, FlushPolicy, TopicConfig};
+    use crate::error::{Error, Result};
+    use crate::record::TimestampType;
+
+    /// Kafka's "no limit" and "never" (`Long.MAX_VALUE` for the flush settings).
+    const NEVER: i64 = i64::MAX;
+
+    /// Every Kafka topic config that maps onto [`TopicConfig`].
+    pub const KEYS: [&str; 10] = [
+        "cleanup.policy",
+        "retention.ms",
+        "retention.bytes",
+        "segment.bytes",
+        "segment.ms",
+        "delete.retention.ms",
+        "flush.messages",
+        "flush.ms",
+        "message.timestamp.type",
+        "preallocate",
+    ];
+
+    /// `config` under Kafka's names, in [`KEYS`] order; -1 is "no limit", as in Kafka.
+    /// `flush = always` is `flush.messages = 1` (fsync every batch), `interval:MS` is
+    /// `flush.ms = MS`.
+    #[must_use]
+    pub fn configs(config: &TopicConfig) -> Vec<(&'static str, String)> {
+        let limit = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
+        let (flush_messages, flush_ms) = match config.flush {
+            FlushPolicy::Always => (1, NEVER),
+            FlushPolicy::Interval { ms } => (NEVER, i64::try_from(ms).unwrap_or(NEVER)),
+            FlushPolicy::Never => (NEVER, NEVER),
+        };
+        vec![
+            (
+                "cleanup.policy",
+                match config.cleanup_policy {
+                    CleanupPolicy::Delete => "delete".into(),
+                    CleanupPolicy::Compact => "compact".into(),
+                },
+            ),
+            ("retention.ms", limit(config.retention_ms)),
+            ("retention.bytes", limit(config.retention_bytes)),
+            ("segment.bytes", config.segment_bytes.to_string()),
+            // Kafka has no "never roll": the longest time stands for it.
+            (
+                "segment.ms",
+                config
+                    .segment_ms
+                    .map_or(NEVER.to_string(), |v| v.to_string()),
+            ),
+            (
+                "delete.retention.ms",
+                config.delete_retention_ms.to_string(),
+            ),
+            ("flush.messages", flush_messages.to_string()),
+            ("flush.ms", flush_ms.to_string()),
+            (
+                "message.timestamp.type",
+                match config.timestamp_type {
+                    TimestampType::CreateTime => "CreateTime".into(),
+                    TimestampType::LogAppendTime => "LogAppendTime".into(),
+                },
+            ),
+            ("preallocate", config.preallocate.to_string()),
+        ]
+    }
+
+    /// `base` with Kafka configs applied (a config not named keeps `base`'s value).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the key: an unknown key, a value out of range, a
+    /// `flush.messages` other than 1 (every batch) or never.
+    pub fn apply<'a>(
+        base: TopicConfig,
+        entries: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<TopicConfig> {
+        let mut config = base;
+        let (mut flush_messages, mut flush_ms) = (None, None);
+        for (key, value) in entries {
+            let bad = |reason: String| Error::InvalidConfig {
+                key: "topic config",
+                reason: format!("{key} = {value:?}: {reason}"),
+            };
+            let number = || {
+                value
+                    .trim()
+                    .parse::<i64>()
+                    .map_err(|_| bad("not a number".into()))
+            };
+            // -1 is "no limit", as in Kafka.
+            let limit = |n: i64| u64::try_from(n).ok();
+            match key {
+                "cleanup.policy" => {
+                    config.cleanup_policy = match value {
+                        "delete" => CleanupPolicy::Delete,
+                        "compact" => CleanupPolicy::Compact,
+                        _ => return Err(bad("delete or compact".into())),
+                    }
+                }
+                "retention.ms" => config.retention_ms = limit(number()?),
+                "retention.bytes" => config.retention_bytes = limit(number()?),
+                "segment.bytes" => {
+                    config.segment_bytes =
+                        limit(number()?).ok_or_else(|| bad("must be positive".into()))?;
+                }
+                "segment.ms" => {
+                    config.segment_ms = match number()? {
+                        NEVER => None,
+                        n => Some(limit(n).ok_or_else(|| bad("must be positive".into()))?),
+                    }
+                }
+                "delete.retention.ms" => {
+                    config.delete_retention_ms =
+                        limit(number()?).ok_or_else(|| bad("must not be negative".into()))?;
+                }
+                "flush.messages" => flush_messages = Some(number()?),
+                "flush.ms" => flush_ms = Some(number()?),
+                "message.timestamp.type" => {
+                    config.timestamp_type = match value {
+                        "CreateTime" => TimestampType::CreateTime,
+                        "LogAppendTime" => TimestampType::LogAppendTime,
+                        _ => return Err(bad("CreateTime or LogAppendTime".into())),
+                    }
+                }
+                "preallocate" => {
+                    config.preallocate = value.parse().map_err(|_| bad("true or false".into()))?;
+                }
+                _ => return Err(bad("not a topic config Logbrook has".into())),
+            }
+        }
+        if flush_messages.is_some() || flush_ms.is_some() {
+            config.flush = match (flush_messages, flush_ms) {
+                (Some(1), _) => FlushPolicy::Always,
+                (Some(n), _) if n != NEVER => {
+                    return Err(Error::InvalidConfig {
+                        key: "topic config",
+                        reason: format!(
+                            "flush.messages = {n}: Logbrook fsyncs every batch (1) or leaves it to flush.ms ({NEVER})"
+                        ),
+                    });
+                }
+                (_, Some(ms)) if ms != NEVER && ms > 0 => FlushPolicy::Interval { ms: ms as u64 },
+                (_, Some(ms)) if ms != NEVER => {
+                    return Err(Error::InvalidConfig {
+                        key: "topic config",
+                        reason: format!("flush.ms = {ms}: must be positive"),
+                    });
+                }
+                // Both "never" (or the one given is): as Kafka's defaults, the OS flushes.
+                _ => FlushPolicy::Never,
+            };
+        }
+        config.validate()?;
+        Ok(config)
+    }
+
+    #[cfg(test)]
+    mod tests {
+        use super::*;
+
+        #[test]
+        fn every_config_round_trips_through_kafkas_names() {
+            for config in [
+                TopicConfig::default(),
+                TopicConfig {
+                    partitions: 3,
+                    segment_bytes: 1 << 20,
+                    segment_ms: None,
+                    retention_ms: None,
+                    retention_bytes: Some(5 << 20),
+                    cleanup_policy: CleanupPolicy::Compact,
+                    delete_retention_ms: 60_000,
+                    flush: FlushPolicy::Interval { ms: 250 },
+                    timestamp_type: TimestampType::LogAppendTime,
+                    preallocate: false,
+                },
+                TopicConfig {
+                    flush: FlushPolicy::Never,
+                    ..TopicConfig::default()
+                },
+            ] {
+                let names = configs(&config);
+                assert_eq!(names.iter().map(|(k, _)| *k).collect::<Vec<_>>(), KEYS);
+                let back = apply(
+                    TopicConfig {
+                        partitions: config.partitions,
+                        ..TopicConfig::default()
+                    },
+                    names.iter().map(|(k, v)| (*k, v.as_str())),
+                )
+                .expect("round trip");
+                assert_eq!(back, config);
+            }
+        }
+
+        #[test]
+        fn bad_configs_are_named() {
+            let err = |entries: &[(&str, &str)]| {
+                apply(TopicConfig::default(), entries.iter().copied())
+                    .expect_err("refused")
+                    .to_string()
+            };
+            assert!(err(&[("min.insync.replicas", "2")]).contains("min.insync.replicas"));
+            assert!(err(&[("retention.ms", "soon")]).contains("retention.ms"));
+            assert!(err(&[("flush.messages", "10")]).contains("flush.messages = 10"));
+            assert!(err(&[("cleanup.policy", "delete,compact")]).contains("cleanup.policy"));
+            // Kafka's defaults (flush left to the OS) read as `never`.
+            let kafka_defaults = apply(
+                TopicConfig::default(),
+                [
+                    ("flush.messages", "9223372036854775807"),
+                    ("flush.ms", "9223372036854775807"),
+                ],
+            )
+            .expect("defaults");
+            assert_eq!(kafka_defaults.flush, FlushPolicy::Never);
+        }
+    }
+}

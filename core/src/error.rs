@@ -45,6 +45,18 @@ pub enum Error {
         /// How many partitions the topic has.
         partitions: u32,
     },
+    /// A partition count a topic cannot grow to: partitions are only ever added.
+    #[error(
+        "topic {topic:?} has {partitions} partitions and cannot go to {requested}: partitions can only be added"
+    )]
+    InvalidPartitionCount {
+        /// The topic.
+        topic: String,
+        /// How many partitions it has.
+        partitions: u32,
+        /// The count asked for.
+        requested: u32,
+    },
     /// A batch failed its CRC or structure check where data is supposed to be whole.
     #[error(
         "corrupt batch in topic {topic:?} partition {partition}, segment {}, at byte {position}: {reason}",
@@ -77,6 +89,15 @@ pub enum Error {
         log_start_offset: u64,
         /// End of the log.
         log_end_offset: u64,
+    },
+    /// DeleteRecords on a compacted topic, whose log start only compaction moves (Kafka refuses
+    /// it as a policy violation).
+    #[error("records of {topic}-{partition} cannot be deleted: the topic is compacted")]
+    RecordsNotDeletable {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
     },
     /// Another process holds the data directory's writer lock.
     #[error("data dir {} is locked by another logbrook process (pid {pid})", path.display())]

@@ -341,6 +341,42 @@ impl Broker {
         groups
     }
 
+    /// Deletes a group: tombstones for every committed offset it has go to
+    /// `__consumer_offsets` (durably, as commits do), so the group is gone after a restart too.
+    /// Returns how many committed offsets were deleted.
+    ///
+    /// # Errors
+    /// [`Error::UnknownGroup`] for a group without committed offsets or members,
+    /// [`Error::GroupNotEmpty`] while members run in this process, [`Error::ReadOnly`], append
+    /// errors.
+    ///
+    /// # Cancel safety
+    /// If dropped, the deletion may or may not have been written (every offset or none).
+    pub async fn delete_group(&self, group: &str) -> Result<usize> {
+        if self.is_read_only() {
+            return Err(Error::ReadOnly {
+                operation: "delete group",
+            });
+        }
+        let members = self.groups().member_count(group);
+        if members > 0 {
+            return Err(Error::GroupNotEmpty {
+                group: group.to_string(),
+                members,
+            });
+        }
+        let entries: Vec<_> = lock(&self.groups().committed)
+            .get(group)
+            .ok_or_else(|| Error::UnknownGroup(group.to_string()))?
+            .keys()
+            .map(|tp| (group.to_string(), tp.clone(), None))
+            .collect();
+        let deleted = entries.len();
+        self.groups().write(self, entries).await?;
+        tracing::info!(group, offsets = deleted, "deleted consumer group");
+        Ok(deleted)
+    }
+
     /// Committed offsets, end offsets and lag of a group.
     ///
     /// # Errors

@@ -40,6 +40,8 @@ mod topic;
 mod transactions;
 
 pub use broker::{Broker, BrokerConfig};
+/// Kafka's names for topic configs, shared by the server and the Kafka client.
+pub use config::kafka as kafka_config;
 pub use config::{CleanupPolicy, DEFAULT_SEGMENT_BYTES, FlushPolicy, TopicConfig};
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
 pub use error::{Error, Result};

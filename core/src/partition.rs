@@ -183,7 +183,6 @@ fn run_appender(
     high_watermark: &watch::Sender<u64>,
     requests: &mpsc::Receiver<AppendRequest>,
 ) {
-    let flush_always = log.config().flush == FlushPolicy::Always;
     let mut group: Vec<AppendRequest> = Vec::new();
     let mut results: Vec<Result<AppendInfo, Arc<Error>>> = Vec::new();
     while let Some(first) = next_request(requests) {
@@ -198,6 +197,8 @@ fn run_appender(
                 Err(_) => break,
             }
         }
+        // Read per group: an altered topic config applies from the next group on.
+        let flush_always = log.config().flush == FlushPolicy::Always;
         let now = now_ms();
         results.extend(
             group

@@ -378,10 +378,12 @@ impl LogSegment {
         Ok(None)
     }
 
-    /// The first offset whose record timestamp is `>= timestamp`, looking before byte `limit`.
+    /// The first offset `>= from` whose record timestamp is `>= timestamp`, looking before byte
+    /// `limit`.
     pub(crate) fn find_offset_by_time(
         &self,
         timestamp: i64,
+        from: u64,
         limit: u64,
     ) -> io::Result<Option<u64>> {
         if self.max_timestamp < timestamp && self.size <= limit {
@@ -392,7 +394,8 @@ impl LogSegment {
             .last_where(|e| e.timestamp < timestamp)?
             .map_or(self.base_offset, |e| {
                 self.base_offset + u64::from(e.relative_offset)
-            });
+            })
+            .max(from);
         let Some(mut position) = self.find_position(start_offset, limit)? else {
             return Ok(None);
         };
@@ -409,7 +412,7 @@ impl LogSegment {
                 let bytes = Bytes::from(buf);
                 let mut found = None;
                 let _ = batch::for_each_record(&bytes, &h, |r| {
-                    if found.is_none() && r.timestamp >= timestamp {
+                    if found.is_none() && r.offset >= from && r.timestamp >= timestamp {
                         found = Some(r.offset);
                     }
                 });
@@ -421,6 +424,27 @@ impl LogSegment {
         }
         Ok(None)
     }
+}
+
+/// Calls `visit` with the position and header of each batch from byte `position` up to byte
+/// `limit`, reading headers only; stops at the first header that does not parse.
+pub(crate) fn walk_batches(
+    file: &dyn StorageFile,
+    mut position: u64,
+    limit: u64,
+    mut visit: impl FnMut(u64, &BatchHeader),
+) -> io::Result<()> {
+    while position < limit {
+        let HeaderRead::Header(h) = read_header(file, position, limit)? else {
+            break;
+        };
+        if h.check_shape().is_err() {
+            break;
+        }
+        visit(position, &h);
+        position += h.total_len() as u64;
+    }
+    Ok(())
 }
 
 enum HeaderRead {

@@ -8,7 +8,7 @@ use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::log::{Log, PartitionStats};
 use crate::partition::Partition;
-use crate::storage::Storage;
+use crate::storage::{Storage, sync_dir};
 
 /// Name of the metadata file in a topic's directory.
 pub(crate) const TOPIC_FILE: &str = "topic.json";
@@ -43,7 +43,8 @@ pub fn validate_topic_name(name: &str) -> Result<()> {
     Ok(())
 }
 
-/// A topic and its partitions.
+/// A topic and its partitions, as of one config: altering the config or adding partitions
+/// makes a new handle (sharing the partitions) and marks this one replaced.
 #[derive(Debug)]
 pub struct Topic {
     name: Arc<str>,
@@ -53,6 +54,8 @@ pub struct Topic {
     /// Set when the topic is closed (deleted, or the broker closed): handles holding it look
     /// the topic up again.
     closed: AtomicBool,
+    /// Set when a newer handle took this one's place (partitions added, config altered).
+    replaced: AtomicBool,
 }
 
 /// A topic's configuration and per-partition counters.
@@ -70,6 +73,10 @@ impl Topic {
     /// Opens every partition of the topic stored in `dir`.
     pub(crate) fn open(storage: &Arc<dyn Storage>, dir: PathBuf, writable: bool) -> Result<Self> {
         let config = read_config(&dir)?;
+        if writable {
+            // Left by an alteration interrupted before its rename; the old file is whole.
+            let _ = std::fs::remove_file(dir.join(format!("{TOPIC_FILE}.tmp")));
+        }
         let name: Arc<str> = dir
             .file_name()
             .and_then(|n| n.to_str())
@@ -78,25 +85,59 @@ impl Topic {
                 reason: "not a topic directory".into(),
             })?
             .into();
-        let mut partitions = Vec::with_capacity(config.partitions as usize);
-        for p in 0..config.partitions {
-            let log = Log::open(
-                storage.clone(),
-                dir.join(p.to_string()),
-                name.clone(),
-                p,
-                config.clone(),
-                writable,
-            )?;
-            partitions.push(Arc::new(Partition::new(log, writable)?));
-        }
+        let partitions = open_partitions(storage, &dir, &name, &config, 0, writable)?;
         Ok(Self {
             name,
             config,
             dir,
             partitions,
             closed: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
         })
+    }
+
+    /// A handle with `config`: the partitions this one has, shared and switched to `config`,
+    /// and any more `config.partitions` asks for, opened (created when `writable`). Shrinking
+    /// is the caller's to refuse; a smaller count keeps every partition.
+    pub(crate) fn with_config(
+        &self,
+        storage: &Arc<dyn Storage>,
+        config: TopicConfig,
+        writable: bool,
+    ) -> Result<Self> {
+        let added = open_partitions(
+            storage,
+            &self.dir,
+            &self.name,
+            &config,
+            self.partition_count(),
+            writable,
+        )?;
+        for partition in &self.partitions {
+            partition.log().set_config(config.clone());
+        }
+        let mut partitions = self.partitions.clone();
+        partitions.extend(added);
+        Ok(Self {
+            name: self.name.clone(),
+            config,
+            dir: self.dir.clone(),
+            partitions,
+            closed: AtomicBool::new(false),
+            replaced: AtomicBool::new(false),
+        })
+    }
+
+    /// Marks this handle as replaced by a newer one; see [`Topic::is_stale`].
+    pub(crate) fn mark_replaced(&self) {
+        self.replaced.store(true, Ordering::Relaxed);
+    }
+
+    /// The config on disk, when it differs from this handle's (read-only views follow the
+    /// writer's alterations with it).
+    pub(crate) fn changed_config(&self) -> Result<Option<TopicConfig>> {
+        let config = read_config(&self.dir)?;
+        Ok((config != self.config).then_some(config))
     }
 
     /// The topic's name.
@@ -152,6 +193,12 @@ impl Topic {
         self.closed.load(Ordering::Relaxed)
     }
 
+    /// Whether this handle is out of date: the topic was closed, or a newer handle replaced
+    /// this one (partitions added, config altered). Holders look the topic up again.
+    pub fn is_stale(&self) -> bool {
+        self.is_closed() || self.replaced.load(Ordering::Relaxed)
+    }
+
     pub(crate) fn close(&self) -> Result<()> {
         self.closed.store(true, Ordering::Relaxed);
         let mut first_error = None;
@@ -163,6 +210,57 @@ impl Topic {
         }
         first_error.map_or(Ok(()), Err)
     }
+}
+
+/// Opens partitions `first..config.partitions` of the topic in `dir`.
+fn open_partitions(
+    storage: &Arc<dyn Storage>,
+    dir: &Path,
+    name: &Arc<str>,
+    config: &TopicConfig,
+    first: u32,
+    writable: bool,
+) -> Result<Vec<Arc<Partition>>> {
+    let mut partitions = Vec::with_capacity(config.partitions.saturating_sub(first) as usize);
+    for p in first..config.partitions {
+        let log = Log::open(
+            storage.clone(),
+            dir.join(p.to_string()),
+            name.clone(),
+            p,
+            config.clone(),
+            writable,
+        );
+        match log.and_then(|log| Partition::new(log, writable)) {
+            Ok(partition) => partitions.push(Arc::new(partition)),
+            Err(e) => {
+                // Stop the append threads of those already opened.
+                for partition in &partitions {
+                    let _ = partition.close();
+                }
+                return Err(e);
+            }
+        }
+    }
+    Ok(partitions)
+}
+
+/// Writes a topic's config to `dir/topic.json` atomically: a temporary file, fsynced, renamed
+/// over the old one, then the directory fsynced. A crash leaves the old config or the new.
+pub(crate) fn write_config(dir: &Path, config: &TopicConfig) -> Result<()> {
+    let path = dir.join(TOPIC_FILE);
+    let tmp = dir.join(format!("{TOPIC_FILE}.tmp"));
+    let json = serde_json::to_vec_pretty(config).map_err(|e| Error::CorruptMetadata {
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    let mut file = std::fs::File::create(&tmp).map_err(Error::io(&tmp))?;
+    std::io::Write::write_all(&mut file, &json)
+        .and_then(|()| file.sync_all())
+        .map_err(Error::io(&tmp))?;
+    drop(file);
+    std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
+    sync_dir(dir).map_err(Error::io(dir))
 }
 
 fn read_config(dir: &Path) -> Result<TopicConfig> {

@@ -8,14 +8,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use bytes::{BufMut, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader};
-use kafka_protocol::protocol::{Decodable, Encodable};
+use bytes::{Bytes, BytesMut};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind};
+use kafka_protocol::protocol::Decodable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::TcpStream;
 
 use crate::Shared;
 use crate::api;
+use crate::response::{Encoded, encode};
 
 /// Serves one connection until the client closes it, it misbehaves, or the server stops.
 pub(crate) async fn run(stream: TcpStream, peer: SocketAddr, shared: Arc<Shared>) {
@@ -86,10 +87,13 @@ async fn serve_requests(
             .metrics
             .bytes_out
             .fetch_add(response.len() as u64, Ordering::Relaxed);
-        match write.write_all(&response).await {
-            Ok(()) => {}
-            Err(e) if hung_up(&e) => return Ok(()),
-            Err(e) => return Err(format!("writing a response: {e}")),
+        // Parts larger than the writer's buffer (record sets) go to the socket directly.
+        for part in &response.parts {
+            match write.write_all(part).await {
+                Ok(()) => {}
+                Err(e) if hung_up(&e) => return Ok(()),
+                Err(e) => return Err(format!("writing a response: {e}")),
+            }
         }
         match write.flush().await {
             Ok(()) => {}
@@ -115,7 +119,7 @@ async fn handle(
     mut body: Bytes,
     peer: SocketAddr,
     shared: &Shared,
-) -> Result<Option<Bytes>, String> {
+) -> Result<Option<Encoded>, String> {
     if body.len() < 4 {
         return Err("request shorter than its api key and version".into());
     }
@@ -137,7 +141,7 @@ async fn handle(
         // Clients learn the versions from ApiVersions, so that one answers at v0 whatever
         // version was asked (Kafka does the same).
         _ if api_key == ApiKey::ApiVersions => {
-            return encode(correlation_id, api_key, 0, &api::unsupported_api_versions()).map(Some);
+            return encode(correlation_id, api_key, 0, api::unsupported_api_versions()).map(Some);
         }
         _ => {
             return Err(format!(
@@ -151,24 +155,6 @@ async fn handle(
         }
     };
     reply
-        .map(|response| encode(correlation_id, api_key, version, &response))
+        .map(|response| encode(correlation_id, api_key, version, response))
         .transpose()
-}
-
-fn encode(
-    correlation_id: i32,
-    api_key: ApiKey,
-    version: i16,
-    response: &kafka_protocol::messages::ResponseKind,
-) -> Result<Bytes, String> {
-    let mut out = BytesMut::with_capacity(256);
-    out.put_i32(0); // the size, once known
-    ResponseHeader::default()
-        .with_correlation_id(correlation_id)
-        .encode(&mut out, api_key.response_header_version(version))
-        .and_then(|()| response.encode(&mut out, version))
-        .map_err(|e| format!("{api_key:?} v{version}: encoding the response: {e}"))?;
-    let size = i32::try_from(out.len() - 4).map_err(|_| "response too large".to_string())?;
-    out[..4].copy_from_slice(&size.to_be_bytes());
-    Ok(out.freeze())
 }

@@ -553,6 +553,22 @@ impl Coordinator {
         })
     }
 
+    /// Forgets a group without members (DeleteGroups); whether it was known. A group with
+    /// members, or members joining, stays: `NON_EMPTY_GROUP`.
+    pub(crate) fn remove_if_empty(&self, group_id: &str) -> Result<bool, i16> {
+        let mut groups = self.lock();
+        match groups.get(group_id) {
+            None => Ok(false),
+            Some(group) if !group.members.is_empty() || !group.joining.is_empty() => {
+                Err(ResponseError::NonEmptyGroup.code())
+            }
+            Some(_) => {
+                groups.remove(group_id);
+                Ok(true)
+            }
+        }
+    }
+
     /// Groups with members: (id, protocol type, state).
     pub(crate) fn list(&self) -> Vec<(String, String, State)> {
         self.lock()

@@ -10,6 +10,7 @@ mod api;
 mod connection;
 mod groups;
 mod metrics;
+mod response;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,16 +30,24 @@ pub struct ServeConfig {
     pub max_request_bytes: usize,
     /// The most request bytes held in memory over all connections at once.
     pub max_buffered_bytes: usize,
+    /// Whether a Metadata request for an unknown topic creates it (Kafka's
+    /// `auto.create.topics.enable`), with `num_partitions` partitions and default configs.
+    pub auto_create_topics: bool,
+    /// Partitions of an automatically created topic (Kafka's `num.partitions`).
+    pub num_partitions: u32,
 }
 
 impl ServeConfig {
     /// Defaults for a server clients reach at `advertised`: requests up to 100 MiB (Kafka's
-    /// `socket.request.max.bytes`), 512 MiB of requests in memory at once.
+    /// `socket.request.max.bytes`), 512 MiB of requests in memory at once, unknown topics
+    /// created with one partition when a client's Metadata request asks for them (as Kafka).
     pub fn new(advertised: SocketAddr) -> Self {
         Self {
             advertised,
             max_request_bytes: 100 << 20,
             max_buffered_bytes: 512 << 20,
+            auto_create_topics: true,
+            num_partitions: 1,
         }
     }
 }

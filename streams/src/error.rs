@@ -58,4 +58,7 @@ pub enum Error {
     /// The log failed.
     #[error(transparent)]
     Log(#[from] logbrook_core::Error),
+    /// The log client (embedded or cluster) failed.
+    #[error(transparent)]
+    Client(#[from] logbrook_client::Error),
 }

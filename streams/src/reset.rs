@@ -2,12 +2,13 @@
 //! its committed input offsets move to the earliest offset or to a time, its internal topics
 //! (repartition topics and store changelogs) are deleted, and its local state directory is
 //! removed. The next run rebuilds its state from the reset point. The application must not be
-//! running: the data dir's writer lock keeps another process out, and a group with members in
-//! this process is refused.
+//! running: the data dir's writer lock keeps another process out, and a group with members (in
+//! this process, or on the cluster) is refused.
 
 use std::path::PathBuf;
 
-use logbrook_core::{Broker, OffsetChange, ResetTarget};
+use logbrook_client::Client;
+use logbrook_core::{OffsetChange, ResetTarget};
 
 use crate::error::{Error, Result};
 use crate::runtime::default_state_dir;
@@ -38,15 +39,18 @@ fn is_internal(application_id: &str, topic: &str) -> bool {
 /// [`Error::Topology`] when the application has never committed offsets; log errors such as a
 /// group with running members.
 pub async fn reset_application(
-    broker: &Broker,
+    client: &Client,
     application_id: &str,
     to: ResetTarget,
     dry_run: bool,
 ) -> Result<ResetReport> {
-    let group = broker.describe_group(application_id).map_err(|_| {
+    let group = client.describe_group(application_id).await.map_err(|e| {
+        let place = match client {
+            Client::Embedded(broker) => broker.data_dir().display().to_string(),
+            Client::Cluster(cluster) => cluster.bootstrap().to_string(),
+        };
         Error::Topology(format!(
-            "application {application_id:?} has no committed offsets in {}",
-            broker.data_dir().display()
+            "application {application_id:?} has no committed offsets in {place} ({e})"
         ))
     })?;
     let mut inputs: Vec<String> = group
@@ -56,8 +60,9 @@ pub async fn reset_application(
         .filter(|t| !is_internal(application_id, t))
         .collect();
     inputs.dedup();
-    let internal_topics: Vec<String> = broker
+    let internal_topics: Vec<String> = client
         .topic_names()
+        .await?
         .into_iter()
         .filter(|t| is_internal(application_id, t))
         .collect();
@@ -67,24 +72,26 @@ pub async fn reset_application(
         state_dir: None,
     };
     for topic in inputs {
-        let changes = broker
+        let changes = client
             .reset_group_offsets(application_id, &topic, to, dry_run)
             .await?;
         report.inputs.push((topic, changes));
     }
-    let state_dir = default_state_dir(broker, application_id);
-    if state_dir.exists() {
-        report.state_dir = Some(state_dir.clone());
-    }
+    // Local state lives beside the embedded log; on a cluster each instance keeps its own.
+    let state_dir = match client {
+        Client::Embedded(broker) => Some(default_state_dir(broker, application_id)),
+        Client::Cluster(_) => None,
+    };
+    report.state_dir = state_dir.filter(|dir| dir.exists());
     if dry_run {
         return Ok(report);
     }
     for topic in &internal_topics {
-        broker.delete_topic(topic).await?;
+        client.delete_topic(topic).await?;
         tracing::info!(topic, "deleted internal topic");
     }
-    if report.state_dir.is_some() {
-        std::fs::remove_dir_all(&state_dir).map_err(|e| Error::State {
+    if let Some(state_dir) = &report.state_dir {
+        std::fs::remove_dir_all(state_dir).map_err(|e| Error::State {
             store: state_dir.display().to_string(),
             reason: format!("cannot remove the state directory: {e}"),
         })?;

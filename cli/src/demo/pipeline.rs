@@ -152,7 +152,12 @@ pub async fn run_to_end(broker: &Broker, clicks: u64, label: &str) -> Result<Run
 /// # Errors
 /// If it never ran, or the log fails.
 pub async fn reset(broker: &Broker) -> Result<ResetReport> {
-    logbrook_streams::reset_application(broker, APPLICATION_ID, ResetTarget::Earliest, false)
-        .await
-        .with_context(|| format!("resetting streams application {APPLICATION_ID:?}"))
+    logbrook_streams::reset_application(
+        &logbrook_client::Client::Embedded(broker.clone()),
+        APPLICATION_ID,
+        ResetTarget::Earliest,
+        false,
+    )
+    .await
+    .with_context(|| format!("resetting streams application {APPLICATION_ID:?}"))
 }

@@ -63,7 +63,8 @@ impl Logbrook {
             .arg("--data-dir")
             .arg(self.data_dir())
             .env_remove("RUST_LOG")
-            .env_remove("LOGBROOK_DATA_DIR");
+            .env_remove("LOGBROOK_DATA_DIR")
+            .env_remove("LOGBROOK_BOOTSTRAP_SERVER");
         command
     }
 

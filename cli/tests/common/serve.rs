@@ -32,14 +32,21 @@ pub struct Server {
 impl Server {
     /// Starts `logbrook serve` on a free loopback port and waits for its listening line.
     pub fn start(lb: &Logbrook) -> Self {
+        Self::start_with(lb, &[])
+    }
+
+    /// As [`Server::start`], with more `logbrook serve` arguments.
+    pub fn start_with(lb: &Logbrook, args: &[&str]) -> Self {
+        let mut all = vec![
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-listen",
+            "127.0.0.1:0",
+        ];
+        all.extend_from_slice(args);
         let mut child = lb
-            .command(&[
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--http-listen",
-                "127.0.0.1:0",
-            ])
+            .command(&all)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

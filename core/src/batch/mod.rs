@@ -339,9 +339,11 @@ impl EncodedBatch {
         false
     }
 
-    /// Assigns the base offset; outside the CRC, so no recomputation.
+    /// Assigns the base offset, and the partition leader epoch as Kafka's leader does at append
+    /// (0: one node, the epoch never changes); both are outside the CRC, so no recomputation.
     pub fn set_base_offset(&mut self, base_offset: u64) {
         self.buf[BASE_OFFSET..BATCH_LENGTH].copy_from_slice(&base_offset.to_be_bytes());
+        self.buf[PARTITION_LEADER_EPOCH..MAGIC].copy_from_slice(&0i32.to_be_bytes());
     }
 
     /// Rewrites timestamps to `now` for log-append-time topics, and the CRC with them.

@@ -44,7 +44,8 @@ impl Log {
     /// Runs one cleaning pass over the sealed segments of a compacted topic.
     pub(crate) fn compact(&self, now_ms: i64) -> Result<CompactionOutcome> {
         let mut outcome = CompactionOutcome::default();
-        if !self.writable || self.config.cleanup_policy != CleanupPolicy::Compact {
+        let config = self.config();
+        if !self.writable || config.cleanup_policy != CleanupPolicy::Compact {
             return Ok(outcome);
         }
         let Some(_maintenance) = self.begin_maintenance() else {
@@ -77,7 +78,7 @@ impl Log {
                 })
             })?;
         }
-        let delete_retention = self.config.delete_retention_ms as i64;
+        let delete_retention = config.delete_retention_ms as i64;
         for segment in &sealed {
             outcome.bytes_before += segment.size;
             let mut kept: Vec<EncodedBatch> = Vec::new();

@@ -46,7 +46,7 @@ impl Log {
         let max_bytes = max_bytes.max(crate::batch::HEADER_LEN);
         let state = self.lock();
         let end = state.high_watermark;
-        let log_start = state.segments.values().next().map_or(0, |s| s.base_offset);
+        let log_start = state.log_start();
         let empty = |offset| FetchedChunk {
             topic: self.topic.clone(),
             partition: self.partition,
@@ -114,23 +114,150 @@ impl Log {
         })
     }
 
-    /// The first offset whose timestamp is `>= timestamp`, or `None` if every visible record is
-    /// older.
+    /// The first offset (at or after the log start) whose timestamp is `>= timestamp`, or `None`
+    /// if every visible record is older.
     pub fn offset_for_timestamp(&self, timestamp: i64) -> Result<Option<u64>> {
         let state = self.lock();
         let end = state.high_watermark;
+        let start = state.log_start();
         for segment in state.segments.values() {
             let Some(limit) = end.limit_in(segment) else {
                 break;
             };
+            if segment.next_offset <= start {
+                continue;
+            }
             if let Some(offset) = segment
-                .find_offset_by_time(timestamp, limit)
+                .find_offset_by_time(timestamp, start, limit)
                 .map_err(Error::io(&segment.path))?
             {
                 return Ok(Some(offset));
             }
         }
         Ok(None)
+    }
+}
+
+impl Log {
+    /// The offset and timestamp of the record with the largest timestamp at or after the log
+    /// start (the first such record on a tie), or `None` for an empty log: Kafka's ListOffsets
+    /// `MAX_TIMESTAMP` (-3). Reads batch headers, newest maximum first, and decodes one batch
+    /// (two when the log start falls inside a batch).
+    ///
+    /// # Errors
+    /// I/O errors and corrupt batches.
+    pub fn offset_of_max_timestamp(&self) -> Result<Option<(u64, i64)>> {
+        struct Candidate {
+            max_timestamp: i64,
+            base_offset: u64,
+            file: Arc<dyn StorageFile>,
+            path: PathBuf,
+            position: u64,
+            limit: u64,
+        }
+        let (start, mut candidates) = {
+            let state = self.lock();
+            let end = state.high_watermark;
+            let start = state.log_start();
+            let mut candidates = Vec::new();
+            for segment in state.segments.values() {
+                let Some(limit) = end.limit_in(segment) else {
+                    break;
+                };
+                if segment.next_offset <= start || segment.max_timestamp == i64::MIN {
+                    continue;
+                }
+                let position = if segment.base_offset < start {
+                    let found = segment
+                        .find_position(start, limit)
+                        .map_err(Error::io(&segment.path))?;
+                    found.unwrap_or(limit)
+                } else {
+                    0
+                };
+                candidates.push(Candidate {
+                    max_timestamp: segment.max_timestamp,
+                    base_offset: segment.base_offset,
+                    file: segment.file.clone(),
+                    path: segment.path.clone(),
+                    position,
+                    limit,
+                });
+            }
+            (start, candidates)
+        };
+        // A segment's max timestamp bounds its visible batches': the segments that may hold
+        // the answer come first.
+        candidates.sort_by(|a, b| {
+            b.max_timestamp
+                .cmp(&a.max_timestamp)
+                .then(a.base_offset.cmp(&b.base_offset))
+        });
+        // (timestamp, offset of the batch, the record's offset if known)
+        let mut best: Option<(i64, u64, Option<u64>)> = None;
+        for candidate in candidates {
+            if let Some((timestamp, offset, _)) = best
+                && (candidate.max_timestamp < timestamp
+                    || (candidate.max_timestamp == timestamp && candidate.base_offset > offset))
+            {
+                continue;
+            }
+            let mut straddling = None;
+            crate::segment::walk_batches(
+                &*candidate.file,
+                candidate.position,
+                candidate.limit,
+                |_, header| {
+                    if header.last_offset() < start {
+                        return;
+                    }
+                    if header.base_offset < start {
+                        // Part of it is deleted: its records decide (below).
+                        straddling = Some(*header);
+                        return;
+                    }
+                    let better = best.is_none_or(|(timestamp, offset, _)| {
+                        header.max_timestamp > timestamp
+                            || (header.max_timestamp == timestamp && header.base_offset < offset)
+                    });
+                    if better {
+                        best = Some((header.max_timestamp, header.base_offset, None));
+                    }
+                },
+            )
+            .map_err(Error::io(&candidate.path))?;
+            if let Some(header) = straddling
+                && let Some((offset, timestamp)) = self.max_timestamp_record(start)?
+                && best.is_none_or(|(t, o, _)| {
+                    timestamp > t || (timestamp == t && header.base_offset < o)
+                })
+            {
+                best = Some((timestamp, header.base_offset, Some(offset)));
+            }
+        }
+        Ok(match best {
+            None => None,
+            Some((timestamp, _, Some(offset))) => Some((offset, timestamp)),
+            Some((timestamp, batch_offset, None)) => {
+                let found = self.max_timestamp_record(batch_offset)?;
+                Some((found.map_or(batch_offset, |(offset, _)| offset), timestamp))
+            }
+        })
+    }
+
+    /// The first record with the largest timestamp in the batch holding `offset`, among its
+    /// records at or after `offset`.
+    fn max_timestamp_record(&self, offset: u64) -> Result<Option<(u64, i64)>> {
+        let chunk = self.read(offset, 1)?;
+        let mut records = Vec::new();
+        chunk.records(offset, &mut records)?;
+        let mut best: Option<(u64, i64)> = None;
+        for r in &records {
+            if best.is_none_or(|(_, t)| r.timestamp > t) {
+                best = Some((r.offset, r.timestamp));
+            }
+        }
+        Ok(best)
     }
 }
 

@@ -13,7 +13,7 @@ mod retention;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use bytes::Bytes;
 
@@ -28,6 +28,8 @@ pub use fetch::FetchedChunk;
 pub use retention::RetentionOutcome;
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
+/// Holds the log start offset once records were deleted below a segment's base (DeleteRecords).
+const LOG_START_OFFSET_FILE: &str = "log-start-offset";
 
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -68,7 +70,8 @@ pub struct Log {
     partition: u32,
     dir: PathBuf,
     storage: Arc<dyn Storage>,
-    config: TopicConfig,
+    /// Swapped whole when the topic's config is altered; readers take a snapshot.
+    config: RwLock<Arc<TopicConfig>>,
     writable: bool,
     state: Mutex<LogState>,
     /// Fsyncs of the active segment so far (each covers one group commit).
@@ -82,6 +85,9 @@ pub struct Log {
 struct LogState {
     segments: BTreeMap<u64, LogSegment>,
     high_watermark: VisibleEnd,
+    /// Offsets below this were deleted (DeleteRecords), though their segment may still hold
+    /// them; 0 when nothing was. The log start is the larger of this and the first segment's base.
+    deleted_below: u64,
     /// Every offset below this is known to be on disk (fsynced).
     recovery_point: u64,
     /// The recovery point last written to the checkpoint file.
@@ -121,6 +127,11 @@ impl LogState {
             .next_back()
             .unwrap_or_else(|| unreachable!("a log has a segment"))
     }
+    /// First offset still in the log.
+    fn log_start(&self) -> u64 {
+        let first = self.segments.values().next().map_or(0, |s| s.base_offset);
+        first.max(self.deleted_below)
+    }
     fn end(&self) -> VisibleEnd {
         let active = self.active();
         VisibleEnd {
@@ -151,7 +162,7 @@ impl Log {
             partition,
             dir,
             storage,
-            config,
+            config: RwLock::new(Arc::new(config)),
             writable,
             state: Mutex::new(LogState {
                 segments: BTreeMap::new(),
@@ -160,6 +171,7 @@ impl Log {
                     segment_base: 0,
                     position: 0,
                 },
+                deleted_below: 0,
                 recovery_point: 0,
                 checkpointed: 0,
                 failed: None,
@@ -212,15 +224,23 @@ impl Log {
         self.partition
     }
 
-    /// The topic configuration the log runs with.
-    pub fn config(&self) -> &TopicConfig {
-        &self.config
+    /// The topic configuration the log runs with now (a snapshot: an altered config replaces it).
+    pub fn config(&self) -> Arc<TopicConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Runs with `config` from now on (retention, compaction, segment rolling, flushing,
+    /// timestamps); the partition count in it is not the log's business.
+    pub(crate) fn set_config(&self, config: TopicConfig) {
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
     }
 
     /// First offset still in the log.
     pub fn log_start_offset(&self) -> u64 {
-        let state = self.lock();
-        state.segments.values().next().map_or(0, |s| s.base_offset)
+        self.lock().log_start()
     }
 
     /// The offset after the last record visible to consumers.
@@ -238,7 +258,7 @@ impl Log {
     pub fn stats(&self) -> PartitionStats {
         let state = self.lock();
         PartitionStats {
-            log_start_offset: state.segments.values().next().map_or(0, |s| s.base_offset),
+            log_start_offset: state.log_start(),
             log_end_offset: state.high_watermark.offset,
             size_bytes: state.segments.values().map(|s| s.size).sum(),
             segments: state.segments.len(),
@@ -253,10 +273,11 @@ impl Log {
                 operation: "append",
             });
         }
-        if self.config.timestamp_type == crate::record::TimestampType::LogAppendTime {
+        let config = self.config();
+        if config.timestamp_type == crate::record::TimestampType::LogAppendTime {
             batch.set_log_append_time(now_ms);
         }
-        if self.config.cleanup_policy == crate::config::CleanupPolicy::Compact {
+        if config.cleanup_policy == crate::config::CleanupPolicy::Compact {
             self.check_keys(batch)?;
         }
         if batch.len() > crate::batch::MAX_BATCH_BYTES {
@@ -270,10 +291,10 @@ impl Log {
         let active = state.active();
         let records = u64::from(batch.record_count());
         let roll = active.size > 0
-            && (active.size + batch.len() as u64 > self.config.segment_bytes
+            && (active.size + batch.len() as u64 > config.segment_bytes
                 // As Kafka: the incoming batch's timestamp against the segment's first batch,
                 // so replaying old data does not roll a segment per batch.
-                || self.config.segment_ms.is_some_and(|ms| {
+                || config.segment_ms.is_some_and(|ms| {
                     let incoming = batch.header().max_timestamp;
                     active.first_batch_timestamp.is_some_and(|t| incoming.saturating_sub(t) >= ms as i64)
                 })
@@ -330,7 +351,8 @@ impl Log {
         let log_file = active.file.clone();
         state.unflushed.push(log_file);
         state.unflushed.extend(index_files);
-        let segment = LogSegment::create(&*self.storage, &self.dir, next, self.config.preallocate)
+        let preallocate = self.config().preallocate;
+        let segment = LogSegment::create(&*self.storage, &self.dir, next, preallocate)
             .map_err(Error::io(segment_path(&self.dir, next, "log")))?;
         state.segments.insert(next, segment);
         state.dir_dirty = true;
@@ -445,7 +467,9 @@ impl Log {
             return Ok(());
         }
         let bases = self.list_segments()?;
+        let deleted_below = self.read_offset_file(LOG_START_OFFSET_FILE)?;
         let mut state = self.lock();
+        state.deleted_below = deleted_below;
         state
             .segments
             .retain(|base, _| bases.binary_search(base).is_ok());

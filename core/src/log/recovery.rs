@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{Log, RECOVERY_POINT_FILE};
+use super::{LOG_START_OFFSET_FILE, Log, RECOVERY_POINT_FILE};
 use crate::error::{Error, Result};
 use crate::segment::{LogSegment, ScanStop, segment_path};
 use crate::storage::sync_dir;
@@ -21,7 +21,8 @@ impl Log {
             needs_flush = true;
         }
         let bases = self.list_segments()?;
-        let recovery_point = self.read_recovery_point()?;
+        let recovery_point = self.read_offset_file(RECOVERY_POINT_FILE)?;
+        let deleted_below = self.read_offset_file(LOG_START_OFFSET_FILE)?;
         let mut segments = BTreeMap::new();
         let mut scanned = Vec::new();
         for (i, &base) in bases.iter().enumerate() {
@@ -34,7 +35,7 @@ impl Log {
                 segments.insert(base, segment);
                 continue;
             }
-            let preallocate = self.writable && self.config.preallocate && next_base.is_none();
+            let preallocate = self.writable && self.config().preallocate && next_base.is_none();
             let (mut segment, mut stop) =
                 LogSegment::open_by_scan(storage, dir, base, 0, self.writable, preallocate)
                     .map_err(Error::io(segment_path(dir, base, "log")))?;
@@ -94,7 +95,7 @@ impl Log {
                     reason: "partition has no segments".into(),
                 });
             }
-            let segment = LogSegment::create(storage, dir, 0, self.config.preallocate)
+            let segment = LogSegment::create(storage, dir, 0, self.config().preallocate)
                 .map_err(Error::io(segment_path(dir, 0, "log")))?;
             segments.insert(0, segment);
             needs_flush = true;
@@ -118,6 +119,9 @@ impl Log {
         // After a crash the scanned bytes may sit only in the page cache: make them durable
         // before anything is served, so nothing visible can vanish later.
         needs_flush |= self.writable && recovery_point < end.offset;
+        // Written only after a flush up to it, so the log cannot end below it: the clamp is for a
+        // hand-edited file.
+        state.deleted_below = deleted_below.min(end.offset);
         state.recovery_point = recovery_point;
         state.checkpointed = recovery_point;
         state.unflushed = scanned;
@@ -159,8 +163,9 @@ impl Log {
         Ok(bases)
     }
 
-    fn read_recovery_point(&self) -> Result<u64> {
-        let path = self.dir.join(RECOVERY_POINT_FILE);
+    /// An offset kept in a small text file of the partition directory; 0 when there is none.
+    pub(super) fn read_offset_file(&self, name: &str) -> Result<u64> {
+        let path = self.dir.join(name);
         match std::fs::read_to_string(&path) {
             Ok(text) => text.trim().parse().map_err(|_| Error::CorruptMetadata {
                 path,

@@ -268,12 +268,15 @@ impl Producer {
             },
         };
         state.last = index;
-        if state.slots[index].topic.is_closed() {
-            // Deleted (and maybe recreated) since this producer first wrote to it.
+        if state.slots[index].topic.is_stale() {
+            // Deleted (and maybe recreated), grown or altered since this producer first wrote
+            // to it.
             let fresh = inner.broker.topic(&record.topic)?;
             let slot = &mut state.slots[index];
             for p in 0..slot.partitions.len() as u32 {
-                inner.dispatch(slot, p); // fails their futures with `Closed`
+                // A deleted topic's partitions fail their futures with `Closed`; a grown or
+                // altered topic's take them as before.
+                inner.dispatch(slot, p);
             }
             slot.partitions = (0..fresh.partition_count())
                 .map(|_| PartitionSlot::default())

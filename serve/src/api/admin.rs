@@ -1,25 +1,22 @@
-//! Topic administration beyond creation: DeleteTopics and DescribeConfigs (a topic's configs
-//! under Kafka's names).
+//! Topic administration beyond creation and configs: DeleteTopics, CreatePartitions (a topic
+//! grows) and DeleteRecords (a partition's log start moves forward).
+
+use std::collections::HashSet;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::create_partitions_request::CreatePartitionsTopic;
+use kafka_protocol::messages::create_partitions_response::CreatePartitionsTopicResult;
+use kafka_protocol::messages::delete_records_response::{
+    DeleteRecordsPartitionResult, DeleteRecordsTopicResult,
+};
 use kafka_protocol::messages::delete_topics_response::DeletableTopicResult;
-use kafka_protocol::messages::describe_configs_response::{
-    DescribeConfigsResourceResult, DescribeConfigsResult,
-};
 use kafka_protocol::messages::{
-    DeleteTopicsRequest, DeleteTopicsResponse, DescribeConfigsRequest, DescribeConfigsResponse,
-    TopicName,
+    CreatePartitionsRequest, CreatePartitionsResponse, DeleteRecordsRequest, DeleteRecordsResponse,
+    DeleteTopicsRequest, DeleteTopicsResponse, TopicName,
 };
-use kafka_protocol::protocol::StrBytes;
-use logbrook_core::{CleanupPolicy, TimestampType, TopicConfig};
 
-use super::{error_code, message};
+use super::{NODE_ID, error_code, message};
 use crate::Shared;
-
-/// DescribeConfigs' resource type of a topic.
-const TOPIC: i8 = 2;
-/// Config source: set on the topic.
-const TOPIC_CONFIG: i8 = 1;
 
 pub(super) async fn delete_topics(
     request: &DeleteTopicsRequest,
@@ -61,79 +58,132 @@ pub(super) async fn delete_topics(
     DeleteTopicsResponse::default().with_responses(responses)
 }
 
-pub(super) fn describe_configs(
-    request: &DescribeConfigsRequest,
+pub(super) fn create_partitions(
+    request: &CreatePartitionsRequest,
     shared: &Shared,
-) -> DescribeConfigsResponse {
-    let results = request
-        .resources
+) -> CreatePartitionsResponse {
+    let mut seen = HashSet::new();
+    let duplicated: HashSet<&str> = request
+        .topics
         .iter()
-        .map(|resource| {
-            let result = DescribeConfigsResult::default()
-                .with_resource_type(resource.resource_type)
-                .with_resource_name(resource.resource_name.clone());
-            if resource.resource_type != TOPIC {
-                // The broker's own configs are not Kafka's: none are listed.
-                return result;
-            }
-            let topic = match shared.broker.topic(&resource.resource_name) {
-                Ok(topic) => topic,
-                Err(e) => {
-                    return result
-                        .with_error_code(error_code(&e))
-                        .with_error_message(message(&e));
-                }
+        .filter(|t| !seen.insert(&**t.name))
+        .map(|t| &**t.name)
+        .collect();
+    let results = request
+        .topics
+        .iter()
+        .map(|topic| {
+            let result = CreatePartitionsTopicResult::default().with_name(topic.name.clone());
+            let outcome = if duplicated.contains(&**topic.name) {
+                Err((
+                    ResponseError::InvalidRequest.code(),
+                    format!("topic {:?} is named twice", &*topic.name),
+                ))
+            } else {
+                grow(topic, request.validate_only, shared)
             };
-            let wanted = resource.configuration_keys.as_ref();
-            result.with_configs(
-                kafka_configs(topic.config())
-                    .into_iter()
-                    .filter(|(name, _)| {
-                        wanted.is_none_or(|keys| keys.iter().any(|k| &**k == *name))
-                    })
-                    .map(|(name, value)| {
-                        DescribeConfigsResourceResult::default()
-                            .with_name(StrBytes::from_static_str(name))
-                            .with_value(Some(StrBytes::from_string(value)))
-                            .with_config_source(TOPIC_CONFIG)
-                    })
-                    .collect(),
-            )
+            match outcome {
+                Ok(()) => result,
+                Err((code, why)) => result
+                    .with_error_code(code)
+                    .with_error_message(message(why)),
+            }
         })
         .collect();
-    DescribeConfigsResponse::default().with_results(results)
+    CreatePartitionsResponse::default().with_results(results)
 }
 
-/// A topic's config under Kafka's names; -1 is "no limit", as in Kafka.
-fn kafka_configs(config: &TopicConfig) -> Vec<(&'static str, String)> {
-    let limit = |v: Option<u64>| v.map_or("-1".to_string(), |v| v.to_string());
-    vec![
-        (
-            "cleanup.policy",
-            match config.cleanup_policy {
-                CleanupPolicy::Delete => "delete".into(),
-                CleanupPolicy::Compact => "compact".into(),
-            },
-        ),
-        ("retention.ms", limit(config.retention_ms)),
-        ("retention.bytes", limit(config.retention_bytes)),
-        ("segment.bytes", config.segment_bytes.to_string()),
-        (
-            "segment.ms",
-            config
-                .segment_ms
-                .map_or(i64::MAX.to_string(), |v| v.to_string()),
-        ),
-        (
-            "delete.retention.ms",
-            config.delete_retention_ms.to_string(),
-        ),
-        (
-            "message.timestamp.type",
-            match config.timestamp_type {
-                TimestampType::CreateTime => "CreateTime".into(),
-                TimestampType::LogAppendTime => "LogAppendTime".into(),
-            },
-        ),
-    ]
+/// Grows one topic to the count asked for, or checks that it could.
+fn grow(
+    topic: &CreatePartitionsTopic,
+    validate_only: bool,
+    shared: &Shared,
+) -> Result<(), (i16, String)> {
+    let name = &*topic.name;
+    let invalid_partitions = |why: String| (ResponseError::InvalidPartitions.code(), why);
+    if super::is_internal(name) {
+        return Err((
+            ResponseError::InvalidTopicException.code(),
+            format!("topic {name:?} is Logbrook's own; its partitions are fixed"),
+        ));
+    }
+    // The one broker is the only replica a new partition can have.
+    if let Some(assignments) = &topic.assignments
+        && assignments
+            .iter()
+            .any(|a| a.broker_ids.iter().any(|&id| id != NODE_ID))
+    {
+        return Err((
+            ResponseError::InvalidReplicaAssignment.code(),
+            format!("topic {name:?}: every partition is on broker {NODE_ID}, the only one"),
+        ));
+    }
+    let count = u32::try_from(topic.count)
+        .map_err(|_| invalid_partitions(format!("topic {name:?}: {} partitions", topic.count)))?;
+    let core_error = |e: logbrook_core::Error| match e {
+        logbrook_core::Error::InvalidConfig {
+            key: "partitions", ..
+        } => invalid_partitions(format!("topic {name:?}: {e}")),
+        e => (error_code(&e), e.to_string()),
+    };
+    if validate_only {
+        let current = shared.broker.topic(name).map_err(core_error)?;
+        shared
+            .broker
+            .grown_config(&current, count)
+            .map_err(core_error)?;
+        return Ok(());
+    }
+    shared
+        .broker
+        .create_partitions(name, count)
+        .map(|_| ())
+        .map_err(core_error)
+}
+
+/// Kafka's "up to the high watermark" in DeleteRecords.
+const HIGH_WATERMARK: i64 = -1;
+
+pub(super) async fn delete_records(
+    request: &DeleteRecordsRequest,
+    shared: &Shared,
+) -> DeleteRecordsResponse {
+    let mut topics = Vec::new();
+    for topic in &request.topics {
+        let mut partitions = Vec::new();
+        for p in &topic.partitions {
+            let result = DeleteRecordsPartitionResult::default()
+                .with_partition_index(p.partition_index)
+                .with_low_watermark(-1);
+            let code = if super::is_internal(&topic.name) {
+                Err(ResponseError::InvalidTopicException.code())
+            } else {
+                let index = u32::try_from(p.partition_index).unwrap_or(u32::MAX);
+                let before = match p.offset {
+                    HIGH_WATERMARK => Ok(None),
+                    offset => u64::try_from(offset)
+                        .map(Some)
+                        .map_err(|_| ResponseError::OffsetOutOfRange.code()),
+                };
+                match before {
+                    Ok(before) => shared
+                        .broker
+                        .delete_records(&topic.name, index, before)
+                        .await
+                        .map_err(|e| error_code(&e)),
+                    Err(code) => Err(code),
+                }
+            };
+            partitions.push(match code {
+                Ok(low_watermark) => result.with_low_watermark(low_watermark as i64),
+                Err(code) => result.with_error_code(code),
+            });
+        }
+        topics.push(
+            DeleteRecordsTopicResult::default()
+                .with_name(topic.name.clone())
+                .with_partitions(partitions),
+        );
+    }
+    DeleteRecordsResponse::default().with_topics(topics)
 }

@@ -1,10 +1,11 @@
-//! CreateTopics, with Kafka's topic configs that map onto the log's.
+//! CreateTopics, with Kafka's topic configs that map onto the log's (core's
+//! [`logbrook_core::kafka_config`], shared with DescribeConfigs and IncrementalAlterConfigs).
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::create_topics_request::CreatableTopic;
 use kafka_protocol::messages::create_topics_response::CreatableTopicResult;
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
-use logbrook_core::{CleanupPolicy, TopicConfig, validate_topic_name};
+use logbrook_core::{TopicConfig, kafka_config, validate_topic_name};
 
 use super::{error_code, message};
 use crate::Shared;
@@ -86,41 +87,13 @@ fn config_of(topic: &CreatableTopic) -> Result<TopicConfig, (i16, String)> {
             ));
         }
     };
-    let mut config = TopicConfig {
+    let base = TopicConfig {
         partitions,
         ..TopicConfig::default()
     };
-    for entry in &topic.configs {
-        let value = entry.value.as_deref().unwrap_or_default();
-        let number = || {
-            value
-                .parse::<i64>()
-                .map_err(|_| invalid(format!("{} = {value:?} is not a number", &*entry.name)))
-        };
-        // -1 means unlimited, as in Kafka.
-        let limit = |n: i64| u64::try_from(n).ok();
-        match &*entry.name {
-            "cleanup.policy" => {
-                config.cleanup_policy = match value {
-                    "delete" => CleanupPolicy::Delete,
-                    "compact" => CleanupPolicy::Compact,
-                    other => {
-                        return Err(invalid(format!(
-                            "cleanup.policy {other:?}: delete or compact"
-                        )));
-                    }
-                }
-            }
-            "retention.ms" => config.retention_ms = limit(number()?),
-            "retention.bytes" => config.retention_bytes = limit(number()?),
-            "segment.bytes" => {
-                config.segment_bytes = limit(number()?)
-                    .ok_or_else(|| invalid("segment.bytes must be positive".into()))?;
-            }
-            "segment.ms" => config.segment_ms = limit(number()?),
-            other => return Err(invalid(format!("topic config {other:?} is not supported"))),
-        }
-    }
-    config.validate().map_err(|e| invalid(e.to_string()))?;
-    Ok(config)
+    let entries = topic
+        .configs
+        .iter()
+        .map(|entry| (&*entry.name, entry.value.as_deref().unwrap_or_default()));
+    kafka_config::apply(base, entries).map_err(|e| invalid(e.to_string()))
 }

@@ -1,10 +1,12 @@
 //! Consumer groups: finding the coordinator (this server), the classic rebalance protocol
-//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, through [`crate::groups::Coordinator`]) and
-//! committed offsets (OffsetCommit, OffsetFetch), stored in the log's `__consumer_offsets`.
+//! (JoinGroup, SyncGroup, Heartbeat, LeaveGroup, through [`crate::groups::Coordinator`]),
+//! committed offsets (OffsetCommit, OffsetFetch), stored in the log's `__consumer_offsets`, and
+//! deleting a group (DeleteGroups).
 
 use std::time::Duration;
 
 use kafka_protocol::error::ResponseError;
+use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::describe_groups_response::{DescribedGroup, DescribedGroupMember};
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
@@ -18,11 +20,12 @@ use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{
-    BrokerId, DescribeGroupsRequest, DescribeGroupsResponse, FindCoordinatorRequest,
-    FindCoordinatorResponse, GroupId, HeartbeatRequest, HeartbeatResponse, JoinGroupRequest,
-    JoinGroupResponse, LeaveGroupRequest, LeaveGroupResponse, ListGroupsRequest,
-    ListGroupsResponse, OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest,
-    OffsetFetchResponse, SyncGroupRequest, SyncGroupResponse, TopicName,
+    BrokerId, DeleteGroupsRequest, DeleteGroupsResponse, DescribeGroupsRequest,
+    DescribeGroupsResponse, FindCoordinatorRequest, FindCoordinatorResponse, GroupId,
+    HeartbeatRequest, HeartbeatResponse, JoinGroupRequest, JoinGroupResponse, LeaveGroupRequest,
+    LeaveGroupResponse, ListGroupsRequest, ListGroupsResponse, OffsetCommitRequest,
+    OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse, SyncGroupRequest,
+    SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
 use logbrook_core::TopicPartition;
@@ -432,4 +435,28 @@ pub(super) fn describe(request: &DescribeGroupsRequest, shared: &Shared) -> Desc
             })
             .collect(),
     )
+}
+
+/// Deletes groups without members: their committed offsets get tombstones in
+/// `__consumer_offsets`.
+pub(super) async fn delete(request: &DeleteGroupsRequest, shared: &Shared) -> DeleteGroupsResponse {
+    let mut results = Vec::new();
+    for id in &request.groups_names {
+        let result = DeletableGroupResult::default().with_group_id(id.clone());
+        let code = match shared.coordinator.remove_if_empty(id) {
+            Err(code) => code,
+            Ok(known) => match shared.broker.delete_group(id).await {
+                Ok(_) => 0,
+                // Known to the coordinator only (members came and went, nothing committed).
+                Err(logbrook_core::Error::UnknownGroup(_)) if known => 0,
+                Err(logbrook_core::Error::UnknownGroup(_)) => ResponseError::GroupIdNotFound.code(),
+                Err(logbrook_core::Error::GroupNotEmpty { .. }) => {
+                    ResponseError::NonEmptyGroup.code()
+                }
+                Err(e) => error_code(&e),
+            },
+        };
+        results.push(result.with_error_code(code));
+    }
+    DeleteGroupsResponse::default().with_results(results)
 }

@@ -1,5 +1,5 @@
-//! ListOffsets: the earliest (-2) or latest (-1) offset of a partition, or the first offset
-//! with a timestamp at or after a time.
+//! ListOffsets: the earliest (-2) or latest (-1) offset of a partition, the record with the
+//! largest timestamp (-3, from v7), or the first offset with a timestamp at or after a time.
 
 use kafka_protocol::error::ResponseError;
 use kafka_protocol::messages::list_offsets_response::{
@@ -13,8 +13,14 @@ use crate::Shared;
 
 const LATEST: i64 = -1;
 const EARLIEST: i64 = -2;
+/// The record with the largest timestamp (KIP-734, ListOffsets v7).
+const MAX_TIMESTAMP: i64 = -3;
 
-pub(super) fn answer(request: &ListOffsetsRequest, shared: &Shared) -> ListOffsetsResponse {
+pub(super) fn answer(
+    request: &ListOffsetsRequest,
+    version: i16,
+    shared: &Shared,
+) -> ListOffsetsResponse {
     let topics = request
         .topics
         .iter()
@@ -31,7 +37,7 @@ pub(super) fn answer(request: &ListOffsetsRequest, shared: &Shared) -> ListOffse
                         .map(|partition| partition.log().clone());
                     match log
                         .map_err(Error::from)
-                        .and_then(|log| lookup(&log, p.timestamp))
+                        .and_then(|log| lookup(&log, p.timestamp, version))
                     {
                         Ok(Some((offset, timestamp))) => {
                             response.with_offset(offset).with_timestamp(timestamp)
@@ -54,7 +60,8 @@ pub(super) fn answer(request: &ListOffsetsRequest, shared: &Shared) -> ListOffse
 
 enum Error {
     Core(logbrook_core::Error),
-    /// A special timestamp this server does not answer (-3: the max timestamp).
+    /// A special timestamp this server or version does not answer (-3 before v7; Kafka's -4
+    /// and -5 are for tiered storage).
     Unsupported,
 }
 
@@ -64,11 +71,15 @@ impl From<logbrook_core::Error> for Error {
     }
 }
 
-/// The offset and timestamp for `timestamp`; `None` when no record is at or after it.
-fn lookup(log: &Log, timestamp: i64) -> Result<Option<(i64, i64)>, Error> {
+/// The offset and timestamp for `timestamp`; `None` when no record is at or after it (or,
+/// for the max timestamp, the log is empty).
+fn lookup(log: &Log, timestamp: i64, version: i16) -> Result<Option<(i64, i64)>, Error> {
     Ok(match timestamp {
         LATEST => Some((log.high_watermark() as i64, -1)),
         EARLIEST => Some((log.log_start_offset() as i64, -1)),
+        MAX_TIMESTAMP if version >= 7 => log
+            .offset_of_max_timestamp()?
+            .map(|(offset, timestamp)| (offset as i64, timestamp)),
         t if t < 0 => return Err(Error::Unsupported),
         t => match log.offset_for_timestamp(t)? {
             None => None,

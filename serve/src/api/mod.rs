@@ -1,9 +1,11 @@
 //! The APIs the server answers, one module each, and the versions it advertises.
 
 mod admin;
+mod configs;
 mod create_topics;
 mod fetch;
 mod groups;
+mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
@@ -41,11 +43,17 @@ pub(crate) fn supported(api: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::DescribeGroups => 0..=5,
         ApiKey::DeleteTopics => 1..=6,
         ApiKey::DescribeConfigs => 1..=4,
+        ApiKey::DeleteGroups => 0..=2,
+        // 0-1 are the old format, for replicas only.
+        ApiKey::OffsetForLeaderEpoch => 2..=4,
+        ApiKey::IncrementalAlterConfigs => 0..=1,
+        ApiKey::CreatePartitions => 0..=3,
+        ApiKey::DeleteRecords => 0..=2,
         _ => return None,
     })
 }
 
-const ADVERTISED: [ApiKey; 17] = [
+const ADVERTISED: [ApiKey; 22] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -63,6 +71,11 @@ const ADVERTISED: [ApiKey; 17] = [
     ApiKey::CreateTopics,
     ApiKey::DeleteTopics,
     ApiKey::DescribeConfigs,
+    ApiKey::DeleteGroups,
+    ApiKey::OffsetForLeaderEpoch,
+    ApiKey::IncrementalAlterConfigs,
+    ApiKey::CreatePartitions,
+    ApiKey::DeleteRecords,
 ];
 
 /// Answers a decoded request of version `version`; `None`: no response is sent (Produce with
@@ -86,7 +99,7 @@ pub(crate) async fn answer(
             fetch::answer(request, version, shared).await,
         )),
         RequestKind::ListOffsets(request) => send(ResponseKind::ListOffsets(list_offsets::answer(
-            &request, shared,
+            &request, version, shared,
         ))),
         RequestKind::CreateTopics(request) => send(ResponseKind::CreateTopics(
             create_topics::answer(&request, shared),
@@ -122,7 +135,22 @@ pub(crate) async fn answer(
             admin::delete_topics(&request, version, shared).await,
         )),
         RequestKind::DescribeConfigs(request) => send(ResponseKind::DescribeConfigs(
-            admin::describe_configs(&request, shared),
+            configs::describe(&request, shared),
+        )),
+        RequestKind::IncrementalAlterConfigs(request) => send(
+            ResponseKind::IncrementalAlterConfigs(configs::alter(&request, shared)),
+        ),
+        RequestKind::DeleteGroups(request) => send(ResponseKind::DeleteGroups(
+            groups::delete(&request, shared).await,
+        )),
+        RequestKind::OffsetForLeaderEpoch(request) => send(ResponseKind::OffsetForLeaderEpoch(
+            leader_epoch::answer(&request, shared),
+        )),
+        RequestKind::CreatePartitions(request) => send(ResponseKind::CreatePartitions(
+            admin::create_partitions(&request, shared),
+        )),
+        RequestKind::DeleteRecords(request) => send(ResponseKind::DeleteRecords(
+            admin::delete_records(&request, shared).await,
         )),
         // `supported` lets nothing else through.
         other => unreachable!("unsupported request decoded: {other:?}"),
@@ -183,6 +211,10 @@ pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
         Error::CorruptBatch { .. } => ResponseError::CorruptMessage.code(),
         Error::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig.code(),
+        Error::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions.code(),
+        Error::RecordsNotDeletable { .. } => ResponseError::PolicyViolation.code(),
+        Error::UnknownGroup(_) => ResponseError::GroupIdNotFound.code(),
+        Error::GroupNotEmpty { .. } => ResponseError::NonEmptyGroup.code(),
         Error::Io { .. } | Error::LogFailed { .. } | Error::Append { .. } => {
             ResponseError::KafkaStorageError.code()
         }
