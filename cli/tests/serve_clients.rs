@@ -294,6 +294,43 @@ fn confluent_kafka_creates_a_topic_and_round_trips_1000_records_with_headers() {
 }
 
 #[test]
+fn confluent_kafka_admin_client_and_offset_lookups_answer_as_kafka() {
+    let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
+        return;
+    };
+    let lb = Logbrook::new();
+    let server = Server::start(&lb);
+    let run = run_client(
+        Command::new(&python)
+            .arg(client_script("admin.py"))
+            .args([&server.bootstrap, "admin"]),
+        "",
+        CLIENT_TIMEOUT_S,
+        "admin.py (confluent-kafka AdminClient)",
+    );
+    let summary: Value = serde_json::from_str(run.stdout.trim()).expect("a JSON summary");
+    // What Apache Kafka answers for the same calls (see the script's docstring).
+    assert_eq!(
+        summary,
+        json!({
+            "offsets_for_times": [2, 2, -1],
+            "retention_set": "3600000",
+            "retention_default": "604800000",
+            "partition_2_watermarks": [0, 1],
+            "delete_records_low_watermark": 20,
+            "partition_0_watermarks": [20, 50],
+            "first_after_delete": [20, "v40"],
+            "group_offsets": [[1, 7]],
+            "group_offsets_after_delete": [-1001],
+            "deleted": true,
+        })
+    );
+    stop(server);
+    let err = lb.fails(&["topic", "describe", "admin"]);
+    assert!(err.contains("admin"), "{err}");
+}
+
+#[test]
 fn kafka_python_round_trips_records_into_an_existing_topic() {
     let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
         return;
