@@ -224,35 +224,4 @@ for format in json parquet; do
 done
 
 echo
-echo "==> logbrook serve over loopback with librdkafka's rdkafka_performance, next to the embedded perf"
-rp=$(scripts/rdkafka-perf.sh path)
-serve_dir="$bench_dir/serve"
-rm -rf "$serve_dir" && mkdir -p "$serve_dir"
-"$lb" --data-dir "$serve_dir" topic create small --flush never >/dev/null
-"$lb" --data-dir "$serve_dir" topic create large --flush never >/dev/null
-"$lb" --data-dir "$serve_dir" topic create synced >/dev/null # flush always
-serve_port=19300
-while (exec 3<>"/dev/tcp/127.0.0.1/$serve_port") 2>/dev/null; do serve_port=$((serve_port + 1)); done
-"$lb" --data-dir "$serve_dir" serve --listen "127.0.0.1:$serve_port" --http-listen off >"$bench_dir/serve.log" 2>&1 &
-serve_pid=$!
-trap 'kill $serve_pid 2>/dev/null; scripts/pg-server.sh destroy; scripts/s3-server.sh destroy' EXIT
-sleep 1
-producer=(-X enable.idempotence=false -X linger.ms=5 -X batch.size=1000000 -X queue.buffering.max.messages=2000000 -u -q)
-settle
-echo "--> produce 2M x 100 B (flush never)"
-"$rp" -P -t small -p 0 -b "127.0.0.1:$serve_port" -s 100 -c 2000000 "${producer[@]}" | tail -1
-settle
-echo "--> produce 1M x 1 KiB (flush never)"
-"$rp" -P -t large -p 0 -b "127.0.0.1:$serve_port" -s 1024 -c 1000000 "${producer[@]}" | tail -1
-settle
-echo "--> consume 1M x 1 KiB"
-"$rp" -C -t large -p 0 -b "127.0.0.1:$serve_port" -o beginning -c 1000000 \
-  -X fetch.max.bytes=52428800 -X max.partition.fetch.bytes=10485760 -u -q | tail -2 | head -1
-settle
-echo "--> produce 300k x 1 KiB, acks=all, flush always (fsync per batch)"
-"$rp" -P -t synced -p 0 -b "127.0.0.1:$serve_port" -s 1024 -c 300000 -X acks=all "${producer[@]}" | tail -1
-kill -TERM $serve_pid && wait $serve_pid || true
-echo "--> the same on the embedded log"
-run_perf serve_ref_small "$serve_dir/embedded-small" produce --records 2000000 --record-size 100 --flush never
-run_perf serve_ref_large "$serve_dir/embedded-large" produce --records 1000000 --record-size 1024 --flush never
-run_perf serve_ref_consume "$serve_dir/embedded-large" consume
+scripts/bench-serve.sh "$lb" "$bench_dir/serve"

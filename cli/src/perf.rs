@@ -165,7 +165,7 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     let (samples_tx, mut samples_rx) =
         tokio::sync::mpsc::unbounded_channel::<(Instant, DeliveryFuture)>();
     let latencies = tokio::spawn(async move {
-        let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+        let mut histogram = latency_histogram()?;
         while let Some((sent, delivery)) = samples_rx.recv().await {
             delivery.await?;
             histogram.saturating_record(sent.elapsed().as_micros() as u64);
@@ -282,7 +282,7 @@ async fn produce_to_cluster(data_dir: &Path, args: PerfProduceArgs) -> Result<()
         "{acknowledged} of {} records were acknowledged",
         args.records
     );
-    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    let mut histogram = latency_histogram()?;
     for latency in producer.take_latencies() {
         histogram.saturating_record(latency.as_micros() as u64);
     }
@@ -306,7 +306,7 @@ async fn append_batches_one_by_one(
     let per_batch = u64::from(batch.record_count());
     let batches = args.records.div_ceil(per_batch);
     let fsyncs_before = partition.log().fsync_count();
-    let mut histogram = Histogram::<u64>::new(3).context("histogram")?;
+    let mut histogram = latency_histogram()?;
     let cpu_before = cpu_time();
     let started = Instant::now();
     for _ in 0..batches {
@@ -449,6 +449,12 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Microseconds from 1 µs to an hour. `saturating_record` clamps into the range a histogram has,
+/// and an auto-resizing one starts with almost none: every latency read 2 µs.
+fn latency_histogram() -> Result<Histogram<u64>> {
+    Histogram::new_with_bounds(1, 3_600_000_000, 3).context("latency histogram")
 }
 
 /// User plus system CPU time of this process (getrusage).
