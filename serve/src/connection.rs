@@ -130,6 +130,12 @@ async fn handle(
         .map_err(|e| format!("{api_key:?} v{version}: bad request header: {e}"))?;
     let correlation_id = header.correlation_id;
     let reply = match api::supported(api_key) {
+        // The codec has no Produce v0-2; they are refused with UNSUPPORTED_VERSION by hand.
+        Some(_) if api_key == ApiKey::Produce && version <= 2 => {
+            shared.metrics.request(api_key);
+            return api::refuse_old_produce(&mut body, version)
+                .map(|response| response.map(|body| Encoded::raw(correlation_id, body)));
+        }
         Some(range) if range.contains(&version) => {
             let request = RequestKind::decode(api_key, &mut body, version)
                 .map_err(|e| format!("{api_key:?} v{version}: bad request: {e}"))?;

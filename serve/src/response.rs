@@ -24,6 +24,16 @@ pub(crate) struct Encoded {
 }
 
 impl Encoded {
+    /// A response body encoded by hand, behind a v0 header (the correlation id alone).
+    pub(crate) fn raw(correlation_id: i32, body: Bytes) -> Self {
+        let mut head = BytesMut::with_capacity(8);
+        head.put_i32(4 + body.len() as i32);
+        head.put_i32(correlation_id);
+        Self {
+            parts: vec![head.freeze(), body],
+        }
+    }
+
     /// Bytes on the wire, the size prefix included.
     pub(crate) fn len(&self) -> usize {
         self.parts.iter().map(Bytes::len).sum()

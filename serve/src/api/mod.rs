@@ -27,8 +27,9 @@ pub(crate) fn supported(api: ApiKey) -> Option<RangeInclusive<i16>> {
     Some(match api {
         ApiKey::ApiVersions => 0..=4,
         ApiKey::Metadata => 0..=12,
-        // Produce 0-2 carry the old message formats, which the log does not store.
-        ApiKey::Produce => 3..=11,
+        // Produce 0-2 carry the old message formats, which the log does not store: they are
+        // answered with UNSUPPORTED_VERSION per partition (see produce.rs).
+        ApiKey::Produce => 0..=11,
         ApiKey::Fetch => 4..=12,
         ApiKey::ListOffsets => 1..=7,
         ApiKey::CreateTopics => 2..=7,
@@ -156,6 +157,8 @@ pub(crate) async fn answer(
         other => unreachable!("unsupported request decoded: {other:?}"),
     }
 }
+
+pub(crate) use produce::refuse_old_produce;
 
 fn api_versions() -> ApiVersionsResponse {
     ApiVersionsResponse::default().with_api_keys(

@@ -163,3 +163,59 @@ fn refuse_all(request: &ProduceRequest, code: i16, why: &str) -> ProduceResponse
             .collect(),
     )
 }
+
+/// Produce v0-2 carry message formats v0/v1, which the log does not store, and the codec does
+/// not decode them: the request is read by hand (acks, timeout, then per topic its name and per
+/// partition its index and skipped message set) and every partition is answered with
+/// UNSUPPORTED_VERSION, in the v0-2 response layout. `None` for `acks = 0`.
+///
+/// # Errors
+/// A body that does not parse (the connection is closed).
+pub(crate) fn refuse_old_produce(
+    body: &mut bytes::Bytes,
+    version: i16,
+) -> Result<Option<bytes::Bytes>, String> {
+    use bytes::{Buf, BufMut};
+    let bad = || format!("Produce v{version}: bad request");
+    let need = |body: &bytes::Bytes, n: usize| {
+        if body.remaining() >= n {
+            Ok(())
+        } else {
+            Err(bad())
+        }
+    };
+    need(body, 6)?;
+    let acks = body.get_i16();
+    let _timeout = body.get_i32();
+    need(body, 4)?;
+    let topics = body.get_i32();
+    let mut out = bytes::BytesMut::new();
+    out.put_i32(topics.max(0));
+    for _ in 0..topics.max(0) {
+        need(body, 2)?;
+        let name_len = usize::try_from(body.get_i16()).map_err(|_| bad())?;
+        need(body, name_len + 4)?;
+        let name = body.split_to(name_len);
+        out.put_i16(name_len as i16);
+        out.put_slice(&name);
+        let partitions = body.get_i32();
+        out.put_i32(partitions.max(0));
+        for _ in 0..partitions.max(0) {
+            need(body, 8)?;
+            let index = body.get_i32();
+            let set_len = usize::try_from(body.get_i32()).unwrap_or(0);
+            need(body, set_len)?;
+            body.advance(set_len);
+            out.put_i32(index);
+            out.put_i16(ResponseError::UnsupportedVersion.code());
+            out.put_i64(-1); // base offset
+            if version >= 2 {
+                out.put_i64(-1); // log append time
+            }
+        }
+    }
+    if version >= 1 {
+        out.put_i32(0); // throttle time
+    }
+    Ok((acks != 0).then(|| out.freeze()))
+}
