@@ -7,19 +7,24 @@
 //! Members of a group inside this process share its partitions: each member gets a contiguous
 //! range of each subscribed topic's partitions (Kafka's range assignor), recomputed whenever a
 //! member joins or leaves; members notice through a generation counter.
+//!
+//! The [`GroupCoordinator`] sits below the broker: it owns the offsets partition and is handed
+//! a [`TopicLookup`] where it needs other partitions (end offsets for lag, reset targets). The
+//! broker's group methods (`broker/groups.rs`) delegate to it.
 
 use std::collections::{BTreeMap, HashMap};
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::batch::BatchBuilder;
-use crate::broker::Broker;
 use crate::config::{CleanupPolicy, FlushPolicy, TopicConfig};
 use crate::error::{Error, Result};
+use crate::partition::Partition;
 use crate::record::{TopicPartition, now_ms};
+use crate::topic::TopicLookup;
 
 /// The internal topic holding committed offsets.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
@@ -91,10 +96,16 @@ struct Membership {
     generation: watch::Sender<u64>,
 }
 
-/// The in-memory side of consumer groups.
-#[derive(Debug, Default)]
+/// Committed offsets by group, then partition.
+type Committed = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>;
+
+/// Consumer groups: committed offsets (in memory, backed by `__consumer_offsets`) and the
+/// members in this process.
+#[derive(Debug)]
 pub(crate) struct GroupCoordinator {
-    committed: Mutex<BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>>,
+    /// Partition 0 of `__consumer_offsets`, where commits go; `None` on a read-only broker.
+    offsets: Option<Arc<Partition>>,
+    committed: Mutex<Committed>,
     membership: Mutex<HashMap<String, Membership>>,
     next_member_id: AtomicU64,
 }
@@ -104,25 +115,29 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GroupCoordinator {
-    /// Creates the offsets topic if needed and folds it into memory.
-    pub(crate) async fn load(&self, broker: &Broker) -> Result<()> {
-        if broker.topic(OFFSETS_TOPIC).is_err() && !broker.is_read_only() {
-            let config = TopicConfig {
-                partitions: 1,
-                segment_bytes: 64 << 20,
-                cleanup_policy: CleanupPolicy::Compact,
-                flush: FlushPolicy::Always,
-                retention_ms: None,
-                preallocate: false,
-                ..TopicConfig::default()
-            };
-            broker.create_topic(OFFSETS_TOPIC, config)?;
+    /// The config `__consumer_offsets` is created with: one compacted partition, flushed on
+    /// every commit.
+    pub(crate) fn topic_config() -> TopicConfig {
+        TopicConfig {
+            partitions: 1,
+            segment_bytes: 64 << 20,
+            cleanup_policy: CleanupPolicy::Compact,
+            flush: FlushPolicy::Always,
+            retention_ms: None,
+            preallocate: false,
+            ..TopicConfig::default()
         }
-        let log = broker.topic(OFFSETS_TOPIC)?.partition(0)?.log().clone();
-        let folded = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut folded: BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>> =
-                BTreeMap::new();
-            log.for_each_record(0, |r| {
+    }
+
+    /// Folds `offsets` (partition 0 of `__consumer_offsets`, if the data dir has it) into
+    /// memory. Commits are written to it when `writable`. Blocks while it reads the log.
+    ///
+    /// # Errors
+    /// Read errors of the offsets log, such as [`Error::CorruptBatch`].
+    pub(crate) fn load(offsets: Option<Arc<Partition>>, writable: bool) -> Result<Self> {
+        let mut folded = Committed::new();
+        if let Some(partition) = &offsets {
+            partition.log().for_each_record(0, |r| {
                 let Some(OffsetKey(group, topic, partition)) =
                     r.key.as_ref().and_then(|k| serde_json::from_slice(k).ok())
                 else {
@@ -145,30 +160,161 @@ impl GroupCoordinator {
                 }
             })?;
             folded.retain(|_, offsets| !offsets.is_empty());
-            Ok(folded)
+        }
+        Ok(Self {
+            offsets: offsets.filter(|_| writable),
+            committed: Mutex::new(folded),
+            membership: Mutex::new(HashMap::new()),
+            next_member_id: AtomicU64::new(0),
         })
-        .await
-        .map_err(|_| Error::Closed)??;
-        *lock(&self.committed) = folded;
-        Ok(())
     }
 
-    fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Option<u64> {
+    fn writable(&self, operation: &'static str) -> Result<&Arc<Partition>> {
+        self.offsets.as_ref().ok_or(Error::ReadOnly { operation })
+    }
+
+    /// Commits `offsets` for `group`, durably.
+    pub(crate) async fn commit(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64)],
+    ) -> Result<()> {
+        self.writable("commit offsets")?;
+        let entries = offsets
+            .iter()
+            .map(|(tp, o)| (group.to_string(), tp.clone(), Some(*o)))
+            .collect();
+        self.write(entries).await
+    }
+
+    /// The committed offset of `group` for a partition.
+    pub(crate) fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Option<u64> {
         lock(&self.committed)
             .get(group)
             .and_then(|g| g.get(tp))
             .map(|c| c.offset)
     }
 
+    /// Groups with committed offsets or members, sorted.
+    pub(crate) fn list(&self) -> Vec<String> {
+        let mut groups: Vec<String> = lock(&self.committed).keys().cloned().collect();
+        groups.extend(lock(&self.membership).keys().cloned());
+        groups.sort();
+        groups.dedup();
+        groups
+    }
+
+    /// Tombstones every committed offset of an empty group; returns how many.
+    pub(crate) async fn delete(&self, group: &str) -> Result<usize> {
+        self.writable("delete group")?;
+        let members = self.member_count(group);
+        if members > 0 {
+            return Err(Error::GroupNotEmpty {
+                group: group.to_string(),
+                members,
+            });
+        }
+        let entries: Vec<_> = lock(&self.committed)
+            .get(group)
+            .ok_or_else(|| Error::UnknownGroup(group.to_string()))?
+            .keys()
+            .map(|tp| (group.to_string(), tp.clone(), None))
+            .collect();
+        let deleted = entries.len();
+        self.write(entries).await?;
+        tracing::info!(group, offsets = deleted, "deleted consumer group");
+        Ok(deleted)
+    }
+
+    /// Committed offsets of `group` with the end offsets and lag of their partitions, found in
+    /// `topics` (partitions gone since are left out).
+    pub(crate) fn describe(
+        &self,
+        group: &str,
+        topics: &impl TopicLookup,
+    ) -> Result<GroupDescription> {
+        let committed = lock(&self.committed).get(group).cloned();
+        let members = self.member_count(group);
+        if committed.is_none() && members == 0 {
+            return Err(Error::UnknownGroup(group.to_string()));
+        }
+        let mut partitions = Vec::new();
+        for (tp, c) in committed.unwrap_or_default() {
+            let Ok(partition) = topics.partition(&tp) else {
+                continue;
+            };
+            let stats = partition.log().stats();
+            let from = c.offset.max(stats.log_start_offset);
+            partitions.push(GroupPartition {
+                topic_partition: tp,
+                committed: Some(c.offset),
+                log_end_offset: stats.log_end_offset,
+                lag: stats.log_end_offset.saturating_sub(from),
+            });
+        }
+        Ok(GroupDescription {
+            group: group.to_string(),
+            members,
+            partitions,
+        })
+    }
+
+    /// Moves `group`'s committed offsets on every partition of `topic` (found in `topics`) to
+    /// `target`; with `dry_run`, only reports.
+    pub(crate) async fn reset_offsets(
+        &self,
+        group: &str,
+        topic: &str,
+        target: ResetTarget,
+        dry_run: bool,
+        topics: &impl TopicLookup,
+    ) -> Result<Vec<OffsetChange>> {
+        let members = self.member_count(group);
+        if members > 0 {
+            return Err(Error::GroupNotEmpty {
+                group: group.to_string(),
+                members,
+            });
+        }
+        let topic = topics.topic(topic)?;
+        let mut changes = Vec::new();
+        for partition in topic.partitions() {
+            let log = partition.log();
+            let stats = log.stats();
+            let new = match target {
+                ResetTarget::Earliest => stats.log_start_offset,
+                ResetTarget::Latest => stats.log_end_offset,
+                ResetTarget::Offset(o) => o.clamp(stats.log_start_offset, stats.log_end_offset),
+                ResetTarget::Timestamp(ts) => log
+                    .offset_for_timestamp(ts)?
+                    .unwrap_or(stats.log_end_offset),
+            };
+            let tp = TopicPartition::new(topic.name(), log.partition());
+            changes.push(OffsetChange {
+                partition: tp.partition,
+                previous: self.committed_offset(group, &tp),
+                new,
+            });
+        }
+        if !dry_run {
+            let offsets: Vec<_> = changes
+                .iter()
+                .map(|c| (TopicPartition::new(topic.name(), c.partition), c.new))
+                .collect();
+            self.commit(group, &offsets).await?;
+        }
+        Ok(changes)
+    }
+
     /// Appends commits (or tombstones, for `None`) and applies them once durable.
     pub(crate) async fn write(
         &self,
-        broker: &Broker,
         group_entries: Vec<(String, TopicPartition, Option<u64>)>,
     ) -> Result<()> {
         if group_entries.is_empty() {
             return Ok(());
         }
+        let partition = self.writable("commit offsets")?;
         let now = now_ms();
         let mut builder = BatchBuilder::with_capacity(64 * group_entries.len());
         for (group, tp, offset) in &group_entries {
@@ -183,7 +329,6 @@ impl GroupCoordinator {
             });
             builder.push(now, Some(&key), value.as_deref(), &[]);
         }
-        let partition = broker.topic(OFFSETS_TOPIC)?.partition(0)?.clone();
         partition.append(builder.finish()).await?;
         let mut committed = lock(&self.committed);
         for (group, tp, offset) in group_entries {
@@ -210,7 +355,8 @@ impl GroupCoordinator {
         Ok(())
     }
 
-    pub(crate) async fn forget_topic(&self, broker: &Broker, topic: &str) -> Result<()> {
+    /// Tombstones every group's committed offsets for a deleted topic.
+    pub(crate) async fn forget_topic(&self, topic: &str) -> Result<()> {
         let entries: Vec<_> = lock(&self.committed)
             .iter()
             .flat_map(|(group, offsets)| {
@@ -220,7 +366,7 @@ impl GroupCoordinator {
                     .map(|tp| (group.clone(), tp.clone(), None))
             })
             .collect();
-        self.write(broker, entries).await
+        self.write(entries).await
     }
 
     /// Adds a member subscribed to `topics` (name, partition count); returns its id and a
@@ -242,6 +388,7 @@ impl GroupCoordinator {
         (id, membership.generation.subscribe())
     }
 
+    /// Removes a member; the others share its partitions.
     pub(crate) fn leave(&self, group: &str, member: u64) {
         let mut all = lock(&self.membership);
         if let Some(membership) = all.get_mut(group) {
@@ -254,6 +401,7 @@ impl GroupCoordinator {
         }
     }
 
+    /// The partitions assigned to a member now.
     pub(crate) fn assignment(&self, group: &str, member: u64) -> Vec<TopicPartition> {
         lock(&self.membership)
             .get(group)
@@ -300,166 +448,4 @@ fn rebalance(group: &str, membership: &mut Membership) {
         generation = *membership.generation.borrow(),
         "rebalanced group"
     );
-}
-
-impl Broker {
-    /// Commits `offsets` (the next offset to read, per partition) for `group`, durably.
-    ///
-    /// # Errors
-    /// [`Error::ReadOnly`], append errors.
-    ///
-    /// # Cancel safety
-    /// If dropped, the commit may or may not have been written.
-    pub async fn commit_offsets(
-        &self,
-        group: &str,
-        offsets: &[(TopicPartition, u64)],
-    ) -> Result<()> {
-        if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                operation: "commit offsets",
-            });
-        }
-        let entries = offsets
-            .iter()
-            .map(|(tp, o)| (group.to_string(), tp.clone(), Some(*o)))
-            .collect();
-        self.groups().write(self, entries).await
-    }
-
-    /// The committed offset of `group` for a partition.
-    pub fn committed_offset(&self, group: &str, tp: &TopicPartition) -> Option<u64> {
-        self.groups().committed_offset(group, tp)
-    }
-
-    /// Groups with committed offsets or members, sorted.
-    pub fn list_groups(&self) -> Vec<String> {
-        let mut groups: Vec<String> = lock(&self.groups().committed).keys().cloned().collect();
-        groups.extend(lock(&self.groups().membership).keys().cloned());
-        groups.sort();
-        groups.dedup();
-        groups
-    }
-
-    /// Deletes a group: tombstones for every committed offset it has go to
-    /// `__consumer_offsets` (durably, as commits do), so the group is gone after a restart too.
-    /// Returns how many committed offsets were deleted.
-    ///
-    /// # Errors
-    /// [`Error::UnknownGroup`] for a group without committed offsets or members,
-    /// [`Error::GroupNotEmpty`] while members run in this process, [`Error::ReadOnly`], append
-    /// errors.
-    ///
-    /// # Cancel safety
-    /// If dropped, the deletion may or may not have been written (every offset or none).
-    pub async fn delete_group(&self, group: &str) -> Result<usize> {
-        if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                operation: "delete group",
-            });
-        }
-        let members = self.groups().member_count(group);
-        if members > 0 {
-            return Err(Error::GroupNotEmpty {
-                group: group.to_string(),
-                members,
-            });
-        }
-        let entries: Vec<_> = lock(&self.groups().committed)
-            .get(group)
-            .ok_or_else(|| Error::UnknownGroup(group.to_string()))?
-            .keys()
-            .map(|tp| (group.to_string(), tp.clone(), None))
-            .collect();
-        let deleted = entries.len();
-        self.groups().write(self, entries).await?;
-        tracing::info!(group, offsets = deleted, "deleted consumer group");
-        Ok(deleted)
-    }
-
-    /// Committed offsets, end offsets and lag of a group.
-    ///
-    /// # Errors
-    /// [`Error::UnknownGroup`].
-    pub fn describe_group(&self, group: &str) -> Result<GroupDescription> {
-        let committed = lock(&self.groups().committed).get(group).cloned();
-        let members = self.groups().member_count(group);
-        if committed.is_none() && members == 0 {
-            return Err(Error::UnknownGroup(group.to_string()));
-        }
-        let mut partitions = Vec::new();
-        for (tp, c) in committed.unwrap_or_default() {
-            let Ok(topic) = self.topic(&tp.topic) else {
-                continue;
-            };
-            let Ok(partition) = topic.partition(tp.partition) else {
-                continue;
-            };
-            let stats = partition.log().stats();
-            let from = c.offset.max(stats.log_start_offset);
-            partitions.push(GroupPartition {
-                topic_partition: tp,
-                committed: Some(c.offset),
-                log_end_offset: stats.log_end_offset,
-                lag: stats.log_end_offset.saturating_sub(from),
-            });
-        }
-        Ok(GroupDescription {
-            group: group.to_string(),
-            members,
-            partitions,
-        })
-    }
-
-    /// Moves a group's committed offsets on every partition of `topic` (Kafka's
-    /// `kafka-consumer-groups --reset-offsets`). With `dry_run`, only reports.
-    ///
-    /// # Errors
-    /// [`Error::UnknownTopic`], [`Error::GroupNotEmpty`] while members run in this process.
-    ///
-    /// # Cancel safety
-    /// If dropped, the reset may or may not have been written (all partitions or none).
-    pub async fn reset_group_offsets(
-        &self,
-        group: &str,
-        topic: &str,
-        target: ResetTarget,
-        dry_run: bool,
-    ) -> Result<Vec<OffsetChange>> {
-        let members = self.groups().member_count(group);
-        if members > 0 {
-            return Err(Error::GroupNotEmpty {
-                group: group.to_string(),
-                members,
-            });
-        }
-        let topic = self.topic(topic)?;
-        let mut changes = Vec::new();
-        for partition in topic.partitions() {
-            let log = partition.log();
-            let stats = log.stats();
-            let new = match target {
-                ResetTarget::Earliest => stats.log_start_offset,
-                ResetTarget::Latest => stats.log_end_offset,
-                ResetTarget::Offset(o) => o.clamp(stats.log_start_offset, stats.log_end_offset),
-                ResetTarget::Timestamp(ts) => log
-                    .offset_for_timestamp(ts)?
-                    .unwrap_or(stats.log_end_offset),
-            };
-            let tp = TopicPartition::new(topic.name(), log.partition());
-            changes.push(OffsetChange {
-                partition: tp.partition,
-                previous: self.committed_offset(group, &tp),
-                new,
-            });
-        }
-        if !dry_run {
-            let offsets: Vec<_> = changes
-                .iter()
-                .map(|c| (TopicPartition::new(topic.name(), c.partition), c.new))
-                .collect();
-            self.commit_offsets(group, &offsets).await?;
-        }
-        Ok(changes)
-    }
 }

@@ -48,7 +48,10 @@ pub use error::{Error, Result};
 pub use groups::{
     CommittedOffset, GroupDescription, GroupPartition, OFFSETS_TOPIC, OffsetChange, ResetTarget,
 };
-pub use log::{AppendInfo, CompactionOutcome, FetchedChunk, Log, PartitionStats, RetentionOutcome};
+pub use log::{
+    AppendInfo, CompactionOutcome, FetchedChunk, Log, LogScan, PartitionStats, RetentionOutcome,
+    ScannedBatch,
+};
 pub use partition::Partition;
 pub use producer::{DeliveryFuture, Partitioner, Producer, ProducerConfig, partition_for_key};
 pub use record::{

@@ -4,10 +4,13 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use dashmap::DashMap;
+
 use crate::config::TopicConfig;
 use crate::error::{Error, Result};
 use crate::log::{Log, PartitionStats};
 use crate::partition::Partition;
+use crate::record::TopicPartition;
 use crate::storage::{Storage, sync_dir};
 
 /// Name of the metadata file in a topic's directory.
@@ -209,6 +212,33 @@ impl Topic {
             }
         }
         first_error.map_or(Ok(()), Err)
+    }
+}
+
+/// Finds open topics by name: how the group and transaction coordinators reach the partitions
+/// they are asked about without knowing the broker that holds them.
+pub(crate) trait TopicLookup: Sync {
+    /// A topic by name.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`].
+    fn topic(&self, name: &str) -> Result<Arc<Topic>>;
+
+    /// One partition of a topic.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTopic`], [`Error::UnknownPartition`].
+    fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {
+        self.topic(&tp.topic)?.partition(tp.partition).cloned()
+    }
+}
+
+/// The broker's topics by name.
+impl TopicLookup for DashMap<String, Arc<Topic>> {
+    fn topic(&self, name: &str) -> Result<Arc<Topic>> {
+        self.get(name)
+            .map(|t| t.clone())
+            .ok_or_else(|| Error::UnknownTopic(name.to_string()))
     }
 }
 

@@ -1,37 +1,46 @@
 //! Transactions: records for several partitions plus a group's offset commit, all or nothing.
 //!
-//! The design is a redo log rather than Kafka's commit markers. [`Broker::commit_transaction`]
-//! first appends the whole transaction (every batch and the offsets) as one record to the
-//! internal topic `__transactions` (flush always); that durable append is the commit point.
-//! Only then are the batches appended to their partitions, the offsets committed and a
-//! `complete` record written. On open, a transaction with a prepare record and no complete
-//! record is applied again. Its batches carry the transaction id (the prepare record's offset)
-//! as producer id and their index as base sequence, so a batch that reached its partition
-//! before the crash is recognised and not written twice.
+//! The design is a redo log rather than Kafka's commit markers.
+//! [`Broker::commit_transaction`](crate::Broker::commit_transaction) first appends the whole
+//! transaction (every batch and the offsets) as one record to the internal topic
+//! `__transactions` (flush always); that durable append is the commit point. Only then are the
+//! batches appended to their partitions, the offsets committed and a `complete` record
+//! written. On open, a transaction with a prepare record and no complete record is applied
+//! again. Its batches carry the transaction id (the prepare record's offset) as producer id and
+//! their index as base sequence, so a batch that reached its partition before the crash is
+//! recognised and not written twice.
 //!
 //! Consumers therefore only ever see committed data (Kafka's `read_committed`): a transaction
 //! that missed its commit point left nothing in any partition. The price is that
 //! transactional bytes are written twice. `transactions.checkpoint` in the data dir holds an
 //! offset of `__transactions` below which every transaction is complete, so recovery reads
 //! only the tail.
+//!
+//! The [`TransactionCoordinator`] sits below the broker: it owns the `__transactions` partition
+//! and the checkpoint, and is handed a [`TopicLookup`] for the partitions a transaction writes
+//! and the [`GroupCoordinator`] for its offsets. `Broker::commit_transaction`
+//! (`broker/transactions.rs`) delegates to it.
 
 use std::collections::{BTreeMap, HashSet};
-use std::path::Path;
-use std::sync::Mutex;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use bytes::{Buf, BufMut, Bytes};
 
-use crate::batch::{self, BatchBuilder, BatchHeader, EncodedBatch};
-use crate::broker::Broker;
+use crate::batch::{self, BatchBuilder, EncodedBatch};
 use crate::config::{CleanupPolicy, FlushPolicy, TopicConfig};
 use crate::error::{Error, Result};
+use crate::groups::GroupCoordinator;
 use crate::log::Log;
+use crate::partition::Partition;
 use crate::record::{Header, TopicPartition, now_ms};
+use crate::topic::TopicLookup;
 
 /// The internal topic holding the transaction log.
 pub const TRANSACTIONS_TOPIC: &str = "__transactions";
 
-const CHECKPOINT_FILE: &str = "transactions.checkpoint";
+/// In the data dir: the offset of `__transactions` below which every transaction is complete.
+pub(crate) const CHECKPOINT_FILE: &str = "transactions.checkpoint";
 const PREPARE: u8 = 1;
 const COMPLETE: u8 = 2;
 const FORMAT: u8 = 1;
@@ -41,7 +50,7 @@ const BATCH_BYTES: usize = 1 << 20;
 const MAX_TRANSACTION_BYTES: usize = batch::MAX_BATCH_BYTES - 4096;
 
 /// Records for any partitions and a consumer group's offsets, committed together by
-/// [`Broker::commit_transaction`].
+/// [`Broker::commit_transaction`](crate::Broker::commit_transaction).
 #[derive(Debug, Default)]
 pub struct Transaction {
     writes: BTreeMap<TopicPartition, PartitionWrites>,
@@ -113,7 +122,7 @@ impl Transaction {
     }
 }
 
-/// What [`Broker::commit_transaction`] wrote.
+/// What [`Broker::commit_transaction`](crate::Broker::commit_transaction) wrote.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct TransactionInfo {
     /// The transaction's id (its offset in `__transactions`).
@@ -129,9 +138,13 @@ struct Prepared {
     offsets: Option<(String, Vec<(TopicPartition, u64)>)>,
 }
 
-/// Transactions in flight, for the recovery checkpoint.
-#[derive(Debug, Default)]
+/// Commits transactions through the redo log `__transactions` and completes interrupted ones.
+#[derive(Debug)]
 pub(crate) struct TransactionCoordinator {
+    /// Partition 0 of `__transactions`.
+    log: Arc<Partition>,
+    /// Where [`CHECKPOINT_FILE`] is written: the data dir.
+    dir: PathBuf,
     /// Lower bounds of the prepare offsets of transactions not yet complete, with counts.
     in_flight: Mutex<BTreeMap<u64, usize>>,
 }
@@ -140,28 +153,44 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-impl Broker {
-    /// Writes `txn` atomically: after a crash at any point, either every record and the offset
-    /// commit are in the log (completed on the next open) or none is. Consumers never see a
-    /// part of a transaction that did not commit.
-    ///
-    /// # Errors
-    /// [`Error::UnknownTopic`] / [`Error::UnknownPartition`] before anything is written;
-    /// [`Error::Transaction`] for a transaction over 64 MiB; append errors.
-    ///
-    /// # Cancel safety
-    /// Once the prepare record is queued the transaction commits even if the future is dropped
-    /// (completed on the next open at the latest).
-    pub async fn commit_transaction(&self, txn: Transaction) -> Result<TransactionInfo> {
-        if self.is_read_only() {
-            return Err(Error::ReadOnly {
-                operation: "commit a transaction",
-            });
+impl TransactionCoordinator {
+    /// The config `__transactions` is created with: one partition, flushed on every append,
+    /// kept ten minutes.
+    pub(crate) fn topic_config() -> TopicConfig {
+        TopicConfig {
+            partitions: 1,
+            segment_bytes: 64 << 20,
+            cleanup_policy: CleanupPolicy::Delete,
+            flush: FlushPolicy::Always,
+            // Complete transactions are of no use; the checkpoint keeps recovery off them.
+            retention_ms: Some(10 * 60 * 1000),
+            preallocate: false,
+            ..TopicConfig::default()
         }
+    }
+
+    /// A coordinator writing to `log` (partition 0 of `__transactions`) and its checkpoint to
+    /// the data dir `dir`. Interrupted transactions wait for [`TransactionCoordinator::recover`].
+    pub(crate) fn new(log: Arc<Partition>, dir: &Path) -> Self {
+        Self {
+            log,
+            dir: dir.to_path_buf(),
+            in_flight: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    /// Writes `txn` atomically (see `Broker::commit_transaction`), its partitions found in
+    /// `topics` and its offsets committed through `groups`.
+    pub(crate) async fn commit(
+        &self,
+        txn: Transaction,
+        topics: &impl TopicLookup,
+        groups: &GroupCoordinator,
+    ) -> Result<TransactionInfo> {
         let records = txn.records;
         let mut writes = Vec::with_capacity(txn.writes.len());
         for (tp, mut w) in txn.writes {
-            let partition = self.topic(&tp.topic)?.partition(tp.partition)?.clone();
+            let partition = topics.partition(&tp)?;
             if let Some(open) = w.open.take() {
                 w.sealed.push(open.finish());
             }
@@ -180,19 +209,17 @@ impl Broker {
                 payload.len()
             )));
         }
-        let log_partition = self.topic(TRANSACTIONS_TOPIC)?.partition(0)?.clone();
-        let coordinator = self.transactions();
-        let bound = log_partition.log().high_watermark();
-        *lock(&coordinator.in_flight).entry(bound).or_default() += 1;
+        let bound = self.log.log().high_watermark();
+        *lock(&self.in_flight).entry(bound).or_default() += 1;
         let result = async {
             let mut builder = BatchBuilder::with_capacity(payload.len() + 64);
             builder.push(now_ms(), None, Some(&payload), &[]);
-            let id = log_partition.append(builder.finish()).await?.base_offset;
-            self.apply_transaction(id, prepared, false).await?;
+            let id = self.log.append(builder.finish()).await?.base_offset;
+            self.apply(id, prepared, false, topics, groups).await?;
             Ok(TransactionInfo { id, records })
         }
         .await;
-        let mut in_flight = lock(&coordinator.in_flight);
+        let mut in_flight = lock(&self.in_flight);
         if let Some(count) = in_flight.get_mut(&bound) {
             *count -= 1;
             if *count == 0 {
@@ -204,13 +231,17 @@ impl Broker {
 
     /// Appends a committed transaction's batches and offsets, then its complete record. When
     /// `recovering`, skips batches already in their partitions.
-    async fn apply_transaction(&self, id: u64, prepared: Prepared, recovering: bool) -> Result<()> {
+    async fn apply(
+        &self,
+        id: u64,
+        prepared: Prepared,
+        recovering: bool,
+        topics: &impl TopicLookup,
+        groups: &GroupCoordinator,
+    ) -> Result<()> {
         let mut acks = Vec::new();
         for (tp, hint, batches) in prepared.writes {
-            let partition = match self
-                .topic(&tp.topic)
-                .and_then(|t| t.partition(tp.partition).cloned())
-            {
+            let partition = match topics.partition(&tp) {
                 Ok(p) => p,
                 Err(e) if recovering => {
                     tracing::warn!(transaction = id, error = %e, "partition of an interrupted transaction is gone; skipping its records");
@@ -242,63 +273,42 @@ impl Broker {
                 .into_iter()
                 .map(|(tp, offset)| (group.clone(), tp, Some(offset)))
                 .collect();
-            self.groups().write(self, entries).await?;
+            groups.write(entries).await?;
         }
         let mut complete = BatchBuilder::with_capacity(64);
         let mut value = vec![COMPLETE];
         value.extend_from_slice(&id.to_le_bytes());
         complete.push(now_ms(), None, Some(&value), &[]);
-        self.topic(TRANSACTIONS_TOPIC)?
-            .partition(0)?
-            .append(complete.finish())
-            .await?;
+        self.log.append(complete.finish()).await?;
         Ok(())
     }
 
     /// Writes the offset below which every transaction is complete.
-    pub(crate) fn checkpoint_transactions(&self) -> Result<()> {
-        let Ok(topic) = self.topic(TRANSACTIONS_TOPIC) else {
-            return Ok(());
-        };
+    pub(crate) fn checkpoint(&self) -> Result<()> {
         // The end is read before the in-flight set: a transaction starting after this read
         // prepares above it, one started before is in the set until complete.
-        let end = topic.partition(0)?.log().high_watermark();
-        let low = lock(&self.transactions().in_flight)
+        let end = self.log.log().high_watermark();
+        let low = lock(&self.in_flight)
             .keys()
             .next()
             .copied()
             .unwrap_or(end)
             .min(end);
-        let dir = self.data_dir();
-        let tmp = dir.join(format!("{CHECKPOINT_FILE}.tmp"));
+        let tmp = self.dir.join(format!("{CHECKPOINT_FILE}.tmp"));
         std::fs::write(&tmp, low.to_string()).map_err(Error::io(&tmp))?;
-        std::fs::rename(&tmp, dir.join(CHECKPOINT_FILE)).map_err(Error::io(dir))?;
+        std::fs::rename(&tmp, self.dir.join(CHECKPOINT_FILE)).map_err(Error::io(&self.dir))?;
         Ok(())
     }
-}
 
-impl TransactionCoordinator {
-    /// Creates the transaction log if needed and completes interrupted transactions.
-    pub(crate) async fn recover(&self, broker: &Broker) -> Result<()> {
-        if broker.topic(TRANSACTIONS_TOPIC).is_err() {
-            let config = TopicConfig {
-                partitions: 1,
-                segment_bytes: 64 << 20,
-                cleanup_policy: CleanupPolicy::Delete,
-                flush: FlushPolicy::Always,
-                // Complete transactions are of no use; the checkpoint keeps recovery off them.
-                retention_ms: Some(10 * 60 * 1000),
-                preallocate: false,
-                ..TopicConfig::default()
-            };
-            broker.create_topic(TRANSACTIONS_TOPIC, config)?;
-        }
-        let log = broker
-            .topic(TRANSACTIONS_TOPIC)?
-            .partition(0)?
-            .log()
-            .clone();
-        let from = read_checkpoint(broker.data_dir());
+    /// Completes the transactions interrupted by a crash (prepared, not complete), then
+    /// checkpoints.
+    pub(crate) async fn recover(
+        &self,
+        topics: &impl TopicLookup,
+        groups: &GroupCoordinator,
+    ) -> Result<()> {
+        let log = self.log.log().clone();
+        let from = read_checkpoint(&self.dir);
         let pending = tokio::task::spawn_blocking(move || pending_transactions(&log, from))
             .await
             .map_err(|_| Error::Closed)??;
@@ -313,14 +323,14 @@ impl TransactionCoordinator {
                 .iter()
                 .flat_map(|(_, _, b)| b.iter().map(EncodedBatch::record_count))
                 .sum();
-            broker.apply_transaction(id, prepared, true).await?;
+            self.apply(id, prepared, true, topics, groups).await?;
             tracing::warn!(
                 transaction = id,
                 records,
                 "completed a transaction interrupted by a crash"
             );
         }
-        broker.checkpoint_transactions()
+        self.checkpoint()
     }
 }
 
@@ -350,23 +360,14 @@ fn pending_transactions(log: &Log, from: u64) -> Result<Vec<(u64, Bytes)>> {
     Ok(pending.into_iter().collect())
 }
 
-/// Base sequences of the batches transaction `id` wrote at or after `from`.
+/// Base sequences of the batches transaction `id` wrote at or after `from`, by their headers.
 fn sequences_written(log: &Log, from: u64, id: u64) -> Result<HashSet<i32>> {
     let mut found = HashSet::new();
-    let mut offset = from.max(log.log_start_offset());
-    loop {
-        let chunk = log.read(offset, 4 << 20)?;
-        if chunk.is_empty() {
-            break;
+    for batch in log.scan(from) {
+        let header = *batch?.header();
+        if header.producer_id == id as i64 {
+            found.insert(header.base_sequence);
         }
-        let mut data: &[u8] = chunk.bytes();
-        while let Some(header) = BatchHeader::parse(data) {
-            if header.producer_id == id as i64 {
-                found.insert(header.base_sequence);
-            }
-            data = data.get(header.total_len()..).unwrap_or_default();
-        }
-        offset = chunk.next_offset;
     }
     Ok(found)
 }
@@ -481,6 +482,33 @@ fn decode(payload: &[u8]) -> std::result::Result<Prepared, String> {
 }
 
 #[cfg(test)]
+impl Transaction {
+    /// The prepare record `commit` would write for this transaction, with every partition's
+    /// hint at 0, and its batches per partition in order: for crash tests.
+    pub(crate) fn into_prepare_record(self) -> (Vec<u8>, Vec<(TopicPartition, Vec<EncodedBatch>)>) {
+        let writes: Vec<_> = self
+            .writes
+            .into_iter()
+            .map(|(tp, mut w)| {
+                w.sealed.extend(w.open.take().map(BatchBuilder::finish));
+                (tp, 0, w.sealed)
+            })
+            .collect();
+        let prepared = Prepared {
+            writes,
+            offsets: self.offsets,
+        };
+        let payload = encode(&prepared);
+        let batches = prepared
+            .writes
+            .into_iter()
+            .map(|(tp, _, batches)| (tp, batches))
+            .collect();
+        (payload, batches)
+    }
+}
+
+#[cfg(test)]
 mod tests {
     use super::*;
 
@@ -512,104 +540,5 @@ mod tests {
         for cut in [1, 5, 20, bytes.len() - 1] {
             assert!(decode(&bytes[..cut]).is_err(), "cut at {cut} must fail");
         }
-    }
-
-    fn values(broker: &Broker, topic: &str, partition: u32) -> Vec<String> {
-        let log = broker
-            .topic(topic)
-            .unwrap()
-            .partition(partition)
-            .unwrap()
-            .log()
-            .clone();
-        let chunk = log.read(0, 1 << 20).unwrap();
-        let mut out = Vec::new();
-        chunk.records(0, &mut out).unwrap();
-        out.iter()
-            .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
-            .collect()
-    }
-
-    /// A crash after the commit point with only part of the batches written: the next open
-    /// writes the rest, once, and commits the offsets.
-    #[tokio::test]
-    async fn an_interrupted_transaction_is_completed_on_open_without_duplicates() {
-        let dir = tempfile::tempdir().unwrap();
-        {
-            let broker = Broker::open(dir.path()).await.unwrap();
-            let config = TopicConfig {
-                partitions: 2,
-                ..TopicConfig::default()
-            };
-            broker.create_topic("out", config).unwrap();
-            let mut txn = Transaction::new();
-            for i in 0..3 {
-                txn.send("out", 0, i, None, Some(format!("a{i}").as_bytes()), &[]);
-                txn.send("out", 1, i, None, Some(format!("b{i}").as_bytes()), &[]);
-            }
-            txn.commit_offsets("app", vec![(TopicPartition::new("out", 0), 7)]);
-            let mut writes = Vec::new();
-            for (tp, mut w) in txn.writes {
-                w.sealed.extend(w.open.take().map(BatchBuilder::finish));
-                writes.push((tp, 0, w.sealed));
-            }
-            let prepared = Prepared {
-                writes,
-                offsets: txn.offsets,
-            };
-            let mut record = BatchBuilder::with_capacity(1024);
-            record.push(0, None, Some(&encode(&prepared)), &[]);
-            let log = broker
-                .topic(TRANSACTIONS_TOPIC)
-                .unwrap()
-                .partition(0)
-                .unwrap()
-                .clone();
-            // In flight, as commit_transaction registers it, so close keeps it for recovery.
-            *lock(&broker.transactions().in_flight).entry(0).or_default() += 1;
-            let id = log.append(record.finish()).await.unwrap().base_offset;
-            // The crash: partition 0 got its batch, partition 1 and the offsets did not.
-            let mut first = prepared.writes[0].2[0].clone();
-            first.set_producer(id as i64, 0);
-            let p0 = broker.topic("out").unwrap().partition(0).unwrap().clone();
-            p0.append(first).await.unwrap();
-            broker.close().await.unwrap();
-        }
-        let broker = Broker::open(dir.path()).await.unwrap();
-        assert_eq!(values(&broker, "out", 0), ["a0", "a1", "a2"]);
-        assert_eq!(values(&broker, "out", 1), ["b0", "b1", "b2"]);
-        assert_eq!(
-            broker.committed_offset("app", &TopicPartition::new("out", 0)),
-            Some(7)
-        );
-        broker.close().await.unwrap();
-        // Complete now: a further open changes nothing.
-        let broker = Broker::open(dir.path()).await.unwrap();
-        assert_eq!(values(&broker, "out", 1), ["b0", "b1", "b2"]);
-        broker.close().await.unwrap();
-    }
-
-    #[tokio::test]
-    async fn a_transaction_to_an_unknown_topic_writes_nothing() {
-        let dir = tempfile::tempdir().unwrap();
-        let broker = Broker::open(dir.path()).await.unwrap();
-        broker.create_topic("out", TopicConfig::default()).unwrap();
-        let mut txn = Transaction::new();
-        txn.send("out", 0, 1, None, Some(b"x"), &[]);
-        txn.send("missing", 0, 1, None, Some(b"y"), &[]);
-        let err = broker.commit_transaction(txn).await.unwrap_err();
-        assert!(err.to_string().contains("missing"), "{err}");
-        assert!(values(&broker, "out", 0).is_empty());
-        let mut txn = Transaction::new();
-        txn.send("out", 0, 1, None, Some(b"x"), &[]);
-        txn.commit_offsets("g", vec![(TopicPartition::new("out", 0), 1)]);
-        let info = broker.commit_transaction(txn).await.unwrap();
-        assert_eq!(info.records, 1);
-        assert_eq!(values(&broker, "out", 0), ["x"]);
-        assert_eq!(
-            broker.committed_offset("g", &TopicPartition::new("out", 0)),
-            Some(1)
-        );
-        broker.close().await.unwrap();
     }
 }

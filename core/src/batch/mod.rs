@@ -153,18 +153,24 @@ pub enum BatchError {
 
 /// Validates the batch at the start of `buf` (shape and CRC) and returns its header.
 pub fn validate(buf: &[u8]) -> Result<BatchHeader, BatchError> {
-    let header = BatchHeader::parse(buf).ok_or(BatchError::Incomplete)?;
-    header.check_shape().map_err(BatchError::Corrupt)?;
-    let total = header.total_len();
-    if buf.len() < total {
-        return Err(BatchError::Incomplete);
-    }
-    let actual = crc32c::crc32c(&buf[ATTRIBUTES..total]);
+    let header = validate_framing(buf)?;
+    let actual = crc32c::crc32c(&buf[ATTRIBUTES..header.total_len()]);
     if actual != header.crc {
         return Err(BatchError::Corrupt(format!(
             "crc mismatch: stored {:#010x}, computed {actual:#010x}",
             header.crc
         )));
+    }
+    Ok(header)
+}
+
+/// Checks what [`validate`] checks short of the CRC: the batch at the start of `buf` has a
+/// sound header and `buf` holds all of it. Enough to walk batches by their headers.
+pub fn validate_framing(buf: &[u8]) -> Result<BatchHeader, BatchError> {
+    let header = BatchHeader::parse(buf).ok_or(BatchError::Incomplete)?;
+    header.check_shape().map_err(BatchError::Corrupt)?;
+    if buf.len() < header.total_len() {
+        return Err(BatchError::Incomplete);
     }
     Ok(header)
 }

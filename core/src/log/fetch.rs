@@ -11,32 +11,7 @@ use crate::error::{Error, Result};
 use crate::record::ConsumerRecord;
 use crate::storage::StorageFile;
 
-/// Bytes [`Log::for_each_record`] reads at a time.
-const SCAN_CHUNK_BYTES: usize = 4 << 20;
-
 impl Log {
-    /// Hands every visible record from `from` (at least the log start) to the high watermark
-    /// to `visit`, in offset order, reading a few MiB at a time. Returns the offset after the
-    /// last record visited. This is how state is rebuilt from a log (group offsets, pending
-    /// transactions, streams stores).
-    ///
-    /// # Errors
-    /// I/O errors and corrupt batches.
-    pub fn for_each_record(&self, from: u64, mut visit: impl FnMut(ConsumerRecord)) -> Result<u64> {
-        let mut offset = from.max(self.log_start_offset());
-        let mut records = Vec::new();
-        loop {
-            let chunk = self.read(offset, SCAN_CHUNK_BYTES)?;
-            if chunk.is_empty() {
-                return Ok(offset);
-            }
-            records.clear();
-            chunk.records(offset, &mut records)?;
-            records.drain(..).for_each(&mut visit);
-            offset = chunk.next_offset;
-        }
-    }
-
     /// Reads whole batches holding `offset` and after, about `max_bytes` of them (at least one
     /// batch, however large), up to the high watermark.
     ///
@@ -339,24 +314,34 @@ impl FetchedChunk {
         out.reserve(self.record_count());
         let mut pos = 0;
         while pos < self.data.len() {
-            let rest = self.data.slice(pos..);
-            let header = batch::validate(&rest).map_err(|e| self.corrupt(pos, format!("{e:?}")))?;
-            if header.next_offset() > from_offset {
-                let timestamp_type = header.timestamp_type();
-                batch::for_each_record(&rest, &header, |r| {
-                    if r.offset >= from_offset {
-                        out.push(r.into_consumer_record(
-                            &self.topic,
-                            self.partition,
-                            timestamp_type,
-                        ));
-                    }
-                })
-                .map_err(|reason| self.corrupt(pos, reason))?;
-            }
-            pos += header.total_len();
+            pos += self.batch_records(pos, from_offset, out)?.total_len();
         }
         Ok(())
+    }
+
+    /// Checks the CRC of the batch at byte `pos` of the chunk and decodes its records with
+    /// offsets `>= from_offset`; returns its header.
+    ///
+    /// # Errors
+    /// [`Error::CorruptBatch`] with the batch's segment and byte position.
+    pub(super) fn batch_records(
+        &self,
+        pos: usize,
+        from_offset: u64,
+        out: &mut Vec<ConsumerRecord>,
+    ) -> Result<BatchHeader> {
+        let rest = self.data.slice(pos..);
+        let header = batch::validate(&rest).map_err(|e| self.corrupt(pos, format!("{e:?}")))?;
+        if header.next_offset() > from_offset {
+            let timestamp_type = header.timestamp_type();
+            batch::for_each_record(&rest, &header, |r| {
+                if r.offset >= from_offset {
+                    out.push(r.into_consumer_record(&self.topic, self.partition, timestamp_type));
+                }
+            })
+            .map_err(|reason| self.corrupt(pos, reason))?;
+        }
+        Ok(header)
     }
 
     /// Records in the chunk by the batch headers (bounded by what the bytes could hold).
@@ -372,7 +357,7 @@ impl FetchedChunk {
         count.min(self.data.len() / 7)
     }
 
-    fn corrupt(&self, pos: usize, reason: String) -> Error {
+    pub(super) fn corrupt(&self, pos: usize, reason: String) -> Error {
         Error::CorruptBatch {
             topic: self.topic.to_string(),
             partition: self.partition,

@@ -3,12 +3,15 @@
 //! Concurrency: one writer (the partition's append thread) calls [`Log::append`]; readers call
 //! [`Log::read`] from any thread. Both take the state lock only to find positions; data is read
 //! outside it through the segment's shared file handle, which stays valid even if the segment is
-//! deleted or replaced meanwhile.
+//! deleted or replaced meanwhile. [`Log::scan`] walks the batches from an offset to the end,
+//! reading chunk after chunk; [`Log::for_each_record`] decodes them. Files: `fetch` (reads,
+//! seeks by time), `scan`, `recovery` (open), `retention`, `compaction`.
 
 mod compaction;
 mod fetch;
 mod recovery;
 mod retention;
+mod scan;
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -26,6 +29,7 @@ use crate::storage::{Storage, StorageFile, sync_dir};
 pub use compaction::CompactionOutcome;
 pub use fetch::FetchedChunk;
 pub use retention::RetentionOutcome;
+pub use scan::{LogScan, ScannedBatch};
 
 const RECOVERY_POINT_FILE: &str = "recovery-point";
 /// Holds the log start offset once records were deleted below a segment's base (DeleteRecords).
@@ -550,15 +554,7 @@ mod tests {
             }
             let log = open(dir.path(), Arc::new(FsStorage)).unwrap();
             let mut records = Vec::new();
-            let mut offset = 0;
-            loop {
-                let chunk = log.read(offset, 1 << 20).unwrap();
-                if chunk.is_empty() {
-                    break;
-                }
-                chunk.records(offset, &mut records).unwrap();
-                offset = chunk.next_offset;
-            }
+            log.for_each_record(0, |r| records.push(r)).unwrap();
             let batches = records.len() as u32 / 2;
             assert!(
                 batches == acknowledged || batches == acknowledged + 1,
