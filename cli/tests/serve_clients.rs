@@ -320,7 +320,7 @@ fn confluent_kafka_admin_client_and_offset_lookups_answer_as_kafka() {
             "delete_records_low_watermark": 20,
             "partition_0_watermarks": [20, 50],
             "first_after_delete": [20, "v40"],
-            "group_offsets": [[1, 7]],
+            "group_offsets": [[1, 7, "checkpoint-7"]],
             "group_offsets_after_delete": [-1001],
             "deleted": true,
         })

@@ -1,7 +1,7 @@
 //! Consumer groups: committed offsets and in-process membership.
 //!
 //! Committed offsets live in the compacted internal topic `__consumer_offsets` (flush always),
-//! as Kafka keeps them: key `["group","topic",partition]`, value `{"offset":N,"committed_at":MS}`
+//! as Kafka keeps them: key `["group","topic",partition]`, value `{"offset":N,"committed_at":MS,"metadata":"..."}` (metadata only when given)
 //! (both JSON), a tombstone when a topic is deleted. The whole topic is folded into memory on open.
 //!
 //! Members of a group inside this process share its partitions: each member gets a contiguous
@@ -30,12 +30,15 @@ use crate::topic::TopicLookup;
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 
 /// A committed offset: the next offset the group will read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct CommittedOffset {
     /// Next offset to read.
     pub offset: u64,
     /// When it was committed (ms since the epoch).
     pub committed_at: i64,
+    /// The committer's note (Kafka's commit metadata), handed back with the offset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata: Option<String>,
 }
 
 /// One partition of a group's description.
@@ -182,9 +185,31 @@ impl GroupCoordinator {
         self.writable("commit offsets")?;
         let entries = offsets
             .iter()
-            .map(|(tp, o)| (group.to_string(), tp.clone(), Some(*o)))
+            .map(|(tp, o)| (group.to_string(), tp.clone(), Some((*o, None))))
             .collect();
         self.write(entries).await
+    }
+
+    /// Commits offsets with each one's metadata.
+    pub(crate) async fn commit_with_metadata(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64, Option<String>)],
+    ) -> Result<()> {
+        self.writable("commit offsets")?;
+        let entries = offsets
+            .iter()
+            .map(|(tp, o, m)| (group.to_string(), tp.clone(), Some((*o, m.clone()))))
+            .collect();
+        self.write(entries).await
+    }
+
+    /// What `group` committed for a partition, metadata included.
+    pub(crate) fn committed(&self, group: &str, tp: &TopicPartition) -> Option<CommittedOffset> {
+        lock(&self.committed)
+            .get(group)
+            .and_then(|g| g.get(tp))
+            .cloned()
     }
 
     /// The committed offset of `group` for a partition.
@@ -309,7 +334,7 @@ impl GroupCoordinator {
     /// Appends commits (or tombstones, for `None`) and applies them once durable.
     pub(crate) async fn write(
         &self,
-        group_entries: Vec<(String, TopicPartition, Option<u64>)>,
+        group_entries: Vec<(String, TopicPartition, Option<(u64, Option<String>)>)>,
     ) -> Result<()> {
         if group_entries.is_empty() {
             return Ok(());
@@ -320,10 +345,11 @@ impl GroupCoordinator {
         for (group, tp, offset) in &group_entries {
             let key = serde_json::to_vec(&OffsetKey(group.clone(), tp.topic.clone(), tp.partition))
                 .unwrap_or_default();
-            let value = offset.map(|offset| {
+            let value = offset.as_ref().map(|(offset, metadata)| {
                 serde_json::to_vec(&CommittedOffset {
-                    offset,
+                    offset: *offset,
                     committed_at: now,
+                    metadata: metadata.clone(),
                 })
                 .unwrap_or_default()
             });
@@ -333,12 +359,13 @@ impl GroupCoordinator {
         let mut committed = lock(&self.committed);
         for (group, tp, offset) in group_entries {
             match offset {
-                Some(offset) => {
+                Some((offset, metadata)) => {
                     committed.entry(group).or_default().insert(
                         tp,
                         CommittedOffset {
                             offset,
                             committed_at: now,
+                            metadata,
                         },
                     );
                 }

@@ -271,7 +271,7 @@ impl TransactionCoordinator {
         if let Some((group, offsets)) = prepared.offsets {
             let entries = offsets
                 .into_iter()
-                .map(|(tp, offset)| (group.clone(), tp, Some(offset)))
+                .map(|(tp, offset)| (group.clone(), tp, Some((offset, None))))
                 .collect();
             groups.write(entries).await?;
         }

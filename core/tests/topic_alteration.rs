@@ -215,3 +215,38 @@ async fn a_deleted_group_is_gone_after_a_reopen() {
     assert_eq!(broker.committed_offset("g", &offsets[0].0), None);
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn commit_metadata_is_kept_with_its_offset_across_a_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = common::open(dir.path()).await;
+    broker
+        .create_topic("t", common::small_topic(2, 1 << 20))
+        .unwrap();
+    let (p0, p1) = (TopicPartition::new("t", 0), TopicPartition::new("t", 1));
+    broker
+        .commit_offsets_with_metadata(
+            "g",
+            &[
+                (p0.clone(), 4, Some("task 0_0 at 1700".into())),
+                (p1.clone(), 9, None),
+            ],
+        )
+        .await
+        .unwrap();
+    broker.close().await.unwrap();
+    let broker = common::open(dir.path()).await;
+    let committed = broker.committed("g", &p0).unwrap();
+    assert_eq!(
+        (committed.offset, committed.metadata.as_deref()),
+        (4, Some("task 0_0 at 1700"))
+    );
+    assert_eq!(broker.committed("g", &p1).unwrap().metadata, None);
+    // A commit without metadata replaces the old note.
+    broker
+        .commit_offsets("g", &[(p0.clone(), 5)])
+        .await
+        .unwrap();
+    assert_eq!(broker.committed("g", &p0).unwrap().metadata, None);
+    broker.close().await.unwrap();
+}

@@ -8,7 +8,8 @@ timestamp BASE + 10 * i), then check, each against what Kafka answers:
   incremental_alter_configs + describe_configs   retention.ms set, then deleted back to default
   create_partitions   2 -> 3, the new partition takes records
   delete_records      partition 0 before offset 20: low watermark 20, reads start there
-  list_consumer_group_offsets / delete_consumer_groups   a committed group, then gone
+  list_consumer_group_offsets / delete_consumer_groups   a committed group (with commit
+                      metadata), then gone
   delete_topics       the topic is gone from the metadata
 Prints one JSON summary line; exits 1 naming the first mismatch.
 """
@@ -134,12 +135,14 @@ def main():
     group = f"{topic}-group"
     committer = Consumer({"bootstrap.servers": bootstrap, "group.id": group,
                           "enable.auto.commit": False})
-    committer.commit(offsets=[TopicPartition(topic, 1, 7)], asynchronous=False)
+    committer.commit(offsets=[TopicPartition(topic, 1, 7, metadata="checkpoint-7")],
+                     asynchronous=False)
     committer.close()
     request = ConsumerGroupTopicPartitions(group, [TopicPartition(topic, 1)])
     listed = result(admin.list_consumer_group_offsets([request])[group],
                     "list_consumer_group_offsets")
-    summary["group_offsets"] = [(tp.partition, tp.offset) for tp in listed.topic_partitions]
+    summary["group_offsets"] = [(tp.partition, tp.offset, tp.metadata)
+                                for tp in listed.topic_partitions]
     result(admin.delete_consumer_groups([group])[group], "delete_consumer_groups")
     listed = result(admin.list_consumer_group_offsets([request])[group],
                     "list_consumer_group_offsets after delete")

@@ -3,7 +3,7 @@
 
 use super::Broker;
 use crate::error::Result;
-use crate::groups::{GroupDescription, OffsetChange, ResetTarget};
+use crate::groups::{CommittedOffset, GroupDescription, OffsetChange, ResetTarget};
 use crate::record::TopicPartition;
 
 impl Broker {
@@ -20,6 +20,27 @@ impl Broker {
         offsets: &[(TopicPartition, u64)],
     ) -> Result<()> {
         self.inner.groups.commit(group, offsets).await
+    }
+
+    /// Commits `offsets` with each one's metadata (Kafka's commit metadata, handed back by
+    /// [`Broker::committed`]), durably.
+    ///
+    /// # Errors
+    /// [`Error::ReadOnly`](crate::Error::ReadOnly), append errors.
+    ///
+    /// # Cancel safety
+    /// If dropped, the commit may or may not have been written.
+    pub async fn commit_offsets_with_metadata(
+        &self,
+        group: &str,
+        offsets: &[(TopicPartition, u64, Option<String>)],
+    ) -> Result<()> {
+        self.inner.groups.commit_with_metadata(group, offsets).await
+    }
+
+    /// What `group` committed for a partition: offset, time and metadata.
+    pub fn committed(&self, group: &str, tp: &TopicPartition) -> Option<CommittedOffset> {
+        self.inner.groups.committed(group, tp)
     }
 
     /// The committed offset of `group` for a partition.

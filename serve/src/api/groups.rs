@@ -198,6 +198,9 @@ pub(super) fn leave(
     )
 }
 
+/// The longest commit metadata kept (Kafka's `offset.metadata.max.bytes`).
+const MAX_METADATA_BYTES: usize = 4096;
+
 pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> OffsetCommitResponse {
     let verdict = shared.coordinator.check_commit(
         &request.group_id,
@@ -218,8 +221,19 @@ pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> Off
             ) {
                 _ if verdict != 0 => verdict,
                 (Err(e), _, _) => error_code(e),
+                _ if p
+                    .committed_metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > MAX_METADATA_BYTES) =>
+                {
+                    ResponseError::OffsetMetadataTooLarge.code()
+                }
                 (Ok(t), Ok(index), Ok(offset)) if index < t.partition_count() => {
-                    offsets.push((TopicPartition::new(topic.name.to_string(), index), offset));
+                    offsets.push((
+                        TopicPartition::new(topic.name.to_string(), index),
+                        offset,
+                        p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    ));
                     0
                 }
                 (Ok(_), Ok(_), Err(_)) => ResponseError::InvalidCommitOffsetSize.code(),
@@ -235,7 +249,7 @@ pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> Off
     } else {
         match shared
             .broker
-            .commit_offsets(&request.group_id, &offsets)
+            .commit_offsets_with_metadata(&request.group_id, &offsets)
             .await
         {
             Ok(()) => 0,
@@ -268,7 +282,7 @@ fn committed(
     group: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     shared: &Shared,
-) -> Vec<(TopicName, Vec<(i32, i64)>)> {
+) -> Vec<(TopicName, Vec<(i32, i64, StrBytes)>)> {
     let topics = topics.unwrap_or_else(|| {
         let mut by_topic: Vec<(TopicName, Vec<i32>)> = Vec::new();
         if let Ok(description) = shared.broker.describe_group(group) {
@@ -297,8 +311,14 @@ fn committed(
                         name.to_string(),
                         u32::try_from(index).unwrap_or(u32::MAX),
                     );
-                    let offset = shared.broker.committed_offset(group, &tp);
-                    (index, offset.map_or(-1, |o| o as i64))
+                    match shared.broker.committed(group, &tp) {
+                        Some(c) => (
+                            index,
+                            c.offset as i64,
+                            StrBytes::from_string(c.metadata.unwrap_or_default()),
+                        ),
+                        None => (index, -1, StrBytes::default()),
+                    }
                 })
                 .collect();
             (name, offsets)
@@ -334,12 +354,12 @@ pub(super) fn fetch_offsets(
                                         .with_partitions(
                                             offsets
                                                 .into_iter()
-                                                .map(|(index, offset)| {
+                                                .map(|(index, offset, metadata)| {
                                                     OffsetFetchResponsePartitions::default()
                                                         .with_partition_index(index)
                                                         .with_committed_offset(offset)
                                                         .with_committed_leader_epoch(-1)
-                                                        .with_metadata(Some(StrBytes::default()))
+                                                        .with_metadata(Some(metadata))
                                                 })
                                                 .collect(),
                                         )
@@ -365,12 +385,12 @@ pub(super) fn fetch_offsets(
                     .with_partitions(
                         offsets
                             .into_iter()
-                            .map(|(index, offset)| {
+                            .map(|(index, offset, metadata)| {
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(index)
                                     .with_committed_offset(offset)
                                     .with_committed_leader_epoch(-1)
-                                    .with_metadata(Some(StrBytes::default()))
+                                    .with_metadata(Some(metadata))
                             })
                             .collect(),
                     )
