@@ -300,3 +300,57 @@ async fn produce_v2(
     assert!(!response.has_remaining());
     answers
 }
+
+#[tokio::test]
+async fn only_the_first_partition_with_data_may_exceed_the_fetch_limits() {
+    let server = common::start().await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    // One ~600 KB batch in each of the two partitions.
+    let big = "x".repeat(600_000);
+    for partition in 0..2 {
+        let response: ProduceResponse = call(
+            &mut client,
+            ApiKey::Produce,
+            9,
+            &produce(partition, batch(&[&big])),
+        )
+        .await;
+        assert_eq!(response.responses[0].partition_responses[0].error_code, 0);
+    }
+    let both = |max_bytes: i32, partition_max_bytes: i32| {
+        let mut request = fetch(0, 0, 0).with_max_bytes(max_bytes);
+        let partitions = (0..2)
+            .map(|p| {
+                request.topics[0].partitions[0]
+                    .clone()
+                    .with_partition(p)
+                    .with_partition_max_bytes(partition_max_bytes)
+            })
+            .collect();
+        request.topics[0].partitions = partitions;
+        request
+    };
+    let sizes = |response: &FetchResponse| -> Vec<usize> {
+        response.responses[0]
+            .partitions
+            .iter()
+            .map(|p| p.records.as_ref().map_or(0, |r| r.len()))
+            .collect()
+    };
+    // 1 MB for the whole fetch: the first batch fits, the second would overshoot and waits.
+    let response: FetchResponse =
+        call(&mut client, ApiKey::Fetch, 12, &both(1_000_000, 1 << 20)).await;
+    let got = sizes(&response);
+    assert!(got[0] > 600_000 && got[1] == 0, "{got:?}");
+    // Limits smaller than one batch: the first partition still gets its batch (KIP-74), the
+    // second nothing.
+    let response: FetchResponse = call(&mut client, ApiKey::Fetch, 12, &both(1000, 1000)).await;
+    let got = sizes(&response);
+    assert!(got[0] > 600_000 && got[1] == 0, "{got:?}");
+    // Room for both: both come.
+    let response: FetchResponse =
+        call(&mut client, ApiKey::Fetch, 12, &both(4 << 20, 1 << 20)).await;
+    let got = sizes(&response);
+    assert!(got[0] > 600_000 && got[1] > 600_000, "{got:?}");
+    server.stop().await;
+}

@@ -612,3 +612,59 @@ async fn delete_records_moves_the_log_start_that_fetch_and_list_offsets_honour()
     assert_eq!(response.topics[0].partitions[0].low_watermark, 5);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn create_topics_takes_replica_assignments_onto_this_broker_only() {
+    use kafka_protocol::messages::create_topics_request::{
+        CreatableReplicaAssignment, CreatableTopic,
+    };
+    use kafka_protocol::messages::{BrokerId, CreateTopicsRequest, CreateTopicsResponse};
+    let server = start().await;
+    let mut client = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    let topic = |name: &'static str, brokers: &[i32]| {
+        CreatableTopic::default()
+            .with_name(TopicName(StrBytes::from_static_str(name)))
+            .with_num_partitions(-1)
+            .with_replication_factor(-1)
+            .with_assignments(
+                brokers
+                    .iter()
+                    .enumerate()
+                    .map(|(p, &b)| {
+                        CreatableReplicaAssignment::default()
+                            .with_partition_index(p as i32)
+                            .with_broker_ids(vec![BrokerId(b)])
+                    })
+                    .collect(),
+            )
+    };
+    let request = CreateTopicsRequest::default()
+        .with_timeout_ms(5_000)
+        .with_topics(vec![
+            topic("assigned", &[0, 0, 0]),
+            topic("elsewhere", &[0, 1]),
+        ]);
+    let response: CreateTopicsResponse = call(&mut client, ApiKey::CreateTopics, 7, &request).await;
+    let outcome: Vec<(String, i16, i32)> = response
+        .topics
+        .iter()
+        .map(|t| (t.name.to_string(), t.error_code, t.num_partitions))
+        .collect();
+    assert_eq!(
+        outcome,
+        [
+            ("assigned".to_string(), 0, 3),
+            (
+                "elsewhere".to_string(),
+                kafka_protocol::error::ResponseError::InvalidReplicaAssignment.code(),
+                -1
+            ),
+        ]
+    );
+    assert_eq!(
+        server.broker.topic("assigned").unwrap().partition_count(),
+        3
+    );
+    assert!(server.broker.topic("elsewhere").is_err());
+    server.stop().await;
+}

@@ -62,13 +62,46 @@ pub(super) fn answer(request: &CreateTopicsRequest, shared: &Shared) -> CreateTo
 /// The log's config for a requested topic, or a Kafka error code and why.
 fn config_of(topic: &CreatableTopic) -> Result<TopicConfig, (i16, String)> {
     let invalid = |why: String| (ResponseError::InvalidConfig.code(), why);
+    // Explicit assignments are accepted when they put every partition on this broker, as
+    // Kafka does with one broker; they give the partition count.
     if !topic.assignments.is_empty() {
-        return Err((
-            ResponseError::InvalidRequest.code(),
-            "replica assignments are not supported: there is one broker".into(),
-        ));
-    }
-    if !matches!(topic.replication_factor, -1 | 1) {
+        let mut indexes: Vec<i32> = topic
+            .assignments
+            .iter()
+            .map(|a| a.partition_index)
+            .collect();
+        indexes.sort_unstable();
+        if topic.num_partitions != -1 || topic.replication_factor != -1 {
+            return Err((
+                ResponseError::InvalidRequest.code(),
+                "with replica assignments, num_partitions and replication_factor must be -1".into(),
+            ));
+        }
+        if let Some(a) = topic
+            .assignments
+            .iter()
+            .find(|a| a.broker_ids.iter().any(|&b| b != super::NODE_ID) || a.broker_ids.is_empty())
+        {
+            return Err((
+                ResponseError::InvalidReplicaAssignment.code(),
+                format!(
+                    "partition {} is assigned to brokers {:?}: there is one broker, {}",
+                    a.partition_index,
+                    a.broker_ids.iter().map(|b| b.0).collect::<Vec<_>>(),
+                    super::NODE_ID
+                ),
+            ));
+        }
+        if indexes.iter().enumerate().any(|(i, &p)| p != i as i32) {
+            return Err((
+                ResponseError::InvalidReplicaAssignment.code(),
+                format!(
+                    "assigned partitions {indexes:?} are not 0..{}",
+                    indexes.len()
+                ),
+            ));
+        }
+    } else if !matches!(topic.replication_factor, -1 | 1) {
         return Err((
             ResponseError::InvalidReplicationFactor.code(),
             format!(
@@ -78,6 +111,7 @@ fn config_of(topic: &CreatableTopic) -> Result<TopicConfig, (i16, String)> {
         ));
     }
     let partitions = match topic.num_partitions {
+        _ if !topic.assignments.is_empty() => topic.assignments.len() as u32,
         -1 => 1,
         n if n >= 1 => n as u32,
         n => {

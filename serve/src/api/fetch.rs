@@ -87,12 +87,17 @@ fn read(request: &FetchRequest, version: i16, shared: &Shared) -> (FetchResponse
                     if offset < log_start as i64 || offset > high_watermark as i64 {
                         return response.with_error_code(ResponseError::OffsetOutOfRange.code());
                     }
-                    // The first partition with data gets at least one whole batch.
+                    // The first partition with data gets at least one whole batch, however large.
                     let limit = (p.partition_max_bytes.max(0) as usize).min(budget);
                     if limit == 0 && total > 0 {
                         return response.with_records(Some(Bytes::new()));
                     }
                     match log.read(offset as u64, limit.max(1)) {
+                        // Only the first partition with data may exceed the limits (KIP-74): a
+                        // later one whose first batch does not fit gets nothing this time.
+                        Ok(chunk) if total > 0 && chunk.bytes().len() > limit => {
+                            response.with_records(Some(Bytes::new()))
+                        }
                         Ok(chunk) => {
                             let records = chunk.bytes().clone();
                             total += records.len();
