@@ -28,6 +28,10 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 1, value_name = "N",
           value_parser = clap::value_parser!(u32).range(1..=10_000))]
     num_partitions: u32,
+    /// How long an empty consumer group's first rebalance waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`); 0 rebalances at the first join.
+    #[arg(long, default_value_t = 3000, value_name = "MS")]
+    group_initial_rebalance_delay_ms: u64,
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests, closes the log (fsync)
@@ -82,6 +86,9 @@ pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<()> {
         ServeConfig {
             auto_create_topics: args.auto_create_topics,
             num_partitions: args.num_partitions,
+            group_initial_rebalance_delay: std::time::Duration::from_millis(
+                args.group_initial_rebalance_delay_ms,
+            ),
             ..ServeConfig::new(advertised)
         },
         shutdown.clone(),

@@ -106,6 +106,11 @@ struct Group {
     syncing: HashMap<String, oneshot::Sender<(i16, Bytes)>>,
     /// When a rebalance completes even if members have not rejoined.
     rebalance_deadline: Instant,
+    /// The first rebalance of an empty group waits until then for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`), so members started together share generation 1.
+    initial_delay_until: Option<Instant>,
+    /// How far new members may push `initial_delay_until` (the largest rebalance timeout).
+    initial_delay_cap: Instant,
 }
 
 impl Group {
@@ -122,7 +127,26 @@ impl Group {
             joining: HashMap::new(),
             syncing: HashMap::new(),
             rebalance_deadline: Instant::now(),
+            initial_delay_until: None,
+            initial_delay_cap: Instant::now(),
         }
+    }
+
+    /// Starts (from an empty group) or extends (a new member came) the initial delay: each
+    /// new member pushes it `delay` further, up to the rebalance timeout, as Kafka's
+    /// `InitialDelayedJoin`.
+    fn delay_first_rebalance(&mut self, from_empty: bool, new_member: bool, delay: Duration) {
+        if delay.is_zero() {
+            return;
+        }
+        let now = Instant::now();
+        if from_empty {
+            self.initial_delay_cap = self.rebalance_deadline.max(now + delay);
+            self.initial_delay_until = Some(now + delay);
+        } else if new_member && let Some(until) = &mut self.initial_delay_until {
+            *until = (now + delay).min(self.initial_delay_cap).max(*until);
+        }
+        self.rebalance_deadline = self.rebalance_deadline.max(self.initial_delay_cap);
     }
 
     /// Starts a rebalance: members learn it from heartbeats and rejoin; waiting syncs fail.
@@ -149,6 +173,13 @@ impl Group {
         if self.state != State::PreparingRebalance {
             return;
         }
+        if self
+            .initial_delay_until
+            .is_some_and(|until| Instant::now() < until)
+        {
+            return;
+        }
+        self.initial_delay_until = None;
         let all_joined = self.members.keys().all(|m| self.joining.contains_key(m));
         if !all_joined && !force {
             return;
@@ -234,10 +265,11 @@ impl Group {
 }
 
 /// Every group's membership.
-#[derive(Default)]
 pub(crate) struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     next_member: AtomicU64,
+    /// Kafka's `group.initial.rebalance.delay.ms`.
+    initial_delay: Duration,
 }
 
 /// A generation check's verdict for a member's request.
@@ -269,6 +301,16 @@ fn check(
 }
 
 impl Coordinator {
+    /// A coordinator whose empty groups wait `initial_delay` for more members before their
+    /// first rebalance.
+    pub(crate) fn new(initial_delay: Duration) -> Self {
+        Self {
+            groups: Mutex::default(),
+            next_member: AtomicU64::new(0),
+            initial_delay,
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
         self.groups.lock().unwrap_or_else(|e| e.into_inner())
     }
@@ -392,13 +434,15 @@ impl Coordinator {
                 .unwrap_or_default();
             let mut joined = member(&join);
             joined.assignment = assignment;
-            group.members.insert(member_id.clone(), joined);
+            let new_member = group.members.insert(member_id.clone(), joined).is_none();
             group.protocol_type = join.protocol_type.clone();
             let (tx, rx) = oneshot::channel();
             // A second join of the same member replaces the first, whose request is answered
             // with an error when its sender drops.
             group.joining.insert(member_id.clone(), tx);
+            let from_empty = group.state == State::Empty;
             group.prepare_rebalance();
+            group.delay_first_rebalance(from_empty, new_member, self.initial_delay);
             group.try_complete_join(false);
             rx
         };
@@ -594,8 +638,13 @@ impl Coordinator {
                 tracing::info!(group = %id, member, "session expired; the group rebalances");
                 group.remove_member(&member);
             }
-            if group.state == State::PreparingRebalance && now >= group.rebalance_deadline {
-                group.try_complete_join(true);
+            if group.state == State::PreparingRebalance {
+                if group.initial_delay_until.is_some_and(|until| now >= until) {
+                    group.try_complete_join(false);
+                }
+                if now >= group.rebalance_deadline {
+                    group.try_complete_join(true);
+                }
             }
         }
     }

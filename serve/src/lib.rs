@@ -35,6 +35,10 @@ pub struct ServeConfig {
     pub auto_create_topics: bool,
     /// Partitions of an automatically created topic (Kafka's `num.partitions`).
     pub num_partitions: u32,
+    /// How long an empty group's first rebalance waits for more members (Kafka's
+    /// `group.initial.rebalance.delay.ms`, 3 s), each new member adding as much again up to
+    /// the rebalance timeout: members started together land in one generation.
+    pub group_initial_rebalance_delay: std::time::Duration,
 }
 
 impl ServeConfig {
@@ -48,6 +52,7 @@ impl ServeConfig {
             max_buffered_bytes: 512 << 20,
             auto_create_topics: true,
             num_partitions: 1,
+            group_initial_rebalance_delay: std::time::Duration::from_secs(3),
         }
     }
 }
@@ -77,11 +82,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
     let permits = config.max_buffered_bytes.min(Semaphore::MAX_PERMITS);
+    let coordinator = groups::Coordinator::new(config.group_initial_rebalance_delay);
     let shared = Arc::new(Shared {
         broker,
         config,
         memory: Semaphore::new(permits),
-        coordinator: groups::Coordinator::default(),
+        coordinator,
         metrics: Arc::default(),
         shutdown: shutdown.clone(),
     });

@@ -668,3 +668,68 @@ async fn create_topics_takes_replica_assignments_onto_this_broker_only() {
     assert!(server.broker.topic("elsewhere").is_err());
     server.stop().await;
 }
+
+/// A JoinGroup v3 request (no second join for a member id) for `group`.
+fn join_request(group: &str) -> JoinGroupRequest {
+    JoinGroupRequest::default()
+        .with_group_id(GroupId(text(group)))
+        .with_session_timeout_ms(30_000)
+        .with_rebalance_timeout_ms(10_000)
+        .with_protocol_type(text("consumer"))
+        .with_protocols(vec![
+            JoinGroupRequestProtocol::default()
+                .with_name(text("range"))
+                .with_metadata(Bytes::new()),
+        ])
+}
+
+#[tokio::test]
+async fn an_empty_groups_first_rebalance_waits_for_members_started_together() {
+    use std::time::{Duration, Instant};
+    let delay = Duration::from_millis(600);
+    let server = start_with(|config| logbrook_serve::ServeConfig {
+        group_initial_rebalance_delay: delay,
+        ..config
+    })
+    .await;
+    let started = Instant::now();
+    let join = |pause: Duration| {
+        let addr = server.addr;
+        tokio::spawn(async move {
+            tokio::time::sleep(pause).await;
+            let mut client = TcpStream::connect(addr).await.unwrap();
+            let joined: JoinGroupResponse =
+                call(&mut client, ApiKey::JoinGroup, 3, &join_request("together")).await;
+            (joined, Instant::now())
+        })
+    };
+    let (first, second) = (join(Duration::ZERO), join(Duration::from_millis(200)));
+    let (first, first_at) = first.await.unwrap();
+    let (second, _) = second.await.unwrap();
+    // One generation for both, completed only after the delay.
+    assert_eq!((first.error_code, second.error_code), (0, 0));
+    assert_eq!((first.generation_id, second.generation_id), (1, 1));
+    assert!(first_at - started >= delay, "{:?}", first_at - started);
+    let leader = if first.leader == first.member_id {
+        &first
+    } else {
+        &second
+    };
+    assert_eq!(leader.members.len(), 2);
+    server.stop().await;
+
+    // Without the delay the first member is a generation of its own at once.
+    let server = start_with(|config| logbrook_serve::ServeConfig {
+        group_initial_rebalance_delay: Duration::ZERO,
+        ..config
+    })
+    .await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let started = Instant::now();
+    let alone: JoinGroupResponse =
+        call(&mut client, ApiKey::JoinGroup, 3, &join_request("alone")).await;
+    assert_eq!((alone.error_code, alone.generation_id), (0, 1));
+    // Well under the 3 s a default server would wait.
+    assert!(started.elapsed() < Duration::from_secs(2));
+    server.stop().await;
+}
