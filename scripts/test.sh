@@ -24,7 +24,8 @@ while ! port_free "$s3_port"; do s3_port=$((s3_port + 1)); done
 export LOGBROOK_S3_PORT="${LOGBROOK_S3_PORT:-$s3_port}"
 export LOGBROOK_S3_DATA="${LOGBROOK_S3_DATA:-$(mktemp -d /tmp/logbrook-s3.XXXXXX)}"
 log=$(mktemp)
-trap 'rm -f "$log"; scripts/pg-server.sh destroy; scripts/s3-server.sh destroy' EXIT
+rdkafka_log=$(mktemp)
+trap 'rm -f "$log" "$rdkafka_log"; scripts/pg-server.sh destroy; scripts/s3-server.sh destroy' EXIT
 echo "==> PostgreSQL on 127.0.0.1:$LOGBROOK_PG_PORT"
 scripts/pg-server.sh start
 export LOGBROOK_TEST_PG_URL="$(scripts/pg-server.sh url)"
@@ -43,10 +44,22 @@ if [ -z "${LOGBROOK_TEST_KCAT:-}" ] || [ -z "${LOGBROOK_TEST_PYTHON:-}" ]; then
 fi
 export LOGBROOK_TEST_KCAT="${LOGBROOK_TEST_KCAT:-$(scripts/kafka-clients.sh kcat)}"
 export LOGBROOK_TEST_PYTHON="${LOGBROOK_TEST_PYTHON:-$(scripts/kafka-clients.sh python)}"
+# librdkafka's own test suite (its test-runner, built once into the tools cache dir) runs against
+# `logbrook serve` after the cargo tests: the tests of scripts/librdkafka-allowlist.txt must pass.
+echo "==> librdkafka test-runner (scripts/librdkafka-tests.sh build)"
+scripts/librdkafka-tests.sh build >/dev/null
 
 echo "==> cargo test --workspace (debug build)"
 status=0
 cargo test --workspace --locked --no-fail-fast "$@" 2>&1 | tee "$log" || status=$?
+
+# The server the cargo tests built (target/debug/logbrook; built here if the cargo tests were
+# narrowed to crates that do not build it).
+echo
+echo "==> librdkafka's test suite against logbrook serve (scripts/librdkafka-tests.sh run)"
+[ -x target/debug/logbrook ] || cargo build --locked --bin logbrook
+rdkafka_status=0
+scripts/librdkafka-tests.sh run 2>&1 | tee "$rdkafka_log" || rdkafka_status=$?
 
 # cargo prints one result line per test binary, the last often a crate's empty doc-tests:
 # close with the totals so the run's outcome is read from one line.
@@ -54,4 +67,6 @@ passed=$(grep -oE '^test result: .* ([0-9]+) passed' "$log" | grep -oE '[0-9]+ p
 failed=$(grep -oE '^test result: .* ([0-9]+) failed' "$log" | grep -oE '[0-9]+ failed' | awk '{s+=$1} END {print s+0}')
 echo
 echo "tests: $passed passed, $failed failed"
+grep -E '^(librdkafka tests: .* allowlisted|  FAILED )' "$rdkafka_log" || echo "librdkafka tests: did not run"
+[ "$status" -ne 0 ] || status=$rdkafka_status
 exit "$status"

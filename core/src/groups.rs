@@ -99,6 +99,9 @@ struct Membership {
     generation: watch::Sender<u64>,
 }
 
+/// An offset to commit and its metadata; `None` in its place is a tombstone.
+type OffsetAndMetadata = (u64, Option<String>);
+
 /// Committed offsets by group, then partition.
 type Committed = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>;
 
@@ -334,7 +337,7 @@ impl GroupCoordinator {
     /// Appends commits (or tombstones, for `None`) and applies them once durable.
     pub(crate) async fn write(
         &self,
-        group_entries: Vec<(String, TopicPartition, Option<(u64, Option<String>)>)>,
+        group_entries: Vec<(String, TopicPartition, Option<OffsetAndMetadata>)>,
     ) -> Result<()> {
         if group_entries.is_empty() {
             return Ok(());

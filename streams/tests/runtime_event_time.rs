@@ -1,6 +1,7 @@
 //! A task reads its partitions in timestamp order: replaying two topics that already hold
 //! their data, a windowed join sees each payment next to its order, not after every order.
-//! Timestamps can come from the records' content (a timestamp extractor).
+//! Timestamps can come from the records' content (a timestamp extractor). An idle upstream task
+//! moves event time but does not end a bounded run.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::time::{Duration, Instant};
@@ -8,7 +9,8 @@ use std::time::{Duration, Instant};
 use logbrook_core::{Broker, Producer, ProducerConfig, ProducerRecord, TopicConfig};
 use logbrook_streams::serde::{Json, Str};
 use logbrook_streams::{
-    Grouped, JoinWindows, Produced, StreamsApp, StreamsBuilder, StreamsConfig, TimeWindows,
+    Grouped, JoinWindows, MARKER_HEADER, Produced, StreamsApp, StreamsBuilder, StreamsConfig,
+    TimeWindows,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -150,5 +152,84 @@ async fn a_timestamp_extractor_windows_records_by_the_time_in_their_content() {
     values.sort();
     assert_eq!(values, ["0 2", "1 1", "3 1"], "minute and count");
     assert_eq!(metrics.late_records_dropped(), 0);
+    broker.close().await.unwrap();
+}
+
+/// A bounded run whose task 0 hears first that upstream task 1 is idle (a marker a crashed live
+/// run left unread) and that its other inputs ended: event time reaches infinity, but task 0
+/// still reads what task 1 writes later, until task 1 says it has finished.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bounded_run_reads_what_an_idle_upstream_task_writes_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path()).await.unwrap();
+    let two = TopicConfig {
+        partitions: 2,
+        ..TopicConfig::default()
+    };
+    broker.create_topic("in", two.clone()).unwrap();
+    broker.create_topic("out", two).unwrap();
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    // Everything is in partition 1 (task 1); re-keyed, it goes to both tasks.
+    for i in 0..10 {
+        let record = ProducerRecord::new("in", i.to_string())
+            .with_key("k")
+            .with_partition(1)
+            .with_timestamp(1_000 + i);
+        producer.send(record).await.unwrap();
+    }
+    producer.flush().await.unwrap();
+
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<String, String>("in", Str, Str)
+        .peek(|_, v| {
+            if v == "0" {
+                // Task 1 writes nothing until task 0 could have finished.
+                std::thread::sleep(Duration::from_millis(1_000));
+            }
+        })
+        .select_key(|_, v| format!("k{v}"))
+        .repartition_with("moved", Str, Str)
+        .to_with("out", Produced::with(Str, Str));
+    let app = StreamsApp::new(
+        broker.clone(),
+        builder.build().unwrap(),
+        StreamsConfig::new("idle"),
+    )
+    .unwrap();
+    // Writer 1, idle at 100: its marker, found first in task 0's repartition partition.
+    let mut marker = Vec::new();
+    marker.extend_from_slice(&1u32.to_be_bytes());
+    marker.extend_from_slice(&100i64.to_be_bytes());
+    marker.push(1);
+    let stale = ProducerRecord {
+        topic: "idle-moved-repartition".into(),
+        partition: Some(0),
+        timestamp: Some(100),
+        ..ProducerRecord::default()
+    };
+    producer
+        .send(stale.with_header(MARKER_HEADER, marker))
+        .await
+        .unwrap();
+    producer.flush().await.unwrap();
+
+    let run = app.run_to_end(CancellationToken::new());
+    tokio::time::timeout(Duration::from_secs(30), run)
+        .await
+        .expect("the bounded run ends")
+        .unwrap();
+    let mut values = Vec::new();
+    for partition in broker.topic("out").unwrap().partitions() {
+        partition
+            .log()
+            .for_each_record(0, |r| {
+                values.push(String::from_utf8(r.value.unwrap().to_vec()).unwrap());
+            })
+            .unwrap();
+    }
+    values.sort_by_key(|v| v.parse::<u32>().unwrap());
+    let all: Vec<String> = (0..10).map(|i| i.to_string()).collect();
+    assert_eq!(values, all, "every record, whichever task it went through");
     broker.close().await.unwrap();
 }

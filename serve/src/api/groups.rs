@@ -277,12 +277,15 @@ pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> Off
     )
 }
 
+/// A partition's index, committed offset (-1: none) and commit metadata.
+type CommittedPartition = (i32, i64, StrBytes);
+
 /// The committed offsets of `group` for `topics` (`None`: every partition it committed).
 fn committed(
     group: &str,
     topics: Option<Vec<(TopicName, Vec<i32>)>>,
     shared: &Shared,
-) -> Vec<(TopicName, Vec<(i32, i64, StrBytes)>)> {
+) -> Vec<(TopicName, Vec<CommittedPartition>)> {
     let topics = topics.unwrap_or_else(|| {
         let mut by_topic: Vec<(TopicName, Vec<i32>)> = Vec::new();
         if let Ok(description) = shared.broker.describe_group(group) {

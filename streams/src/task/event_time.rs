@@ -131,7 +131,9 @@ impl EventTime {
         if let Some(c) = self.channels.get_mut(&channel) {
             c.idle = progress.idle;
             if progress.watermark == i64::MAX {
-                c.finished = true; // the writer's bounded run ended
+                // The writer's bounded run ended, unless idle inputs brought it to infinity:
+                // those may still send it records.
+                c.finished |= !progress.idle;
             } else if progress.watermark > c.watermark {
                 c.watermark = progress.watermark;
                 c.unsaved = true;
@@ -190,9 +192,10 @@ impl EventTime {
         of().all(|c| c.idle || c.finished) && of().any(|c| c.idle)
     }
 
-    /// Whether every channel has ended.
+    /// Whether every channel has ended. Idle channels can bring event time to infinity too,
+    /// but they may still have records: only ended ones end a bounded run.
     pub(crate) fn is_finished(&self) -> bool {
-        self.watermark == i64::MAX
+        self.channels.values().all(|c| c.finished)
     }
 
     /// Whether the channel waits for nothing more.
@@ -351,6 +354,57 @@ mod tests {
             [600, 200],
             "the progress really made is saved, not infinity"
         );
+    }
+
+    #[test]
+    fn an_idle_writer_moves_time_but_does_not_finish_the_task() {
+        let topic: Arc<str> = "app-x-repartition".into();
+        let writer = |writer| Channel::Writer {
+            topic: topic.clone(),
+            writer,
+        };
+        let progress = |writer, watermark, idle| Progress {
+            writer,
+            watermark,
+            idle,
+        };
+        let mut time = EventTime::new([writer(0), writer(1)]);
+        time.on_progress(&topic, progress(0, 100, true));
+        time.on_progress(&topic, progress(1, i64::MAX, false));
+        assert_eq!(time.watermark(), i64::MAX, "idleness moves event time");
+        assert!(!time.is_finished(), "writer 0 may still write");
+        time.on_progress(&topic, progress(0, 100, false));
+        assert!(!time.is_finished(), "writer 0 is back");
+        time.on_progress(&topic, progress(0, i64::MAX, false));
+        assert!(time.is_finished());
+    }
+
+    #[test]
+    fn a_writer_at_infinity_because_its_inputs_are_idle_is_not_finished() {
+        let topic: Arc<str> = "app-x-repartition".into();
+        let writer = |writer| Channel::Writer {
+            topic: topic.clone(),
+            writer,
+        };
+        let progress = |watermark, idle| Progress {
+            writer: 0,
+            watermark,
+            idle,
+        };
+        let mut time = EventTime::new([writer(0)]);
+        time.on_progress(&topic, progress(100, false));
+        time.take_unsaved();
+        // Some of its inputs ended and the rest are idle: it announces infinity, and idleness.
+        time.on_progress(&topic, progress(i64::MAX, true));
+        assert!(!time.is_channel_finished(&writer(0)));
+        assert!(!time.is_finished());
+        assert!(
+            time.take_unsaved().is_empty(),
+            "infinity is not progress made"
+        );
+        time.on_progress(&topic, progress(i64::MAX, false));
+        assert!(time.is_channel_finished(&writer(0)));
+        assert!(time.is_finished());
     }
 
     #[test]
