@@ -131,6 +131,24 @@ impl<'a> RecordTemplate<'a> {
         }
     }
 
+    /// The record for line `line_number`; a compacted topic (`needs_key`) refuses a keyless
+    /// one, naming the line (the log would refuse its whole batch).
+    fn checked_record(
+        &self,
+        line: Bytes,
+        line_number: u64,
+        needs_key: bool,
+    ) -> Result<ProducerRecord> {
+        let record = self.record(line);
+        if needs_key && record.key.is_none() {
+            bail!(
+                "line {line_number} of stdin has no key, but topic {:?} is compacted and needs one (see --key-separator)",
+                self.topic
+            );
+        }
+        Ok(record)
+    }
+
     /// The record for `line` (no line ending), a slice of a block read from stdin.
     fn record(&self, line: Bytes) -> ProducerRecord {
         let split = self
@@ -195,13 +213,7 @@ async fn send_lines(
         let block = block.context("reading stdin")?;
         for line in lines(&block) {
             line_number += 1;
-            let record = template.record(line);
-            if needs_key && record.key.is_none() {
-                bail!(
-                    "line {line_number} of stdin has no key, but topic {:?} is compacted and needs one (see --key-separator)",
-                    template.topic
-                );
-            }
+            let record = template.checked_record(line, line_number, needs_key)?;
             let delivery = producer
                 .send(record)
                 .await
@@ -258,13 +270,7 @@ async fn produce_to_cluster(cluster: &Cluster, args: &ProduceArgs) -> Result<u64
         let block = block.context("reading stdin")?;
         for line in lines(&block) {
             line_number += 1;
-            let record = template.record(line);
-            if needs_key && record.key.is_none() {
-                bail!(
-                    "line {line_number} of stdin has no key, but topic {:?} is compacted and needs one (see --key-separator)",
-                    template.topic
-                );
-            }
+            let record = template.checked_record(line, line_number, needs_key)?;
             producer
                 .send(&record, line_number)
                 .await
