@@ -9,37 +9,14 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::process::Command;
 
 use common::Logbrook;
-use common::serve::{Server, client, client_script, run_client};
+use common::serve::{Server, client, client_script, run_client, stop, stored};
 use serde_json::{Value, json};
 
 /// How long one client run may take before it is killed and the test fails.
 const CLIENT_TIMEOUT_S: u64 = 120;
-
-/// Stops the server, asserting a clean exit.
-fn stop(server: Server) {
-    let run = server.stop();
-    assert_eq!(
-        run.code,
-        Some(0),
-        "logbrook serve did not exit 0 on SIGTERM: {run:?}"
-    );
-}
-
-/// The stored records of `topic`, keyed by (partition, offset).
-fn stored(lb: &Logbrook, topic: &str) -> BTreeMap<(u64, u64), Value> {
-    lb.consume_json(topic, &[])
-        .into_iter()
-        .map(|record| {
-            let partition = record["partition"].as_u64().expect("partition");
-            let offset = record["offset"].as_u64().expect("offset");
-            ((partition, offset), record)
-        })
-        .collect()
-}
 
 #[test]
 fn kcat_lists_metadata_and_round_trips_keyed_lines() {

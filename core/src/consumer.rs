@@ -355,7 +355,7 @@ impl Consumer {
             let max_bytes = self.config.fetch_max_bytes;
             let fetched =
                 tokio::task::spawn_blocking(move || -> Result<(Vec<ConsumerRecord>, u64)> {
-                    let chunk = log.read(from, max_bytes)?;
+                    let chunk = log.read_committed(from, max_bytes)?;
                     let mut records = Vec::new();
                     chunk.records(from, &mut records)?;
                     Ok((records, chunk.next_offset))

@@ -162,6 +162,27 @@ pub enum Error {
         /// The fsync error.
         reason: String,
     },
+    /// A batch of an idempotent or transactional producer that the partition refuses: a
+    /// sequence gap, a fenced epoch, or a batch outside the producer's transaction.
+    #[error("partition {topic}-{partition} refused a batch of producer {producer_id}: {refusal}")]
+    ProducerRefused {
+        /// The topic.
+        topic: String,
+        /// The partition.
+        partition: u32,
+        /// The producer.
+        producer_id: i64,
+        /// Why.
+        refusal: crate::log::ProducerRefusal,
+    },
+    /// A transactional request the coordinator refuses.
+    #[error("transactional id {transactional_id:?}: {refusal}")]
+    TransactionRefused {
+        /// The transactional id.
+        transactional_id: String,
+        /// Why.
+        refusal: crate::transactions::TxnRefusal,
+    },
     /// The broker or partition has been closed.
     #[error("the log is closed")]
     Closed,

@@ -112,6 +112,9 @@ pub(crate) struct GroupCoordinator {
     /// Partition 0 of `__consumer_offsets`, where commits go; `None` on a read-only broker.
     offsets: Option<Arc<Partition>>,
     committed: Mutex<Committed>,
+    /// Offsets committed inside transactions still open, by producer id: applied at the
+    /// commit marker, dropped at the abort marker.
+    pending: Mutex<HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>>>,
     membership: Mutex<HashMap<String, Membership>>,
     next_member_id: AtomicU64,
 }
@@ -142,34 +145,49 @@ impl GroupCoordinator {
     /// Read errors of the offsets log, such as [`Error::CorruptBatch`].
     pub(crate) fn load(offsets: Option<Arc<Partition>>, writable: bool) -> Result<Self> {
         let mut folded = Committed::new();
+        let mut pending: HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>> =
+            HashMap::new();
         if let Some(partition) = &offsets {
-            partition.log().for_each_record(0, |r| {
-                let Some(OffsetKey(group, topic, partition)) =
-                    r.key.as_ref().and_then(|k| serde_json::from_slice(k).ok())
-                else {
-                    return;
-                };
-                let tp = TopicPartition::new(topic, partition);
-                match r
-                    .value
-                    .as_ref()
-                    .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok())
-                {
-                    Some(committed) => {
-                        folded.entry(group).or_default().insert(tp, committed);
+            let mut records = Vec::new();
+            for batch in partition.log().scan(0) {
+                let batch = batch?;
+                let header = *batch.header();
+                if header.is_control() {
+                    let entries = pending.remove(&header.producer_id).unwrap_or_default();
+                    if crate::batch::marker_commits(&header, &batch.bytes()) == Some(true) {
+                        for (group, tp, committed) in entries {
+                            folded.entry(group).or_default().insert(tp, committed);
+                        }
                     }
-                    None => {
-                        if let Some(g) = folded.get_mut(&group) {
-                            g.remove(&tp);
+                    continue;
+                }
+                batch.records(&mut records)?;
+                for r in records.drain(..) {
+                    let Some((group, tp, value)) = decode_entry(&r) else {
+                        continue;
+                    };
+                    match (value, header.is_transactional()) {
+                        (Some(committed), true) => pending
+                            .entry(header.producer_id)
+                            .or_default()
+                            .push((group, tp, committed)),
+                        (Some(committed), false) => {
+                            folded.entry(group).or_default().insert(tp, committed);
+                        }
+                        (None, _) => {
+                            if let Some(g) = folded.get_mut(&group) {
+                                g.remove(&tp);
+                            }
                         }
                     }
                 }
-            })?;
+            }
             folded.retain(|_, offsets| !offsets.is_empty());
         }
         Ok(Self {
             offsets: offsets.filter(|_| writable),
             committed: Mutex::new(folded),
+            pending: Mutex::new(pending),
             membership: Mutex::new(HashMap::new()),
             next_member_id: AtomicU64::new(0),
         })
@@ -334,6 +352,76 @@ impl GroupCoordinator {
         Ok(changes)
     }
 
+    /// The partition transactional offset commits go to (a transaction adds it when it
+    /// commits offsets).
+    pub(crate) fn offsets_partition(&self) -> TopicPartition {
+        TopicPartition::new(OFFSETS_TOPIC, 0)
+    }
+
+    /// Writes offsets committed inside the transaction of `producer_id` at `epoch`; they are
+    /// applied when its commit marker is written ([`GroupCoordinator::write_marker`]).
+    pub(crate) async fn write_transactional(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        group: &str,
+        offsets: &[(TopicPartition, u64, Option<String>)],
+    ) -> Result<()> {
+        if offsets.is_empty() {
+            return Ok(());
+        }
+        let partition = self.writable("commit offsets")?;
+        let now = now_ms();
+        let entries: Vec<_> = offsets
+            .iter()
+            .map(|(tp, o, m)| (group.to_string(), tp.clone(), Some((*o, m.clone()))))
+            .collect();
+        let mut batch = encode_entries(&entries, now);
+        batch.set_producer(producer_id, epoch, -1, true);
+        partition.append(batch).await?;
+        let mut pending = lock(&self.pending);
+        let list = pending.entry(producer_id).or_default();
+        for (tp, offset, metadata) in offsets {
+            list.push((
+                group.to_string(),
+                tp.clone(),
+                CommittedOffset {
+                    offset: *offset,
+                    committed_at: now,
+                    metadata: metadata.clone(),
+                },
+            ));
+        }
+        Ok(())
+    }
+
+    /// Writes the transaction marker of `producer_id` into the offsets partition and applies
+    /// (commit) or drops (abort) the offsets its transaction committed.
+    pub(crate) async fn write_marker(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+    ) -> Result<()> {
+        let partition = self.writable("end a transaction")?;
+        partition
+            .append(crate::batch::EncodedBatch::marker(
+                producer_id,
+                epoch,
+                commit,
+                now_ms(),
+            ))
+            .await?;
+        let entries = lock(&self.pending).remove(&producer_id).unwrap_or_default();
+        if commit {
+            let mut committed = lock(&self.committed);
+            for (group, tp, offset) in entries {
+                committed.entry(group).or_default().insert(tp, offset);
+            }
+        }
+        Ok(())
+    }
+
     /// Appends commits (or tombstones, for `None`) and applies them once durable.
     pub(crate) async fn write(
         &self,
@@ -344,21 +432,9 @@ impl GroupCoordinator {
         }
         let partition = self.writable("commit offsets")?;
         let now = now_ms();
-        let mut builder = BatchBuilder::with_capacity(64 * group_entries.len());
-        for (group, tp, offset) in &group_entries {
-            let key = serde_json::to_vec(&OffsetKey(group.clone(), tp.topic.clone(), tp.partition))
-                .unwrap_or_default();
-            let value = offset.as_ref().map(|(offset, metadata)| {
-                serde_json::to_vec(&CommittedOffset {
-                    offset: *offset,
-                    committed_at: now,
-                    metadata: metadata.clone(),
-                })
-                .unwrap_or_default()
-            });
-            builder.push(now, Some(&key), value.as_deref(), &[]);
-        }
-        partition.append(builder.finish()).await?;
+        partition
+            .append(encode_entries(&group_entries, now))
+            .await?;
         let mut committed = lock(&self.committed);
         for (group, tp, offset) in group_entries {
             match offset {
@@ -444,6 +520,40 @@ impl GroupCoordinator {
             .get(group)
             .map_or(0, |m| m.members.len())
     }
+}
+
+/// One batch of commits (or tombstones, for `None`) in the `__consumer_offsets` format.
+fn encode_entries(
+    entries: &[(String, TopicPartition, Option<OffsetAndMetadata>)],
+    now: i64,
+) -> crate::batch::EncodedBatch {
+    let mut builder = BatchBuilder::with_capacity(64 * entries.len());
+    for (group, tp, offset) in entries {
+        let key = serde_json::to_vec(&OffsetKey(group.clone(), tp.topic.clone(), tp.partition))
+            .unwrap_or_default();
+        let value = offset.as_ref().map(|(offset, metadata)| {
+            serde_json::to_vec(&CommittedOffset {
+                offset: *offset,
+                committed_at: now,
+                metadata: metadata.clone(),
+            })
+            .unwrap_or_default()
+        });
+        builder.push(now, Some(&key), value.as_deref(), &[]);
+    }
+    builder.finish()
+}
+
+/// A record of `__consumer_offsets`: group, partition and the commit (`None`: a tombstone).
+fn decode_entry(
+    r: &crate::record::ConsumerRecord,
+) -> Option<(String, TopicPartition, Option<CommittedOffset>)> {
+    let OffsetKey(group, topic, partition) = serde_json::from_slice(r.key.as_ref()?).ok()?;
+    let value = r
+        .value
+        .as_ref()
+        .and_then(|v| serde_json::from_slice::<CommittedOffset>(v).ok());
+    Some((group, TopicPartition::new(topic, partition), value))
 }
 
 fn rebalance(group: &str, membership: &mut Membership) {

@@ -49,8 +49,8 @@ pub use groups::{
     CommittedOffset, GroupDescription, GroupPartition, OFFSETS_TOPIC, OffsetChange, ResetTarget,
 };
 pub use log::{
-    AppendInfo, CompactionOutcome, FetchedChunk, Log, LogScan, PartitionStats, RetentionOutcome,
-    ScannedBatch,
+    AbortedTransaction, AppendInfo, CompactionOutcome, FetchedChunk, Log, LogScan, PartitionStats,
+    ProducerRefusal, RetentionOutcome, ScannedBatch,
 };
 pub use partition::Partition;
 pub use producer::{DeliveryFuture, Partitioner, Producer, ProducerConfig, partition_for_key};
@@ -58,4 +58,4 @@ pub use record::{
     ConsumerRecord, Header, ProducerRecord, RecordMetadata, TimestampType, TopicPartition, now_ms,
 };
 pub use topic::{Topic, TopicDescription, validate_topic_name};
-pub use transactions::{TRANSACTIONS_TOPIC, Transaction, TransactionInfo};
+pub use transactions::{TRANSACTIONS_TOPIC, Transaction, TransactionInfo, TxnRefusal};

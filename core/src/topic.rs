@@ -231,6 +231,9 @@ pub(crate) trait TopicLookup: Sync {
     fn partition(&self, tp: &TopicPartition) -> Result<Arc<Partition>> {
         self.topic(&tp.topic)?.partition(tp.partition).cloned()
     }
+
+    /// Every partition of every topic, internal ones included.
+    fn all_partitions(&self) -> Vec<Arc<Partition>>;
 }
 
 /// The broker's topics by name.
@@ -239,6 +242,10 @@ impl TopicLookup for DashMap<String, Arc<Topic>> {
         self.get(name)
             .map(|t| t.clone())
             .ok_or_else(|| Error::UnknownTopic(name.to_string()))
+    }
+
+    fn all_partitions(&self) -> Vec<Arc<Partition>> {
+        self.iter().flat_map(|t| t.partitions().to_vec()).collect()
     }
 }
 

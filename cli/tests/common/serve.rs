@@ -3,12 +3,15 @@
 //! The clients come from `scripts/kafka-clients.sh` (called by `scripts/test.sh`), which exports
 //! `LOGBROOK_TEST_KCAT` and `LOGBROOK_TEST_PYTHON`.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
+
+use serde_json::Value;
 
 use super::{Logbrook, Run, drain};
 
@@ -37,13 +40,13 @@ impl Server {
 
     /// As [`Server::start`], with more `logbrook serve` arguments.
     pub fn start_with(lb: &Logbrook, args: &[&str]) -> Self {
-        let mut all = vec![
-            "serve",
-            "--listen",
-            "127.0.0.1:0",
-            "--http-listen",
-            "127.0.0.1:0",
-        ];
+        Self::start_at(lb, "127.0.0.1:0", args)
+    }
+
+    /// As [`Server::start_with`], listening on `listen`: a server restarted after
+    /// [`Server::kill9`] on the old one's `bootstrap` is where its clients reconnect.
+    pub fn start_at(lb: &Logbrook, listen: &str, args: &[&str]) -> Self {
+        let mut all = vec!["serve", "--listen", listen, "--http-listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut child = lb
             .command(&all)
@@ -208,44 +211,122 @@ pub fn run_client(command: &mut Command, stdin: &str, seconds: u64, what: &str) 
 
 /// As [`run_client`], without the exit-code check (`code` is `None` when it was killed).
 pub fn run_client_unchecked(command: &mut Command, stdin: &str, seconds: u64) -> Run {
-    let mut child = command
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
-    let stdout = Arc::new(Mutex::new(String::new()));
-    let stderr = Arc::new(Mutex::new(String::new()));
-    let readers = [
-        drain(child.stdout.take().unwrap(), stdout.clone()),
-        drain(child.stderr.take().unwrap(), stderr.clone()),
-    ];
-    let mut input = child.stdin.take().unwrap();
+    let mut client = RunningClient::spawn(command);
+    let mut input = client.stdin.take().unwrap();
     let stdin = stdin.to_string();
     // Dropping the handle at the end closes the client's stdin.
     std::thread::spawn(move || input.write_all(stdin.as_bytes()));
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break Some(status);
+    client.wait(seconds)
+}
+
+/// A client running in the background with its stdin open, what it prints collected as it
+/// prints it; killed when dropped.
+pub struct RunningClient {
+    child: Option<Child>,
+    stdin: Option<ChildStdin>,
+    stdout: Arc<Mutex<String>>,
+    stderr: Arc<Mutex<String>>,
+    readers: Vec<JoinHandle<()>>,
+}
+
+impl RunningClient {
+    /// Starts `command` with its stdin, stdout and stderr piped.
+    pub fn spawn(command: &mut Command) -> Self {
+        let mut child = command
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("start {command:?}: {e}"));
+        let stdout = Arc::new(Mutex::new(String::new()));
+        let stderr = Arc::new(Mutex::new(String::new()));
+        let readers = vec![
+            drain(child.stdout.take().unwrap(), stdout.clone()),
+            drain(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Self {
+            stdin: child.stdin.take(),
+            child: Some(child),
+            stdout,
+            stderr,
+            readers,
         }
-        if Instant::now() > deadline {
+    }
+
+    /// The lines it printed so far.
+    pub fn stdout(&self) -> String {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// What it logged so far.
+    pub fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Closes its stdin: it reads end of file.
+    pub fn close_stdin(&mut self) {
+        self.stdin.take();
+    }
+
+    /// Waits for it to exit, killing it after `seconds`, and returns what it printed (`code`
+    /// is `None` when it was killed).
+    pub fn wait(mut self, seconds: u64) -> Run {
+        let mut child = self.child.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(seconds);
+        let status = loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                break Some(status);
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        for reader in self.readers.drain(..) {
+            reader.join().unwrap();
+        }
+        let mut stderr = self.stderr();
+        if status.is_none() {
+            stderr.push_str(&format!("\n(killed after {seconds} s)"));
+        }
+        Run {
+            code: status.and_then(|status| status.code()),
+            stdout: self.stdout(),
+            stderr,
+        }
+    }
+}
+
+impl Drop for RunningClient {
+    fn drop(&mut self) {
+        if let Some(child) = &mut self.child {
             let _ = child.kill();
             let _ = child.wait();
-            break None;
         }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    for reader in readers {
-        reader.join().unwrap();
     }
-    let mut stderr = stderr.lock().unwrap().clone();
-    if status.is_none() {
-        stderr.push_str(&format!("\n(killed after {seconds} s)"));
-    }
-    Run {
-        code: status.and_then(|status| status.code()),
-        stdout: stdout.lock().unwrap().clone(),
-        stderr,
-    }
+}
+
+/// Stops the server, asserting a clean exit.
+pub fn stop(server: Server) {
+    let run = server.stop();
+    assert_eq!(
+        run.code,
+        Some(0),
+        "logbrook serve did not exit 0 on SIGTERM: {run:?}"
+    );
+}
+
+/// The stored records of `topic` as the embedded `logbrook consume --format json` reads them,
+/// keyed by (partition, offset).
+pub fn stored(lb: &Logbrook, topic: &str) -> BTreeMap<(u64, u64), Value> {
+    lb.consume_json(topic, &[])
+        .into_iter()
+        .map(|record| {
+            let partition = record["partition"].as_u64().expect("partition");
+            let offset = record["offset"].as_u64().expect("offset");
+            ((partition, offset), record)
+        })
+        .collect()
 }

@@ -39,6 +39,10 @@ const RECORD_COUNT: usize = 57;
 
 /// Attribute bit: timestamps are log-append time.
 const ATTR_LOG_APPEND_TIME: u16 = 1 << 3;
+/// Attribute bit: the batch belongs to a transaction (Kafka's meaning).
+pub const ATTR_TRANSACTIONAL: u16 = 1 << 4;
+/// Attribute bit: the batch holds one control record, a transaction marker.
+pub const ATTR_CONTROL: u16 = 1 << 5;
 
 /// The fixed fields of a batch, parsed without touching the records.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -59,9 +63,12 @@ pub struct BatchHeader {
     pub base_timestamp: i64,
     /// Largest record timestamp.
     pub max_timestamp: i64,
-    /// Writer id: the transaction id for transactional writes, -1 otherwise.
+    /// The idempotent or transactional producer that wrote it, -1 for none.
     pub producer_id: i64,
-    /// Index of the batch within its writer's sequence, -1 when unused.
+    /// The producer's epoch, -1 for none.
+    pub producer_epoch: i16,
+    /// Sequence number of the first record within the producer's sequence for this partition,
+    /// -1 when unused.
     pub base_sequence: i32,
     /// Number of records.
     pub record_count: u32,
@@ -83,6 +90,7 @@ impl BatchHeader {
             base_timestamp: u64_at(buf, BASE_TIMESTAMP) as i64,
             max_timestamp: u64_at(buf, MAX_TIMESTAMP) as i64,
             producer_id: u64_at(buf, PRODUCER_ID) as i64,
+            producer_epoch: i16::from_be_bytes([buf[PRODUCER_EPOCH], buf[PRODUCER_EPOCH + 1]]),
             base_sequence: u32_at(buf, BASE_SEQUENCE) as i32,
             record_count: u32_at(buf, RECORD_COUNT),
         })
@@ -101,6 +109,23 @@ impl BatchHeader {
     /// The offset after this batch.
     pub fn next_offset(&self) -> u64 {
         self.last_offset() + 1
+    }
+
+    /// Whether the batch belongs to a transaction.
+    pub fn is_transactional(&self) -> bool {
+        self.attributes & ATTR_TRANSACTIONAL != 0
+    }
+
+    /// Whether the batch is a transaction marker, never handed to applications.
+    pub fn is_control(&self) -> bool {
+        self.attributes & ATTR_CONTROL != 0
+    }
+
+    /// The sequence number of the last record.
+    pub fn last_sequence(&self) -> i32 {
+        // Sequences wrap at i32::MAX, as Kafka's.
+        ((i64::from(self.base_sequence) + i64::from(self.last_offset_delta))
+            % (i64::from(i32::MAX) + 1)) as i32
     }
 
     /// How the timestamps of this batch were assigned.
@@ -362,12 +387,41 @@ impl EncodedBatch {
         self.update_crc();
     }
 
-    /// Stamps the writer id and sequence number (transactions use them to recognise a batch
-    /// already written before a crash), and the CRC with them.
-    pub(crate) fn set_producer(&mut self, producer_id: i64, base_sequence: i32) {
+    /// Stamps the producer id, epoch and base sequence, whether the batch is transactional,
+    /// and the CRC with them.
+    pub(crate) fn set_producer(
+        &mut self,
+        producer_id: i64,
+        epoch: i16,
+        base_sequence: i32,
+        transactional: bool,
+    ) {
         self.buf[PRODUCER_ID..PRODUCER_EPOCH].copy_from_slice(&producer_id.to_be_bytes());
+        self.buf[PRODUCER_EPOCH..BASE_SEQUENCE].copy_from_slice(&epoch.to_be_bytes());
         self.buf[BASE_SEQUENCE..RECORD_COUNT].copy_from_slice(&base_sequence.to_be_bytes());
+        let mut attributes = u16::from_be_bytes([self.buf[ATTRIBUTES], self.buf[ATTRIBUTES + 1]]);
+        if transactional {
+            attributes |= ATTR_TRANSACTIONAL;
+        } else {
+            attributes &= !ATTR_TRANSACTIONAL;
+        }
+        self.buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_be_bytes());
         self.update_crc();
+    }
+
+    /// A transaction marker of `producer_id` at `epoch`: a control batch with one record
+    /// whose key is (version 0, type: 0 abort, 1 commit) and whose value is (version 0,
+    /// coordinator epoch), as Kafka writes them.
+    pub fn marker(producer_id: i64, epoch: i16, commit: bool, timestamp: i64) -> Self {
+        let key = [0, 0, 0, u8::from(commit)];
+        let value = [0, 0, 0, 0, 0, 0];
+        let mut builder = BatchBuilder::with_capacity(HEADER_LEN + 32);
+        builder.push(timestamp, Some(&key), Some(&value), &[]);
+        let mut batch = builder.finish();
+        let attributes = ATTR_TRANSACTIONAL | ATTR_CONTROL;
+        batch.buf[ATTRIBUTES..LAST_OFFSET_DELTA].copy_from_slice(&attributes.to_be_bytes());
+        batch.set_producer(producer_id, epoch, -1, true);
+        batch
     }
 
     fn update_crc(&mut self) {
@@ -408,17 +462,14 @@ impl EncodedBatch {
                 BatchError::Incomplete => at("cut short".into()),
                 BatchError::Corrupt(why) => at(why),
             })?;
-            if header.attributes & ATTR_UNSUPPORTED != 0 {
+            if header.is_control() {
                 return Err(unsupported(format!(
-                    "attributes {:#06x}: transactional and control batches are not stored yet",
+                    "attributes {:#06x}: control batches are written by the broker, not produced",
                     header.attributes
                 )));
             }
-            if header.producer_id != -1 {
-                return Err(unsupported(format!(
-                    "producer id {}: idempotent producers are not supported yet (set enable.idempotence=false)",
-                    header.producer_id
-                )));
+            if header.is_transactional() && header.producer_id < 0 {
+                return Err(at("a transactional batch without a producer id".into()));
             }
             let end = pos + header.total_len();
             let batch = set.slice(pos..end);
@@ -446,8 +497,20 @@ pub enum Refused {
     TooLarge(String),
 }
 
-/// Attribute bits of batches not stored yet: transactional (4), control (5).
-const ATTR_UNSUPPORTED: u16 = 0b11_0000;
+/// For a control batch (a transaction marker): whether it commits (`Some(true)`) or aborts
+/// (`Some(false)`); `None` for any other batch or a marker of an unknown type.
+pub fn marker_commits(header: &BatchHeader, batch: &[u8]) -> Option<bool> {
+    if !header.is_control() {
+        return None;
+    }
+    let bytes = Bytes::copy_from_slice(batch.get(..header.total_len())?);
+    let records = decode_records(&bytes, header).ok()?;
+    match records.first()?.key.as_deref()? {
+        [_, _, 0, 0] => Some(false),
+        [_, _, 0, 1] => Some(true),
+        _ => None,
+    }
+}
 
 /// A record decoded from a batch, borrowing nothing.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -682,8 +745,18 @@ mod tests {
         );
 
         let mut idempotent = sample();
-        idempotent.set_producer(7, 0);
-        let refused = EncodedBatch::from_produced(&Bytes::copy_from_slice(idempotent.as_bytes()));
+        idempotent.set_producer(7, 3, 0, true);
+        let taken = EncodedBatch::from_produced(&Bytes::copy_from_slice(idempotent.as_bytes()))
+            .expect("a transactional batch is stored");
+        let header = taken[0].header();
+        assert_eq!((header.producer_id, header.producer_epoch), (7, 3));
+        assert!(header.is_transactional() && !header.is_control());
+        let marker = EncodedBatch::marker(7, 3, true, 1);
+        assert_eq!(
+            marker_commits(&marker.header(), marker.as_bytes()),
+            Some(true)
+        );
+        let refused = EncodedBatch::from_produced(&Bytes::copy_from_slice(marker.as_bytes()));
         assert!(
             matches!(refused, Err(Refused::Unsupported(_))),
             "{refused:?}"

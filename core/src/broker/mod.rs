@@ -9,11 +9,11 @@
 //! topics/<topic>/<partition>/    {base_offset:020}.log|.index|.timeindex, recovery-point,
 //!                                log-start-offset (once records were deleted)
 //! .staging/ .trash/              topic creation and deletion in progress
-//! transactions.checkpoint        offset of `__transactions` below which all are complete
+//! topics/<topic>/<partition>/producer-state.json   producers, open and aborted transactions
 //! ```
 //!
 //! The broker sits on top of core: it owns the topics and the two coordinators, which own
-//! their internal topics (`__consumer_offsets`, `__transactions`) and never see the broker.
+//! their internal topics (`__consumer_offsets`, `__transaction_state`) and never see the broker.
 //! Its API is split by area: topics (`topics.rs`), consumer groups (`groups.rs`) and
 //! transactions (`transactions.rs`) hand their work to [`Topic`], the
 //! [`GroupCoordinator`] and the [`TransactionCoordinator`]; this file opens, runs the
@@ -41,7 +41,8 @@ use crate::partition::Partition;
 use crate::record::now_ms;
 use crate::storage::{FsStorage, Storage, sync_dir};
 use crate::topic::{Topic, validate_topic_name};
-use crate::transactions::{TRANSACTIONS_TOPIC, TransactionCoordinator};
+use crate::transactions::TRANSACTIONS_TOPIC;
+use crate::transactions::coordinator::TransactionCoordinator;
 use topics::create_topic_files;
 
 /// How to open a data directory.
@@ -192,11 +193,6 @@ impl Broker {
         self.inner.cancel.cancel();
         self.inner.tasks.close();
         self.inner.tasks.wait().await;
-        if let Some(transactions) = &self.inner.transactions
-            && let Err(e) = transactions.checkpoint()
-        {
-            tracing::warn!(error = %e, "transaction checkpoint at close failed");
-        }
         let topics: Vec<Arc<Topic>> = self.inner.topics.iter().map(|t| t.clone()).collect();
         let result = tokio::task::spawn_blocking(move || {
             let mut first = None;
@@ -260,11 +256,6 @@ impl Broker {
                 }
                 if checkpoint {
                     last_checkpoint = Instant::now();
-                    if let Some(transactions) = &inner.transactions
-                        && let Err(e) = transactions.checkpoint()
-                    {
-                        tracing::error!(error = %e, "transaction checkpoint failed");
-                    }
                 }
                 drop(inner);
                 if due.is_empty() {
@@ -282,6 +273,21 @@ impl Broker {
                 .await;
                 if result.is_err() {
                     break;
+                }
+            }
+        });
+        let weak = Arc::downgrade(&self.inner);
+        let cancel = self.inner.cancel.clone();
+        self.inner.tasks.spawn(async move {
+            // Transaction timeouts, and decided transactions a failure left incomplete.
+            loop {
+                tokio::select! {
+                    () = cancel.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                let Some(inner) = weak.upgrade() else { break };
+                if let Some(transactions) = &inner.transactions {
+                    transactions.expire(&inner.topics, &inner.groups).await;
                 }
             }
         });
@@ -406,7 +412,8 @@ fn load(config: BrokerConfig) -> Result<BrokerInner> {
 }
 
 /// The coordinators over their internal topics, which a writable broker creates if missing.
-/// Loads the committed group offsets; interrupted transactions are completed later, by
+/// Loads the committed group offsets and transaction states; interrupted transactions are
+/// completed later, by
 /// [`TransactionCoordinator::recover`] once the broker is up.
 fn open_coordinators(
     config: &BrokerConfig,
@@ -432,7 +439,7 @@ fn open_coordinators(
         TRANSACTIONS_TOPIC,
         TransactionCoordinator::topic_config(),
     )?;
-    let transactions = TransactionCoordinator::new(log, &config.data_dir);
+    let transactions = TransactionCoordinator::load(log)?;
     Ok((groups, Some(transactions)))
 }
 

@@ -53,10 +53,15 @@ impl Log {
         };
         let sealed: Vec<SealedSegment> = {
             let state = self.lock();
+            // Only what lies below the last stable offset: an open transaction may still abort.
+            let stable = Self::stable_end(&state);
+            let bases: Vec<u64> = state.segments.keys().copied().collect();
             state
                 .segments
                 .values()
-                .take(state.segments.len() - 1)
+                .zip(bases.iter().skip(1))
+                .take_while(|(_, next_base)| **next_base <= stable)
+                .map(|(s, _)| s)
                 .map(|s| SealedSegment {
                     base: s.base_offset,
                     file: s.file.clone(),
@@ -68,9 +73,14 @@ impl Log {
         if sealed.is_empty() {
             return Ok(outcome);
         }
+        // Aborted data is dropped and never supersedes a committed record; markers are kept.
+        let aborted = self.aborted_transactions(0, u64::MAX);
         let mut latest: HashMap<Bytes, u64> = HashMap::new();
         for segment in &sealed {
             self.for_each_batch(segment, |bytes, header| {
+                if header.is_control() || super::fetch::is_aborted(&aborted, header) {
+                    return Ok(());
+                }
                 batch::for_each_record(bytes, header, |r| {
                     if let Some(key) = r.key {
                         latest.insert(key, r.offset);
@@ -84,6 +94,16 @@ impl Log {
             let mut kept: Vec<EncodedBatch> = Vec::new();
             let mut removed = 0u64;
             self.for_each_batch(segment, |bytes, header| {
+                if header.is_control() {
+                    kept.push(EncodedBatch::from_validated(
+                        bytes[..header.total_len()].to_vec(),
+                    ));
+                    return Ok(());
+                }
+                if super::fetch::is_aborted(&aborted, header) {
+                    removed += u64::from(header.record_count);
+                    return Ok(());
+                }
                 let tombstones_expired =
                     now_ms.saturating_sub(header.max_timestamp) > delete_retention;
                 let mut builder = BatchBuilder::with_capacity(header.total_len());
@@ -113,6 +133,14 @@ impl Log {
                     let mut rebuilt = builder.finish();
                     if header.timestamp_type() == TimestampType::LogAppendTime {
                         rebuilt.set_log_append_time(header.max_timestamp);
+                    }
+                    if header.producer_id >= 0 {
+                        rebuilt.set_producer(
+                            header.producer_id,
+                            header.producer_epoch,
+                            header.base_sequence,
+                            header.is_transactional(),
+                        );
                     }
                     rebuilt.set_base_offset(header.base_offset);
                     kept.push(rebuilt);

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use super::Log;
+use super::{AbortedTransaction, Log};
 use crate::batch::{self, BatchHeader};
 use crate::error::{Error, Result};
 use crate::record::ConsumerRecord;
@@ -31,6 +31,7 @@ impl Log {
             next_offset: offset,
             high_watermark: end.offset,
             log_start_offset: log_start,
+            aborted: Vec::new(),
         };
         if offset < log_start {
             return Err(Error::OffsetOutOfRange {
@@ -86,7 +87,37 @@ impl Log {
             next_offset,
             high_watermark: end.offset,
             log_start_offset: log_start,
+            aborted: Vec::new(),
         })
+    }
+
+    /// [`Log::read`] for a `read_committed` reader: stops at the last stable offset and
+    /// carries the aborted transactions the chunk overlaps, whose batches
+    /// [`FetchedChunk::records`] then leaves out.
+    ///
+    /// # Errors
+    /// As [`Log::read`].
+    pub fn read_committed(&self, offset: u64, max_bytes: usize) -> Result<FetchedChunk> {
+        let stable = self.last_stable_offset();
+        let mut chunk = self.read(offset, max_bytes)?;
+        if chunk.next_offset > stable {
+            // A batch never straddles the stable offset: it is the first offset of a batch.
+            let mut pos = 0;
+            while let Some(header) = BatchHeader::parse(&chunk.data[pos..]) {
+                if header.base_offset >= stable || pos + header.total_len() > chunk.data.len() {
+                    break;
+                }
+                pos += header.total_len();
+            }
+            chunk.data.truncate(pos);
+            chunk.next_offset = last_batch_next_offset(&chunk.data)
+                .unwrap_or(offset)
+                .max(offset.min(stable));
+        }
+        if !chunk.data.is_empty() {
+            chunk.aborted = self.aborted_transactions(offset, chunk.next_offset);
+        }
+        Ok(chunk)
     }
 
     /// The first offset (at or after the log start) whose timestamp is `>= timestamp`, or `None`
@@ -279,6 +310,16 @@ fn last_batch_next_offset(data: &[u8]) -> Option<u64> {
     next
 }
 
+/// Whether `header` is a batch of one of the `aborted` transactions.
+pub(super) fn is_aborted(aborted: &[AbortedTransaction], header: &BatchHeader) -> bool {
+    header.is_transactional()
+        && aborted.iter().any(|a| {
+            a.producer_id == header.producer_id
+                && a.first_offset <= header.base_offset
+                && header.base_offset < a.last_offset
+        })
+}
+
 /// Whole batches read from one segment.
 #[derive(Debug, Clone)]
 pub struct FetchedChunk {
@@ -293,6 +334,8 @@ pub struct FetchedChunk {
     pub high_watermark: u64,
     /// The partition's first offset when read.
     pub log_start_offset: u64,
+    /// Aborted transactions overlapping the chunk, for `read_committed` reads (else empty).
+    aborted: Vec<AbortedTransaction>,
 }
 
 impl FetchedChunk {
@@ -304,6 +347,11 @@ impl FetchedChunk {
     /// Raw bytes of the chunk (whole batches).
     pub fn bytes(&self) -> &Bytes {
         &self.data
+    }
+
+    /// The aborted transactions a `read_committed` reader must skip in this chunk.
+    pub fn aborted(&self) -> &[AbortedTransaction] {
+        &self.aborted
     }
 
     /// Checks each batch's CRC and decodes its records with offsets `>= from_offset`.
@@ -320,7 +368,8 @@ impl FetchedChunk {
     }
 
     /// Checks the CRC of the batch at byte `pos` of the chunk and decodes its records with
-    /// offsets `>= from_offset`; returns its header.
+    /// offsets `>= from_offset`; returns its header. Transaction markers hold no records for
+    /// readers, and batches of aborted transactions are left out of `read_committed` chunks.
     ///
     /// # Errors
     /// [`Error::CorruptBatch`] with the batch's segment and byte position.
@@ -332,7 +381,10 @@ impl FetchedChunk {
     ) -> Result<BatchHeader> {
         let rest = self.data.slice(pos..);
         let header = batch::validate(&rest).map_err(|e| self.corrupt(pos, format!("{e:?}")))?;
-        if header.next_offset() > from_offset {
+        if header.next_offset() > from_offset
+            && !header.is_control()
+            && !is_aborted(&self.aborted, &header)
+        {
             let timestamp_type = header.timestamp_type();
             batch::for_each_record(&rest, &header, |r| {
                 if r.offset >= from_offset {

@@ -9,6 +9,7 @@
 
 mod compaction;
 mod fetch;
+mod producers;
 mod recovery;
 mod retention;
 mod scan;
@@ -28,6 +29,8 @@ use crate::storage::{Storage, StorageFile, sync_dir};
 
 pub use compaction::CompactionOutcome;
 pub use fetch::FetchedChunk;
+pub(crate) use producers::ProducerTable;
+pub use producers::{AbortedTransaction, ProducerRefusal};
 pub use retention::RetentionOutcome;
 pub use scan::{LogScan, ScannedBatch};
 
@@ -100,6 +103,14 @@ struct LogState {
     unflushed: Vec<Arc<dyn StorageFile>>,
     /// A segment file was created or removed since the last flush.
     dir_dirty: bool,
+    /// The producers writing here: sequences, open and aborted transactions.
+    producers: ProducerTable,
+    /// A copy of `producers` as of an offset that was then fsynced, waiting to be written as
+    /// the snapshot at the next checkpoint, and when it was taken.
+    snapshot: Option<ProducerTable>,
+    snapshot_taken: Option<std::time::Instant>,
+    /// The end offset of the last snapshot written.
+    snapshot_written: Option<u64>,
     /// Set when an fsync failed: what was written may not be on disk, and the page cache may
     /// already have dropped it, so the log takes no more writes until it is reopened (as Kafka
     /// takes a log directory offline).
@@ -179,6 +190,10 @@ impl Log {
                 recovery_point: 0,
                 checkpointed: 0,
                 failed: None,
+                producers: ProducerTable::default(),
+                snapshot: None,
+                snapshot_taken: None,
+                snapshot_written: None,
                 unflushed: Vec::new(),
                 dir_dirty: false,
             }),
@@ -252,6 +267,36 @@ impl Log {
         self.lock().high_watermark.offset
     }
 
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction still open here if that is lower. `read_committed` readers stop at it.
+    pub fn last_stable_offset(&self) -> u64 {
+        let state = self.lock();
+        Self::stable_end(&state)
+    }
+
+    fn stable_end(state: &LogState) -> u64 {
+        let hw = state.high_watermark.offset;
+        state
+            .producers
+            .first_open_offset()
+            .map_or(hw, |first| first.min(hw))
+    }
+
+    /// Aborted transactions overlapping offsets `from..to`.
+    pub fn aborted_transactions(&self, from: u64, to: u64) -> Vec<AbortedTransaction> {
+        self.lock().producers.aborted_between(from, to)
+    }
+
+    /// Transactions open in this partition: producer id, its epoch here, first offset.
+    pub fn open_transactions(&self) -> Vec<(i64, i16, u64)> {
+        self.lock().producers.open_transactions()
+    }
+
+    /// The epoch and next sequence of `producer_id` here, if it wrote here.
+    pub fn producer_sequence(&self, producer_id: i64) -> Option<(i16, i32)> {
+        self.lock().producers.next_sequence(producer_id)
+    }
+
     /// How many times the active segment was fsynced since open (one per group commit under
     /// `flush = always`).
     pub fn fsync_count(&self) -> u64 {
@@ -292,6 +337,30 @@ impl Log {
         }
         let mut state = self.lock();
         self.check_not_failed(&state)?;
+        let header = batch.header();
+        match state.producers.admit(&header) {
+            Ok(producers::Admission::Append) => {}
+            Ok(producers::Admission::Duplicate {
+                base_offset,
+                last_offset,
+                max_timestamp,
+            }) => {
+                tracing::debug!(topic = %self.topic, partition = self.partition, producer_id = header.producer_id, base_sequence = header.base_sequence, base_offset, "retried batch acknowledged with its stored offsets");
+                return Ok(AppendInfo {
+                    base_offset,
+                    last_offset,
+                    max_timestamp,
+                });
+            }
+            Err(refusal) => {
+                return Err(Error::ProducerRefused {
+                    topic: self.topic.to_string(),
+                    partition: self.partition,
+                    producer_id: header.producer_id,
+                    refusal,
+                });
+            }
+        }
         let active = state.active();
         let records = u64::from(batch.record_count());
         let roll = active.size > 0
@@ -310,6 +379,9 @@ impl Log {
         let base_offset = active.next_offset;
         batch.set_base_offset(base_offset);
         active.append(batch).map_err(Error::io(&active.path))?;
+        state
+            .producers
+            .record(&batch.header(), batch.as_bytes(), now_ms);
         Ok(AppendInfo {
             base_offset,
             last_offset: base_offset + records - 1,
@@ -374,9 +446,21 @@ impl Log {
     /// Fsyncs everything appended so far and advances the recovery point. A failure poisons
     /// the log (see `LogState::failed`).
     pub(crate) fn flush(&self) -> Result<()> {
-        let (sealed, active, end, dir_dirty) = {
+        self.flush_capturing(false)
+    }
+
+    /// [`Log::flush`]; also copies the producer table as of the flushed end for the next
+    /// snapshot when `force` or when the last copy is a second old.
+    fn flush_capturing(&self, force: bool) -> Result<()> {
+        let (sealed, active, end, dir_dirty, captured) = {
             let mut state = self.lock();
             self.check_not_failed(&state)?;
+            let due = force
+                || state
+                    .snapshot_taken
+                    .is_none_or(|t| t.elapsed() >= std::time::Duration::from_secs(1));
+            let captured = (due && state.snapshot_written != Some(state.producers.end_offset()))
+                .then(|| state.producers.clone());
             let active = state.active();
             let (file, path, end) = (active.file.clone(), active.path.clone(), active.next_offset);
             let dir_dirty = std::mem::take(&mut state.dir_dirty);
@@ -385,6 +469,7 @@ impl Log {
                 (file, path),
                 end,
                 dir_dirty,
+                captured,
             )
         };
         let synced = (|| {
@@ -404,6 +489,10 @@ impl Log {
         }
         self.fsyncs.fetch_add(1, Ordering::Relaxed);
         state.recovery_point = state.recovery_point.max(end);
+        if let Some(captured) = captured {
+            state.snapshot = Some(captured);
+            state.snapshot_taken = Some(std::time::Instant::now());
+        }
         Ok(())
     }
 
@@ -417,6 +506,7 @@ impl Log {
     }
 
     fn write_recovery_point(&self) -> Result<()> {
+        self.write_producer_snapshot()?;
         let recovery_point = {
             let state = self.lock();
             if state.recovery_point == state.checkpointed {
@@ -435,6 +525,52 @@ impl Log {
         std::fs::rename(&tmp, &path).map_err(Error::io(&path))?;
         sync_dir(&self.dir).map_err(Error::io(&self.dir))?;
         self.lock().checkpointed = recovery_point;
+        Ok(())
+    }
+
+    /// Writes the producer table copied at the last flush, so the next open reads the log only
+    /// from there. Forgets aborted transactions below the log start and expired producers.
+    fn write_producer_snapshot(&self) -> Result<()> {
+        let (table, log_start) = {
+            let mut state = self.lock();
+            let Some(table) = state.snapshot.take() else {
+                return Ok(());
+            };
+            let log_start = state.log_start();
+            state.producers.trim(log_start, crate::record::now_ms());
+            (table, log_start)
+        };
+        let mut table = table;
+        table.trim(log_start, crate::record::now_ms());
+        table
+            .write_snapshot(&self.dir)
+            .map_err(Error::io(self.dir.join(producers::SNAPSHOT_FILE)))?;
+        self.lock().snapshot_written = Some(table.end_offset());
+        Ok(())
+    }
+
+    /// Rebuilds the producer table on open: the snapshot (if it is not past the log's end),
+    /// then every batch after it.
+    fn rebuild_producers(&self) -> Result<()> {
+        let (start, end) = {
+            let state = self.lock();
+            (state.log_start(), state.high_watermark.offset)
+        };
+        let mut table = ProducerTable::read_snapshot(&self.dir)
+            .filter(|t| t.end_offset() <= end)
+            .unwrap_or_default();
+        let from = table.end_offset().max(start);
+        let now = crate::record::now_ms();
+        let mut scan = self.scan(from);
+        for batch in &mut scan {
+            let batch = batch?;
+            table.record(batch.header(), &batch.bytes(), now);
+        }
+        if scan.next_offset() < end {
+            tracing::warn!(topic = %self.topic, partition = self.partition, from, end, "producer state rebuilt from part of the log");
+        }
+        let mut state = self.lock();
+        state.producers = table;
         Ok(())
     }
 
@@ -460,7 +596,7 @@ impl Log {
                 .release_preallocation()
                 .map_err(Error::io(&active.path))?;
         }
-        self.flush()?;
+        self.flush_capturing(true)?;
         self.write_recovery_point()
     }
 
@@ -493,6 +629,16 @@ impl Log {
         if !state.segments.is_empty() {
             state.high_watermark = state.end();
         }
+        let from = state.producers.end_offset();
+        drop(state);
+        // The writer's transactions as far as this view can see.
+        let mut table = self.lock().producers.clone();
+        let now = crate::record::now_ms();
+        for batch in self.scan(from) {
+            let batch = batch?;
+            table.record(batch.header(), &batch.bytes(), now);
+        }
+        self.lock().producers = table;
         Ok(())
     }
 }

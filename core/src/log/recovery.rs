@@ -131,9 +131,11 @@ impl Log {
             self.flush()?;
             self.checkpoint_recovery_point()?;
         }
-        let mut state = self.lock();
-        state.high_watermark = state.end();
-        Ok(())
+        {
+            let mut state = self.lock();
+            state.high_watermark = state.end();
+        }
+        self.rebuild_producers()
     }
 
     pub(super) fn list_segments(&self) -> Result<Vec<u64>> {

@@ -48,8 +48,9 @@ impl Log {
         }
     }
 
-    /// Hands every visible record from `from` (at least the log start) to the high watermark
-    /// to `visit`, in offset order: [`Log::scan`], decoded. A batch's records are handed over
+    /// Hands every committed record from `from` (at least the log start) to the last stable
+    /// offset to `visit`, in offset order: [`Log::scan`], decoded, without transaction markers
+    /// and aborted transactions. A batch's records are handed over
     /// once the whole batch decoded. Returns the offset after the last batch read.
     ///
     /// # Errors
@@ -59,10 +60,21 @@ impl Log {
     /// [`Error::OffsetOutOfRange`]: crate::Error::OffsetOutOfRange
     /// [`Error::CorruptBatch`]: crate::Error::CorruptBatch
     pub fn for_each_record(&self, from: u64, mut visit: impl FnMut(ConsumerRecord)) -> Result<u64> {
+        // Committed records only, as a `read_committed` reader sees them.
+        let stable = self.last_stable_offset();
+        let aborted = self.aborted_transactions(from, stable);
         let mut scan = self.scan(from);
         let mut records = Vec::new();
         for batch in &mut scan {
-            batch?.records(&mut records)?;
+            let batch = batch?;
+            let header = *batch.header();
+            if header.base_offset >= stable {
+                return Ok(header.base_offset);
+            }
+            if header.is_control() || super::fetch::is_aborted(&aborted, &header) {
+                continue;
+            }
+            batch.records(&mut records)?;
             records.drain(..).for_each(&mut visit);
         }
         Ok(scan.next_offset())
@@ -214,7 +226,7 @@ mod tests {
                 );
             }
             let mut batch = b.finish();
-            batch.set_producer(i, 0);
+            batch.set_producer(i, 0, 0, false);
             log.append(&mut batch, 0).unwrap();
         }
         log.flush().unwrap();

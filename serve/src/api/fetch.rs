@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use kafka_protocol::error::ResponseError;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use tokio::time::Instant;
 
 use super::{error_code, partition};
@@ -58,6 +60,8 @@ fn read(request: &FetchRequest, version: i16, shared: &Shared) -> (FetchResponse
         usize::MAX
     };
     let mut total = 0;
+    // Kafka's isolation levels: 0 read_uncommitted, 1 read_committed.
+    let read_committed = request.isolation_level == 1;
     let responses = request
         .topics
         .iter()
@@ -77,11 +81,12 @@ fn read(request: &FetchRequest, version: i16, shared: &Shared) -> (FetchResponse
                         Ok(partition) => partition.log().clone(),
                         Err(e) => return response.with_error_code(error_code(&e)),
                     };
+                    let last_stable = log.last_stable_offset();
                     let high_watermark = log.high_watermark();
                     let log_start = log.log_start_offset();
                     let response = response
                         .with_high_watermark(high_watermark as i64)
-                        .with_last_stable_offset(high_watermark as i64)
+                        .with_last_stable_offset(last_stable as i64)
                         .with_log_start_offset(log_start as i64);
                     let offset = p.fetch_offset;
                     if offset < log_start as i64 || offset > high_watermark as i64 {
@@ -92,7 +97,12 @@ fn read(request: &FetchRequest, version: i16, shared: &Shared) -> (FetchResponse
                     if limit == 0 && total > 0 {
                         return response.with_records(Some(Bytes::new()));
                     }
-                    match log.read(offset as u64, limit.max(1)) {
+                    let read = if read_committed {
+                        log.read_committed(offset as u64, limit.max(1))
+                    } else {
+                        log.read(offset as u64, limit.max(1))
+                    };
+                    match read {
                         // Only the first partition with data may exceed the limits (KIP-74): a
                         // later one whose first batch does not fit gets nothing this time.
                         Ok(chunk) if total > 0 && chunk.bytes().len() > limit => {
@@ -102,7 +112,23 @@ fn read(request: &FetchRequest, version: i16, shared: &Shared) -> (FetchResponse
                             let records = chunk.bytes().clone();
                             total += records.len();
                             budget = budget.saturating_sub(records.len());
-                            response.with_records(Some(records))
+                            // Clients skip these transactions' batches up to their markers.
+                            let aborted = (version >= 4 && read_committed).then(|| {
+                                chunk
+                                    .aborted()
+                                    .iter()
+                                    .map(|a| {
+                                        AbortedTransaction::default()
+                                            .with_producer_id(ProducerId(a.producer_id))
+                                            .with_first_offset(a.first_offset as i64)
+                                    })
+                                    .collect()
+                            });
+                            response
+                                .with_records(Some(records))
+                                .with_aborted_transactions(
+                                    aborted.or_else(|| (version >= 4).then(Vec::new)),
+                                )
                         }
                         Err(e) => response.with_error_code(error_code(&e)),
                     }

@@ -21,6 +21,8 @@ pub(super) fn answer(
     version: i16,
     shared: &Shared,
 ) -> ListOffsetsResponse {
+    // read_committed clients (isolation level 1) see the last stable offset as the end.
+    let read_committed = request.isolation_level == 1;
     let topics = request
         .topics
         .iter()
@@ -37,7 +39,7 @@ pub(super) fn answer(
                         .map(|partition| partition.log().clone());
                     match log
                         .map_err(Error::from)
-                        .and_then(|log| lookup(&log, p.timestamp, version))
+                        .and_then(|log| lookup(&log, p.timestamp, version, read_committed))
                     {
                         Ok(Some((offset, timestamp))) => {
                             response.with_offset(offset).with_timestamp(timestamp)
@@ -73,8 +75,14 @@ impl From<logbrook_core::Error> for Error {
 
 /// The offset and timestamp for `timestamp`; `None` when no record is at or after it (or,
 /// for the max timestamp, the log is empty).
-fn lookup(log: &Log, timestamp: i64, version: i16) -> Result<Option<(i64, i64)>, Error> {
+fn lookup(
+    log: &Log,
+    timestamp: i64,
+    version: i16,
+    read_committed: bool,
+) -> Result<Option<(i64, i64)>, Error> {
     Ok(match timestamp {
+        LATEST if read_committed => Some((log.last_stable_offset() as i64, -1)),
         LATEST => Some((log.high_watermark() as i64, -1)),
         EARLIEST => Some((log.log_start_offset() as i64, -1)),
         MAX_TIMESTAMP if version >= 7 => log

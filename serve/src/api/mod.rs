@@ -9,6 +9,7 @@ mod leader_epoch;
 mod list_offsets;
 mod metadata;
 mod produce;
+mod transactions;
 
 use std::ops::RangeInclusive;
 
@@ -50,11 +51,17 @@ pub(crate) fn supported(api: ApiKey) -> Option<RangeInclusive<i16>> {
         ApiKey::IncrementalAlterConfigs => 0..=1,
         ApiKey::CreatePartitions => 0..=3,
         ApiKey::DeleteRecords => 0..=2,
+        ApiKey::InitProducerId => 0..=4,
+        // 4-5 batch several transactions (KIP-890, for brokers verifying partitions).
+        ApiKey::AddPartitionsToTxn => 0..=3,
+        ApiKey::AddOffsetsToTxn => 0..=3,
+        ApiKey::EndTxn => 0..=4,
+        ApiKey::TxnOffsetCommit => 0..=4,
         _ => return None,
     })
 }
 
-const ADVERTISED: [ApiKey; 22] = [
+const ADVERTISED: [ApiKey; 27] = [
     ApiKey::Produce,
     ApiKey::Fetch,
     ApiKey::ListOffsets,
@@ -77,6 +84,11 @@ const ADVERTISED: [ApiKey; 22] = [
     ApiKey::IncrementalAlterConfigs,
     ApiKey::CreatePartitions,
     ApiKey::DeleteRecords,
+    ApiKey::InitProducerId,
+    ApiKey::AddPartitionsToTxn,
+    ApiKey::AddOffsetsToTxn,
+    ApiKey::EndTxn,
+    ApiKey::TxnOffsetCommit,
 ];
 
 /// Answers a decoded request of version `version`; `None`: no response is sent (Produce with
@@ -153,6 +165,21 @@ pub(crate) async fn answer(
         RequestKind::DeleteRecords(request) => send(ResponseKind::DeleteRecords(
             admin::delete_records(&request, shared).await,
         )),
+        RequestKind::InitProducerId(request) => send(ResponseKind::InitProducerId(
+            transactions::init_producer_id(&request, version, shared).await,
+        )),
+        RequestKind::AddPartitionsToTxn(request) => send(ResponseKind::AddPartitionsToTxn(
+            transactions::add_partitions(&request, version, shared).await,
+        )),
+        RequestKind::AddOffsetsToTxn(request) => send(ResponseKind::AddOffsetsToTxn(
+            transactions::add_offsets(&request, version, shared).await,
+        )),
+        RequestKind::TxnOffsetCommit(request) => send(ResponseKind::TxnOffsetCommit(
+            transactions::txn_offset_commit(&request, version, shared).await,
+        )),
+        RequestKind::EndTxn(request) => send(ResponseKind::EndTxn(
+            transactions::end_txn(&request, version, shared).await,
+        )),
         // `supported` lets nothing else through.
         other => unreachable!("unsupported request decoded: {other:?}"),
     }
@@ -185,7 +212,7 @@ pub(crate) fn unsupported_api_versions() -> ResponseKind {
 }
 
 /// Whether clients may only read a topic: Logbrook's own (`__consumer_offsets`,
-/// `__transactions`, connect's stores), whose records the log itself must be able to parse.
+/// `__transaction_state`, connect's stores), whose records the log itself must be able to parse.
 pub(crate) fn is_internal(topic: &str) -> bool {
     topic.starts_with("__")
 }
@@ -203,8 +230,30 @@ pub(crate) fn partition(
 
 /// A Kafka error code for a core error.
 pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
-    use logbrook_core::Error;
+    use logbrook_core::{Error, ProducerRefusal, TxnRefusal};
     match error {
+        Error::Append { cause, .. }
+            if matches!(
+                **cause,
+                Error::ProducerRefused { .. } | Error::TransactionRefused { .. }
+            ) =>
+        {
+            error_code(cause)
+        }
+        Error::ProducerRefused { refusal, .. } => match refusal {
+            ProducerRefusal::OutOfOrderSequence { .. } => {
+                ResponseError::OutOfOrderSequenceNumber.code()
+            }
+            ProducerRefusal::FencedEpoch { .. } => ResponseError::InvalidProducerEpoch.code(),
+            ProducerRefusal::TransactionState => ResponseError::InvalidTxnState.code(),
+        },
+        Error::TransactionRefused { refusal, .. } => match refusal {
+            TxnRefusal::UnknownProducerId => ResponseError::InvalidProducerIdMapping.code(),
+            TxnRefusal::Fenced => ResponseError::ProducerFenced.code(),
+            TxnRefusal::InvalidState => ResponseError::InvalidTxnState.code(),
+            TxnRefusal::Concurrent => ResponseError::ConcurrentTransactions.code(),
+            TxnRefusal::InvalidTimeout => ResponseError::InvalidTransactionTimeout.code(),
+        },
         Error::UnknownTopic(_) | Error::UnknownPartition { .. } => {
             ResponseError::UnknownTopicOrPartition.code()
         }

@@ -13,14 +13,6 @@ use crate::Shared;
 
 /// The answer, or `None` for `acks = 0` (the client expects none).
 pub(super) async fn answer(request: ProduceRequest, shared: &Shared) -> Option<ProduceResponse> {
-    if request.transactional_id.is_some() {
-        // Transactions come with the next release; refusing beats appending twice.
-        return Some(refuse_all(
-            &request,
-            ResponseError::TransactionalIdAuthorizationFailed.code(),
-            "transactional producers are not supported yet",
-        ));
-    }
     // Every append is queued before any is awaited: partitions are written together.
     let mut pending = Vec::new();
     for topic in &request.topic_data {
@@ -138,30 +130,6 @@ fn unanswered(index: i32) -> PartitionProduceResponse {
         .with_base_offset(-1)
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
-}
-
-fn refuse_all(request: &ProduceRequest, code: i16, why: &str) -> ProduceResponse {
-    ProduceResponse::default().with_responses(
-        request
-            .topic_data
-            .iter()
-            .map(|topic| {
-                TopicProduceResponse::default()
-                    .with_name(topic.name.clone())
-                    .with_partition_responses(
-                        topic
-                            .partition_data
-                            .iter()
-                            .map(|data| {
-                                unanswered(data.index)
-                                    .with_error_code(code)
-                                    .with_error_message(message(why))
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
 }
 
 /// Produce v0-2 carry message formats v0/v1, which the log does not store, and the codec does

@@ -41,7 +41,7 @@ struct InputPartition {
 impl InputPartition {
     /// The offset reading stops at now: the end of a bounded run, else the high watermark.
     fn limit(&self) -> u64 {
-        let high_watermark = self.log.high_watermark();
+        let high_watermark = self.log.last_stable_offset();
         self.end
             .map_or(high_watermark, |end| end.min(high_watermark))
     }
@@ -126,7 +126,7 @@ impl TaskInputs {
             p.caught_up_since = None;
             let (log, from) = (p.log.clone(), p.fetch_position);
             let fetched = tokio::task::spawn_blocking(move || -> Result<_, LogError> {
-                let chunk = log.read(from, FETCH_BYTES)?;
+                let chunk = log.read_committed(from, FETCH_BYTES)?;
                 let mut records = Vec::new();
                 chunk.records(from, &mut records)?;
                 Ok((records, chunk.next_offset))

@@ -256,7 +256,7 @@ impl StreamsApp {
                         .partition(partition)?
                         .log()
                         .clone();
-                    end = Some(log.high_watermark());
+                    end = Some(log.last_stable_offset());
                     if let Some(time) = bounds.start_time {
                         start = Some(
                             log.offset_for_timestamp(time)?

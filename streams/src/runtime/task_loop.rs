@@ -377,7 +377,7 @@ impl Task {
         let partition = self.partition;
         tokio::task::spawn_blocking(move || {
             for (store, log) in instance.context.stores.iter_mut().zip(logs) {
-                let end = log.high_watermark();
+                let end = log.last_stable_offset();
                 let checkpoint = store.checkpoint()?;
                 if checkpoint > end {
                     // The store is ahead of its changelog (the changelog was reset or lost):
