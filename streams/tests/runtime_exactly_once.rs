@@ -137,7 +137,7 @@ async fn outputs(dir: &Path) -> Vec<(String, u32, String, u64)> {
                 .clone();
             let mut offset = 0;
             loop {
-                let chunk = log.read(offset, 1 << 20).unwrap();
+                let chunk = log.read_committed(offset, 1 << 20).unwrap();
                 if chunk.is_empty() {
                     break;
                 }

@@ -367,7 +367,9 @@ impl Log {
             && (active.size + batch.len() as u64 > config.segment_bytes
                 // As Kafka: the incoming batch's timestamp against the segment's first batch,
                 // so replaying old data does not roll a segment per batch.
-                || config.segment_ms.is_some_and(|ms| {
+                // A marker carries the wall clock, not event time: it must not roll a segment
+                // of replayed old data on every transaction.
+                || !header.is_control() && config.segment_ms.is_some_and(|ms| {
                     let incoming = batch.header().max_timestamp;
                     active.first_batch_timestamp.is_some_and(|t| incoming.saturating_sub(t) >= ms as i64)
                 })

@@ -167,6 +167,15 @@ impl TaskInputs {
         Ok(oldest.and_then(|p| p.buffered.pop_front()))
     }
 
+    /// The reading position of each partition with nothing buffered: past transaction markers
+    /// and compaction gaps, which no record shows (Kafka's consumers commit it too).
+    pub(crate) fn drained_positions(&self) -> impl Iterator<Item = (&TopicPartition, u64)> + '_ {
+        self.partitions
+            .iter()
+            .filter(|p| p.buffered.is_empty())
+            .map(|p| (&p.tp, p.fetch_position))
+    }
+
     /// Where each partition stands.
     pub(crate) fn states(&self) -> impl Iterator<Item = InputState> + '_ {
         self.partitions.iter().map(|p| {

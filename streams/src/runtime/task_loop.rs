@@ -127,6 +127,14 @@ impl Task {
                     }
                 }
                 None => {
+                    for (tp, position) in inputs.drained_positions() {
+                        if let Some(offset) = progressed.offsets.get_mut(tp)
+                            && position > *offset
+                        {
+                            *offset = position;
+                            progressed.uncommitted = true;
+                        }
+                    }
                     if self.bounds.is_none() || !time.is_finished() {
                         tokio::select! {
                             () = stop.cancelled() => break,
