@@ -396,19 +396,27 @@ async fn consume(data_dir: &Path, args: PerfConsumeArgs) -> Result<()> {
     consumer.assign(partitions.clone()).await?;
     let mut available = 0;
     let ends = consumer.end_offsets().await?;
-    for (tp, end) in ends {
-        available += end - consumer.seek(&tp, SeekTo::Earliest).await?;
+    for (tp, end) in &ends {
+        available += end - consumer.seek(tp, SeekTo::Earliest).await?;
     }
-    let target = args.records.unwrap_or(available).min(available);
-    let bar = progress(target, "consuming");
+    // Offsets, not records, bound the run: transaction markers take offsets too.
+    let limit = args.records.unwrap_or(u64::MAX);
+    let bar = progress(
+        args.records.unwrap_or(available).min(available),
+        "consuming",
+    );
     let cpu_before = cpu_time();
     let started = Instant::now();
     let (mut count, mut bytes) = (0u64, 0u64);
-    while count < target {
+    let at_end = |consumer: &logbrook_client::Consumer| {
+        ends.iter()
+            .all(|(tp, end)| consumer.position(tp).is_some_and(|p| p >= *end))
+    };
+    while count < limit && !at_end(&consumer) {
         let records = consumer.poll(Duration::from_secs(5)).await?;
         anyhow::ensure!(
-            !records.is_empty(),
-            "no records for 5 s after {count} of {target}"
+            !records.is_empty() || at_end(&consumer),
+            "no records for 5 s after {count}, short of the end offsets {ends:?}"
         );
         for r in &records {
             bytes += r.value.as_ref().map_or(0, |v| v.len() as u64)

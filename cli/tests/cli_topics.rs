@@ -138,7 +138,7 @@ fn list_hides_the_internal_topics_unless_asked() {
     assert_eq!(lb.ok(&["topic", "list"]), "visible\n");
     assert_eq!(
         lb.ok(&["topic", "list", "--include-internal"]),
-        "__consumer_offsets\n__transactions\nvisible\n"
+        "__consumer_offsets\n__transaction_state\nvisible\n"
     );
 }
 

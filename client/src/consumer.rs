@@ -158,6 +158,15 @@ impl Consumer {
         }
     }
 
+    /// The next offset to read from `tp`: past the records handed out and the transaction
+    /// markers after them.
+    pub fn position(&self, tp: &TopicPartition) -> Option<u64> {
+        match self {
+            Self::Embedded { consumer, .. } => consumer.position(tp),
+            Self::Cluster(c) => c.positions.get(tp).copied(),
+        }
+    }
+
     /// The records readable now, waiting up to `timeout` for the first.
     ///
     /// # Errors
@@ -227,6 +236,7 @@ impl ClusterConsumer {
             if !records.is_empty() || started.elapsed() >= BEHIND_WAIT {
                 return Ok(records);
             }
+            self.positions_past_markers();
             let partitions: Vec<TopicPartition> = self.positions.keys().cloned().collect();
             let ends = self.cluster.offsets(&partitions, -1).await?;
             let behind = partitions
@@ -235,6 +245,22 @@ impl ClusterConsumer {
                 .any(|(tp, end)| end.is_some_and(|end| self.positions[tp] < end));
             if !behind {
                 return Ok(records);
+            }
+        }
+    }
+
+    /// librdkafka's positions, which step over the transaction markers and aborted batches
+    /// that hand out no records.
+    fn positions_past_markers(&mut self) {
+        let Ok(list) = self.consumer.position() else {
+            return;
+        };
+        for element in list.elements() {
+            let tp = TopicPartition::new(element.topic(), element.partition() as u32);
+            if let (Offset::Offset(at), Some(position)) =
+                (element.offset(), self.positions.get_mut(&tp))
+            {
+                *position = (*position).max(at as u64);
             }
         }
     }

@@ -286,7 +286,7 @@ impl Consumer {
             self.buffer.drain(..n).collect()
         };
         if let Some(last) = out.last() {
-            self.assigned[self.buffered_from].position = Some(last.offset + 1);
+            self.handed_out(last.offset);
         }
         Ok(out)
     }
@@ -305,10 +305,22 @@ impl Consumer {
                 .await?
                 && let Some(record) = self.buffer.pop_front()
             {
-                self.assigned[self.buffered_from].position = Some(record.offset + 1);
+                self.handed_out(record.offset);
                 return Ok(record);
             }
         }
+    }
+
+    /// Moves the position past the last record handed out, and past the batches without
+    /// records for readers (transaction markers, aborted data) that ended its fetch once the
+    /// buffer is drained, so positions, lag and commits reach the end of the partition.
+    fn handed_out(&mut self, last_offset: u64) {
+        let a = &mut self.assigned[self.buffered_from];
+        a.position = Some(if self.buffer.is_empty() {
+            a.fetch_position
+        } else {
+            last_offset + 1
+        });
     }
 
     /// Makes the buffer non-empty, fetching and waiting until `deadline`; false on timeout.
@@ -378,7 +390,7 @@ impl Consumer {
                 Err(e) => return Err(e),
             };
             if let Some(last) = records.last() {
-                self.assigned[index].fetch_position = last.offset + 1;
+                self.assigned[index].fetch_position = next_offset.max(last.offset + 1);
                 self.buffer = VecDeque::from(records);
                 self.buffered_from = index;
                 self.next_fetch = (index + 1) % n;

@@ -13,7 +13,7 @@ use logbrook_connect::runtime::TaskState;
 use logbrook_connect::{ConfigOrigin, Worker, WorkerConfig};
 use logbrook_core::{Broker, TopicPartition};
 
-use super::records_in;
+use super::RecordCounter;
 use crate::plugins::registry;
 
 /// How long a connector may make no progress before the demo gives up.
@@ -127,8 +127,9 @@ impl Connectors {
     ) -> Result<()> {
         let mut seen = 0;
         let mut last_progress = Instant::now();
+        let mut counter = RecordCounter::new(topic);
         loop {
-            let now = records_in(&self.broker, topic)?;
+            let now = counter.count(&self.broker)?;
             bar.set_position(now);
             if now >= records {
                 return Ok(());

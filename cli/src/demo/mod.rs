@@ -380,15 +380,44 @@ fn step(name: &str, what: &str) -> Result<()> {
     output::print(&format!("{name:<12} {what}\n"))
 }
 
-/// How many records `topic` holds: the sum of its partitions' end offsets (the demo's topics
-/// are never compacted or truncated while it runs).
-fn records_in(broker: &Broker, topic: &str) -> Result<u64> {
-    Ok(broker
-        .topic(topic)?
-        .partitions()
-        .iter()
-        .map(|p| p.log().high_watermark())
-        .sum())
+/// Counts the records readers see in a topic: transaction markers take offsets but hold no
+/// records, so end offsets overcount. Each call reads only what was appended since the last.
+struct RecordCounter {
+    topic: String,
+    /// Next offset to count from, by partition.
+    next: Vec<u64>,
+    count: u64,
+}
+
+impl RecordCounter {
+    fn new(topic: &str) -> Self {
+        Self {
+            topic: topic.to_owned(),
+            next: Vec::new(),
+            count: 0,
+        }
+    }
+
+    /// The committed records in the topic now.
+    fn count(&mut self, broker: &Broker) -> Result<u64> {
+        let topic = broker.topic(&self.topic)?;
+        for partition in topic.partitions() {
+            let log = partition.log();
+            let index = log.partition() as usize;
+            if self.next.len() <= index {
+                self.next.resize(index + 1, 0);
+            }
+            loop {
+                let chunk = log.read_committed(self.next[index], 1 << 20)?;
+                if chunk.is_empty() {
+                    break;
+                }
+                self.count += chunk.readable_record_count();
+                self.next[index] = chunk.next_offset;
+            }
+        }
+        Ok(self.count)
+    }
 }
 
 fn progress(len: u64, label: &str) -> ProgressBar {

@@ -14,7 +14,7 @@ use logbrook_streams::{
 use serde::{Deserialize, Serialize};
 
 use super::data::{Click, CountryMinute, User, WINDOW_MS, rfc3339};
-use super::{CLICKS_TOPIC, RESULTS_TOPIC, USERS_TOPIC, progress, records_in};
+use super::{CLICKS_TOPIC, RESULTS_TOPIC, RecordCounter, USERS_TOPIC, progress};
 
 /// Names the application's consumer group, internal topics and state directory.
 pub const APPLICATION_ID: &str = "demo-country-minutes";
@@ -114,7 +114,8 @@ pub struct Run {
 /// # Errors
 /// If the application fails.
 pub async fn run_to_end(broker: &Broker, clicks: u64, label: &str) -> Result<Run> {
-    let results_before = records_in(broker, RESULTS_TOPIC)?;
+    let mut results = RecordCounter::new(RESULTS_TOPIC);
+    let results_before = results.count(broker)?;
     let app = StreamsApp::new(
         broker.clone(),
         topology()?,
@@ -141,7 +142,7 @@ pub async fn run_to_end(broker: &Broker, clicks: u64, label: &str) -> Result<Run
         .context("the streams application panicked")?
         .with_context(|| format!("streams application {APPLICATION_ID:?}"))?;
     Ok(Run {
-        results: records_in(broker, RESULTS_TOPIC)? - results_before,
+        results: results.count(broker)? - results_before,
         late: metrics.late_records_dropped(),
     })
 }

@@ -100,6 +100,16 @@ async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result
                 () = token.cancelled() => return Ok(()),
                 polled = consumer.poll(wait) => polled?,
             };
+            if polled.is_empty() && !unflushed {
+                // Transaction markers and aborted batches move positions without records:
+                // commit them too, so the group's lag reaches zero.
+                let group = group_id(&config.name);
+                unflushed = consumer.assignment().iter().any(|tp| {
+                    consumer
+                        .position(tp)
+                        .is_some_and(|p| broker.committed_offset(&group, tp).is_none_or(|c| c < p))
+                });
+            }
             if !polled.is_empty() {
                 scope.metrics.add_in(polled.len() as u64);
                 let mut batch = Vec::with_capacity(polled.len());

@@ -396,6 +396,22 @@ impl FetchedChunk {
         Ok(header)
     }
 
+    /// How many records [`FetchedChunk::records`] would return from the start of the chunk,
+    /// counted from the batch headers without decoding (markers and aborted batches hold none).
+    pub fn readable_record_count(&self) -> u64 {
+        let (mut pos, mut count) = (0, 0u64);
+        while let Some(header) = BatchHeader::parse(&self.data[pos..]) {
+            if header.check_shape().is_err() || pos + header.total_len() > self.data.len() {
+                break;
+            }
+            if !header.is_control() && !is_aborted(&self.aborted, &header) {
+                count += u64::from(header.record_count);
+            }
+            pos += header.total_len();
+        }
+        count
+    }
+
     /// Records in the chunk by the batch headers (bounded by what the bytes could hold).
     fn record_count(&self) -> usize {
         let (mut pos, mut count) = (0, 0usize);
