@@ -73,6 +73,13 @@ pub struct PerfProduceArgs {
     /// Producer buffer memory in MiB.
     #[arg(long, default_value_t = 64)]
     buffer_mb: usize,
+    /// With --bootstrap-server: produce in transactions of this transactional id, committed
+    /// every --commit-interval-ms.
+    #[arg(long)]
+    transactional_id: Option<String>,
+    /// How often a --transactional-id producer commits, in milliseconds.
+    #[arg(long, default_value_t = 100)]
+    commit_interval_ms: u64,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -128,6 +135,10 @@ async fn produce(data_dir: &Path, args: PerfProduceArgs) -> Result<()> {
     if args.cluster.bootstrap_server.is_some() {
         return produce_to_cluster(data_dir, args).await;
     }
+    anyhow::ensure!(
+        args.transactional_id.is_none(),
+        "--transactional-id needs --bootstrap-server (embedded transactions are Broker::commit_transaction's)"
+    );
     let broker = Broker::open_with(BrokerConfig::new(data_dir))
         .await
         .with_context(|| format!("opening {}", data_dir.display()))?;
@@ -241,8 +252,16 @@ async fn produce_to_cluster(data_dir: &Path, args: PerfProduceArgs) -> Result<()
         linger_ms: args.linger_ms,
         batch_bytes: args.batch_size,
         buffer_bytes: args.buffer_mb << 20,
+        transactional_id: args.transactional_id.clone(),
         ..ProducerSettings::default()
     })?);
+    let commit_interval = Duration::from_millis(args.commit_interval_ms);
+    let transactional = args.transactional_id.is_some();
+    if transactional {
+        producer.init_transactions(Duration::from_secs(30)).await?;
+        producer.begin_transaction()?;
+    }
+    let (mut last_commit, mut commits) = (Instant::now(), 0u64);
     let record = ProducerRecord {
         topic: args.topic.clone(),
         value: Some(Bytes::from(vec![b'x'; args.record_size])),
@@ -268,6 +287,17 @@ async fn produce_to_cluster(data_dir: &Path, args: PerfProduceArgs) -> Result<()
         if i == args.records / 2 {
             rss_at_half = max_rss_mb();
         }
+        if transactional && i % 256 == 0 && last_commit.elapsed() >= commit_interval {
+            producer.commit_transaction(Duration::from_secs(60)).await?;
+            producer.begin_transaction()?;
+            (last_commit, commits) = (Instant::now(), commits + 1);
+        }
+    }
+    if transactional {
+        producer
+            .commit_transaction(Duration::from_secs(330))
+            .await?;
+        commits += 1;
     }
     producer.flush(Duration::from_secs(330)).await?;
     let elapsed = started.elapsed();
@@ -287,6 +317,9 @@ async fn produce_to_cluster(data_dir: &Path, args: PerfProduceArgs) -> Result<()
         histogram.saturating_record(latency.as_micros() as u64);
     }
     report(&args, elapsed, cpu, &histogram, None, rss_at_half);
+    if transactional && !args.json {
+        println!("{commits} transactions committed");
+    }
     Ok(())
 }
 

@@ -377,3 +377,54 @@ fn a_transaction_open_past_its_timeout_is_aborted_and_no_longer_holds_back_reade
     );
     stop(server);
 }
+
+#[test]
+fn a_server_crash_at_any_step_of_ending_a_transaction_leaves_it_in_all_partitions_or_in_none() {
+    let Some(python) = client("LOGBROOK_TEST_PYTHON") else {
+        return;
+    };
+    for action in ["commit", "abort"] {
+        for point in logbrook_core::CRASH_POINTS {
+            let lb = Logbrook::new();
+            lb.create_topic("crash", 3);
+            let server =
+                Server::start_with_env(&lb, "127.0.0.1:0", &[], &[("LOGBROOK_CRASH_AT", point)]);
+            let bootstrap = server.bootstrap.clone();
+            let mut producer = RunningClient::spawn(
+                Command::new(&python)
+                    .arg(client_script("transactions.py"))
+                    .args(["crash-txn", &bootstrap, "crash", "group", action]),
+            );
+            let crashed = server.wait_for_exit(60);
+            assert!(
+                crashed.code.is_none()
+                    && crashed
+                        .stderr
+                        .contains(&format!("LOGBROOK_CRASH_AT={point}")),
+                "the server did not stop at {point} ({action}): {crashed:?}\n--- client\n{}",
+                producer.stderr()
+            );
+            producer.close_stdin();
+            drop(producer);
+            let server = Server::start_at(&lb, &bootstrap, &[]);
+            let summary = transactions(&python, &server, "crash-check", &["crash", "group"]);
+            // A commit is decided once PrepareCommit is durable; an abort never commits.
+            let committed = action == "commit" && point != "txn-before-decision";
+            let want = if committed {
+                json!({
+                    "values": (0..3).map(|p| (0..3).map(|i| format!("{p}-{i}")).collect::<Vec<_>>()).collect::<Vec<_>>(),
+                    "committed": 42,
+                })
+            } else {
+                json!({"values": [[], [], []], "committed": null})
+            };
+            assert_eq!(
+                summary,
+                want,
+                "{action} crashed at {point}\n{}",
+                server.stderr()
+            );
+            stop(server);
+        }
+    }
+}

@@ -408,12 +408,16 @@ impl Cluster {
             .set("compression.type", &settings.compression)
             // Keys go to the partitions the Java client and the embedded producer pick.
             .set("partitioner", "murmur2_random")
-            // Idempotence needs the transactions issue on `logbrook serve`.
-            .set("enable.idempotence", "false")
+            // As Kafka clients since 3.0: retries never duplicate or reorder records. Needs
+            // acks=all.
+            .set("enable.idempotence", (settings.acks == "all").to_string())
             .set(
                 "queue.buffering.max.kbytes",
                 (settings.buffer_bytes >> 10).to_string(),
             );
+        if let Some(id) = &settings.transactional_id {
+            config.set("transactional.id", id);
+        }
         let producer = config
             .create_with_context(Deliveries::default())
             .context(|| format!("creating a producer for {}", self.bootstrap))?;
@@ -523,6 +527,9 @@ pub struct ProducerSettings {
     pub buffer_bytes: usize,
     /// `none`, `gzip`, `snappy`, `lz4` or `zstd`.
     pub compression: String,
+    /// A transactional producer's id: records are sent between
+    /// [`ClusterProducer::begin_transaction`] and [`ClusterProducer::commit_transaction`].
+    pub transactional_id: Option<String>,
 }
 
 impl Default for ProducerSettings {
@@ -533,6 +540,7 @@ impl Default for ProducerSettings {
             batch_bytes: 1 << 20,
             buffer_bytes: 64 << 20,
             compression: "none".into(),
+            transactional_id: None,
         }
     }
 }
@@ -684,6 +692,45 @@ impl ClusterProducer {
     #[must_use]
     pub fn first_failure(&self) -> Option<Unacknowledged> {
         locked(&self.producer.context().first_failure).clone()
+    }
+
+    /// Registers the transactional id (fencing older producers with it) and waits for the
+    /// transaction it left open to be aborted.
+    ///
+    /// # Errors
+    /// No transactional id was set, or the cluster refused.
+    pub async fn init_transactions(self: &Arc<Self>, timeout: Duration) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.producer
+                .init_transactions(timeout)
+                .context(|| format!("initialising transactions on {}", this.bootstrap))
+        })
+        .await
+    }
+
+    /// Starts a transaction.
+    ///
+    /// # Errors
+    /// Transactions were not initialised, or one is open.
+    pub fn begin_transaction(&self) -> Result<()> {
+        self.producer
+            .begin_transaction()
+            .context(|| format!("beginning a transaction on {}", self.bootstrap))
+    }
+
+    /// Sends what is queued and commits the open transaction.
+    ///
+    /// # Errors
+    /// A record was not delivered or the commit was refused (the transaction must be aborted).
+    pub async fn commit_transaction(self: &Arc<Self>, timeout: Duration) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.producer
+                .commit_transaction(timeout)
+                .context(|| format!("committing a transaction on {}", this.bootstrap))
+        })
+        .await
     }
 
     /// Waits until every queued record is acknowledged or failed (at most `timeout`).

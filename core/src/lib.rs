@@ -58,4 +58,6 @@ pub use record::{
     ConsumerRecord, Header, ProducerRecord, RecordMetadata, TimestampType, TopicPartition, now_ms,
 };
 pub use topic::{Topic, TopicDescription, validate_topic_name};
-pub use transactions::{TRANSACTIONS_TOPIC, Transaction, TransactionInfo, TxnRefusal};
+pub use transactions::{
+    CRASH_POINTS, TRANSACTIONS_TOPIC, Transaction, TransactionInfo, TxnRefusal,
+};

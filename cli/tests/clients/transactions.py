@@ -18,6 +18,13 @@ exits non-zero naming what went wrong when a client call fails unexpectedly):
                  A's commit fails.
   read           What a read_committed and a read_uncommitted consumer read from TOPIC's
                  PARTITIONS partitions.
+  crash-txn      (TOPIC GROUP commit|abort) One transaction: 3 records to each of TOPIC's 3
+                 partitions and GROUP's offset 42 of TOPIC/0, then committed or aborted. The
+                 server is expected to die on the way (the caller kills this client then).
+  crash-check    (TOPIC GROUP) After the server's restart: a plain producer appends `end` to
+                 each of TOPIC's 3 partitions; a read_committed consumer reads each partition up
+                 to it (so a transaction left open must have been resolved). Summary: the values
+                 read per partition and GROUP's committed offset of TOPIC/0 (null if none).
 
 Records are `[partition, offset, value]`, sorted by partition and offset.
 """
@@ -256,6 +263,51 @@ def timeout(bootstrap, topic):
     }
 
 
+def crash_txn(bootstrap, topic, group, action):
+    producer = transactional(bootstrap, f"{topic}-crash", **{"transaction.timeout.ms": 5000})
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": group})
+    producer.begin_transaction()
+    produce_all(producer, topic, [(p, f"{p}-{i}") for p in range(3) for i in range(3)])
+    producer.send_offsets_to_transaction([TopicPartition(topic, 0, 42)],
+                                         consumer.consumer_group_metadata(), TIMEOUT_S)
+    print("ending", flush=True)
+    if action == "commit":
+        producer.commit_transaction(TIMEOUT_S)
+    else:
+        producer.abort_transaction(TIMEOUT_S)
+    return {"ended": action}
+
+
+def crash_check(bootstrap, topic, group):
+    plain = Producer({"bootstrap.servers": bootstrap, "acks": "all"})
+    produce_all(plain, topic, [(p, "end") for p in range(3)])
+    consumer = Consumer({
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "enable.auto.commit": False,
+        "isolation.level": "read_committed",
+    })
+    consumer.assign([TopicPartition(topic, p, OFFSET_BEGINNING) for p in range(3)])
+    values, ended = [[], [], []], set()
+    deadline = time.monotonic() + TIMEOUT_S
+    while len(ended) < 3:
+        if time.monotonic() > deadline:
+            fail(f"read_committed reached `end` in only partitions {sorted(ended)}: {values}")
+        message = consumer.poll(0.2)
+        if message is None:
+            continue
+        if message.error():
+            fail(f"read_committed read of {topic}: {message.error()}")
+        value = message.value().decode()
+        if value == "end":
+            ended.add(message.partition())
+        else:
+            values[message.partition()].append(value)
+    committed = consumer.committed([TopicPartition(topic, 0)], TIMEOUT_S)[0].offset
+    consumer.close()
+    return {"values": values, "committed": committed if committed >= 0 else None}
+
+
 def main():
     scenario, bootstrap, topic, *rest = sys.argv[1:]
     try:
@@ -267,6 +319,10 @@ def main():
             summary = fence(bootstrap, topic)
         elif scenario == "timeout":
             summary = timeout(bootstrap, topic)
+        elif scenario == "crash-txn":
+            summary = crash_txn(bootstrap, topic, *rest)
+        elif scenario == "crash-check":
+            summary = crash_check(bootstrap, topic, *rest)
         elif scenario == "read":
             partitions = int(rest[0])
             summary = {isolation: read(bootstrap, topic, partitions, isolation)

@@ -46,10 +46,21 @@ impl Server {
     /// As [`Server::start_with`], listening on `listen`: a server restarted after
     /// [`Server::kill9`] on the old one's `bootstrap` is where its clients reconnect.
     pub fn start_at(lb: &Logbrook, listen: &str, args: &[&str]) -> Self {
+        Self::start_with_env(lb, listen, args, &[])
+    }
+
+    /// As [`Server::start_at`], with environment variables set for the server.
+    pub fn start_with_env(
+        lb: &Logbrook,
+        listen: &str,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Self {
         let mut all = vec!["serve", "--listen", listen, "--http-listen", "127.0.0.1:0"];
         all.extend_from_slice(args);
         let mut child = lb
             .command(&all)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -125,15 +136,10 @@ impl Server {
         }
     }
 
-    /// Sends SIGTERM and waits (up to 30 s) for it to exit.
-    pub fn stop(mut self) -> Run {
+    /// Waits (up to `seconds`) for it to exit on its own; returns what it printed.
+    pub fn wait_for_exit(mut self, seconds: u64) -> Run {
         let mut child = self.child.take().unwrap();
-        nix::sys::signal::kill(
-            nix::unistd::Pid::from_raw(child.id() as i32),
-            nix::sys::signal::Signal::SIGTERM,
-        )
-        .unwrap();
-        let deadline = Instant::now() + Duration::from_secs(30);
+        let deadline = Instant::now() + Duration::from_secs(seconds);
         let status = loop {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
@@ -142,7 +148,7 @@ impl Server {
                 let _ = child.kill();
                 let _ = child.wait();
                 panic!(
-                    "logbrook serve did not stop on SIGTERM within 30 s: {}",
+                    "logbrook serve did not exit within {seconds} s: {}",
                     self.stderr()
                 );
             }
@@ -156,6 +162,17 @@ impl Server {
             stdout: self.stdout.lock().unwrap().clone(),
             stderr: self.stderr(),
         }
+    }
+
+    /// Sends SIGTERM and waits (up to 30 s) for it to exit.
+    pub fn stop(self) -> Run {
+        let pid = self.child.as_ref().unwrap().id();
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        )
+        .unwrap();
+        self.wait_for_exit(30)
     }
 }
 

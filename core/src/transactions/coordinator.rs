@@ -13,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 
-use super::{Transaction, TransactionInfo, TxnRefusal};
+use super::{Transaction, TransactionInfo, TxnRefusal, crash_point};
 use crate::batch::{BatchBuilder, EncodedBatch};
 use crate::config::{CleanupPolicy, FlushPolicy, TopicConfig};
 use crate::error::{Error, Result};
@@ -421,6 +421,7 @@ impl TransactionCoordinator {
                 flushed.map_err(|_| Error::Closed)??;
             }
         }
+        crash_point("txn-before-decision");
         let mut decided = meta.clone();
         decided.state = if commit {
             TxnState::PrepareCommit
@@ -428,6 +429,7 @@ impl TransactionCoordinator {
             TxnState::PrepareAbort
         };
         self.persist(id, &mut decided).await?;
+        crash_point("txn-after-decision");
         *meta = decided;
         self.complete(id, meta, commit, topics, groups).await
     }
@@ -445,6 +447,7 @@ impl TransactionCoordinator {
         let (producer_id, epoch) = (meta.producer_id, meta.epoch);
         let offsets = groups.offsets_partition();
         let mut markers = Vec::new();
+        let mut offsets_marker = false;
         for tp in meta.partitions() {
             let partition = match topics.partition(&tp) {
                 Ok(p) => p,
@@ -463,7 +466,7 @@ impl TransactionCoordinator {
                 continue;
             }
             if tp == offsets {
-                groups.write_marker(producer_id, epoch, commit).await?;
+                offsets_marker = true;
             } else {
                 markers.push(partition.append(EncodedBatch::marker(
                     producer_id,
@@ -474,6 +477,11 @@ impl TransactionCoordinator {
             }
         }
         futures::future::try_join_all(markers).await?;
+        crash_point("txn-after-partition-markers");
+        if offsets_marker {
+            groups.write_marker(producer_id, epoch, commit).await?;
+        }
+        crash_point("txn-after-markers");
         let mut completed = meta.clone();
         completed.state = if commit {
             TxnState::CompleteCommit

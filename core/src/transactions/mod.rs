@@ -26,6 +26,29 @@ use std::collections::BTreeMap;
 use crate::batch::{BatchBuilder, EncodedBatch};
 use crate::record::{Header, TopicPartition};
 
+/// The steps of ending a transaction where a crash test can stop the process (see
+/// [`crash_point`]), in order.
+pub const CRASH_POINTS: [&str; 4] = [
+    "txn-before-decision",
+    "txn-after-decision",
+    "txn-after-partition-markers",
+    "txn-after-markers",
+];
+
+/// For crash tests: when the environment variable `LOGBROOK_CRASH_AT` names `step`, the process
+/// aborts there, as `kill -9` would stop it (the page cache keeps what was written).
+pub(crate) fn crash_point(step: &'static str) {
+    static AT: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    if AT
+        .get_or_init(|| std::env::var("LOGBROOK_CRASH_AT").ok())
+        .as_deref()
+        == Some(step)
+    {
+        eprintln!("LOGBROOK_CRASH_AT={step}: aborting the process");
+        std::process::abort();
+    }
+}
+
 /// The internal topic holding each transactional id's state.
 pub const TRANSACTIONS_TOPIC: &str = "__transaction_state";
 /// Batches of a transaction are cut at about this size.
