@@ -20,7 +20,6 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::batch::BatchBuilder;
-use crate::config::{CleanupPolicy, FlushPolicy, TopicConfig};
 use crate::error::{Error, Result};
 use crate::partition::Partition;
 use crate::record::{TopicPartition, now_ms};
@@ -124,20 +123,6 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl GroupCoordinator {
-    /// The config `__consumer_offsets` is created with: one compacted partition, flushed on
-    /// every commit.
-    pub(crate) fn topic_config() -> TopicConfig {
-        TopicConfig {
-            partitions: 1,
-            segment_bytes: 64 << 20,
-            cleanup_policy: CleanupPolicy::Compact,
-            flush: FlushPolicy::Always,
-            retention_ms: None,
-            preallocate: false,
-            ..TopicConfig::default()
-        }
-    }
-
     /// Folds `offsets` (partition 0 of `__consumer_offsets`, if the data dir has it) into
     /// memory. Commits are written to it when `writable`. Blocks while it reads the log.
     ///

@@ -426,33 +426,32 @@ fn open_coordinators(
         };
         return Ok((GroupCoordinator::load(offsets, false)?, None));
     }
-    let offsets = internal_partition(
-        config,
-        topics,
-        OFFSETS_TOPIC,
-        GroupCoordinator::topic_config(),
-    )?;
+    let offsets = internal_partition(config, topics, OFFSETS_TOPIC)?;
     let groups = GroupCoordinator::load(Some(offsets), true)?;
-    let log = internal_partition(
-        config,
-        topics,
-        TRANSACTIONS_TOPIC,
-        TransactionCoordinator::topic_config(),
-    )?;
+    let log = internal_partition(config, topics, TRANSACTIONS_TOPIC)?;
     let transactions = TransactionCoordinator::load(log)?;
     Ok((groups, Some(transactions)))
 }
 
-/// Partition 0 of the internal topic `name`, created with `topic_config` if missing.
+/// Partition 0 of an internal state topic (`__consumer_offsets`, `__transaction_state`), created
+/// when missing: one compacted partition, flushed on every append, kept forever.
 fn internal_partition(
     config: &BrokerConfig,
     topics: &DashMap<String, Arc<Topic>>,
     name: &str,
-    topic_config: TopicConfig,
 ) -> Result<Arc<Partition>> {
     if let Some(topic) = topics.get(name) {
         return Ok(topic.partition(0)?.clone());
     }
+    let topic_config = TopicConfig {
+        partitions: 1,
+        segment_bytes: 64 << 20,
+        cleanup_policy: CleanupPolicy::Compact,
+        flush: FlushPolicy::Always,
+        retention_ms: None,
+        preallocate: false,
+        ..TopicConfig::default()
+    };
     let topic = create_topic_files(&config.data_dir, &config.storage, name, &topic_config)?;
     let partition = topic.partition(0)?.clone();
     topics.insert(name.to_string(), Arc::new(topic));

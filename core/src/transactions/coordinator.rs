@@ -12,10 +12,10 @@ use std::sync::{Arc, Mutex};
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
+use tokio::sync::{OwnedMappedMutexGuard, OwnedMutexGuard};
 
 use super::{Transaction, TransactionInfo, TxnRefusal, crash_point};
 use crate::batch::{BatchBuilder, EncodedBatch};
-use crate::config::{CleanupPolicy, FlushPolicy, TopicConfig};
 use crate::error::{Error, Result};
 use crate::groups::GroupCoordinator;
 use crate::partition::Partition;
@@ -113,20 +113,6 @@ fn refused(transactional_id: &str, refusal: TxnRefusal) -> Error {
 }
 
 impl TransactionCoordinator {
-    /// The config `__transaction_state` is created with: one compacted partition, flushed on
-    /// every append.
-    pub(crate) fn topic_config() -> TopicConfig {
-        TopicConfig {
-            partitions: 1,
-            segment_bytes: 64 << 20,
-            cleanup_policy: CleanupPolicy::Compact,
-            flush: FlushPolicy::Always,
-            retention_ms: None,
-            preallocate: false,
-            ..TopicConfig::default()
-        }
-    }
-
     /// Folds `log` (partition 0 of `__transaction_state`) into memory. Decided but incomplete
     /// transactions are finished by [`TransactionCoordinator::recover`].
     pub(crate) fn load(log: Arc<Partition>) -> Result<Self> {
@@ -187,6 +173,19 @@ impl TransactionCoordinator {
             .entry(transactional_id.to_string())
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(None)))
             .clone()
+    }
+
+    /// Locks `id`'s state once the request's producer id and epoch are its current ones.
+    async fn lock_current(
+        &self,
+        id: &str,
+        producer_id: i64,
+        epoch: i16,
+    ) -> Result<OwnedMappedMutexGuard<Option<TxnMetadata>, TxnMetadata>> {
+        let guard = self.slot(id).lock_owned().await;
+        Self::check_producer(id, guard.as_ref(), producer_id, epoch)?;
+        Ok(OwnedMutexGuard::try_map(guard, Option::as_mut)
+            .unwrap_or_else(|_| unreachable!("checked above")))
     }
 
     /// A new producer id, from the current block or a new durable one.
@@ -314,12 +313,7 @@ impl TransactionCoordinator {
         epoch: i16,
         partitions: &[TopicPartition],
     ) -> Result<()> {
-        let slot = self.slot(id);
-        let mut guard = slot.lock().await;
-        Self::check_producer(id, guard.as_ref(), producer_id, epoch)?;
-        let Some(meta) = guard.as_mut() else {
-            unreachable!("checked above")
-        };
+        let mut meta = self.lock_current(id, producer_id, epoch).await?;
         if matches!(meta.state, TxnState::PrepareCommit | TxnState::PrepareAbort) {
             return Err(refused(id, TxnRefusal::Concurrent));
         }
@@ -352,12 +346,7 @@ impl TransactionCoordinator {
         epoch: i16,
         offsets: &TopicPartition,
     ) -> Result<()> {
-        let slot = self.slot(id);
-        let guard = slot.lock().await;
-        Self::check_producer(id, guard.as_ref(), producer_id, epoch)?;
-        let meta = guard
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("checked above"));
+        let meta = self.lock_current(id, producer_id, epoch).await?;
         if meta.state != TxnState::Ongoing
             || !meta
                 .partitions
@@ -378,15 +367,10 @@ impl TransactionCoordinator {
         topics: &impl TopicLookup,
         groups: &GroupCoordinator,
     ) -> Result<()> {
-        let slot = self.slot(id);
-        let mut guard = slot.lock().await;
-        Self::check_producer(id, guard.as_ref(), producer_id, epoch)?;
-        let Some(meta) = guard.as_mut() else {
-            unreachable!("checked above")
-        };
+        let mut meta = self.lock_current(id, producer_id, epoch).await?;
         match (meta.state, commit) {
             (TxnState::Ongoing, _) => {
-                self.decide_and_complete(id, meta, commit, topics, groups)
+                self.decide_and_complete(id, &mut meta, commit, topics, groups)
                     .await
             }
             // A retry of an end that succeeded.
@@ -701,12 +685,7 @@ impl TransactionCoordinator {
         epoch: i16,
         partitions: &[TopicPartition],
     ) -> Result<()> {
-        let slot = self.slot(id);
-        let mut guard = slot.lock().await;
-        Self::check_producer(id, guard.as_ref(), producer_id, epoch)?;
-        let Some(meta) = guard.as_mut() else {
-            unreachable!("checked above")
-        };
+        let mut meta = self.lock_current(id, producer_id, epoch).await?;
         meta.state = TxnState::Ongoing;
         meta.started_ms = now_ms();
         meta.partitions = partitions
