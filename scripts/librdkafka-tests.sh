@@ -75,6 +75,8 @@ list() {
 start_server() {
   local prefix=$1 auto=$2 dir="$LOGS/server-$1" args=()
   mkdir -p "$dir"
+  # The background job opens its redirections after the fork: the poll below must find a file.
+  : >"$dir/stdout.log"
   if "$LOGBROOK_BIN" serve --help | grep -q -- '--auto-create-topics'; then
     args=(--auto-create-topics "$auto")
     [ "$auto" = true ] && args+=(--num-partitions 4)

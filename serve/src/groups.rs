@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -270,6 +270,9 @@ pub(crate) struct Coordinator {
     next_member: AtomicU64,
     /// Kafka's `group.initial.rebalance.delay.ms`.
     initial_delay: Duration,
+    /// Set when the server stops: joins and syncs are answered at once instead of waiting for
+    /// a rebalance no tick will complete.
+    closed: AtomicBool,
 }
 
 /// A generation check's verdict for a member's request.
@@ -308,7 +311,31 @@ impl Coordinator {
             groups: Mutex::default(),
             next_member: AtomicU64::new(0),
             initial_delay,
+            closed: AtomicBool::new(false),
         }
+    }
+
+    /// Answers every waiting join and sync with `COORDINATOR_NOT_AVAILABLE` (clients look for
+    /// the coordinator again) and refuses new ones, so a stopping server does not wait for
+    /// rebalances.
+    pub(crate) fn shut_down(&self) {
+        self.closed.store(true, Ordering::SeqCst);
+        let code = ResponseError::CoordinatorNotAvailable.code();
+        for group in self.lock().values_mut() {
+            for (_, waiter) in group.joining.drain() {
+                let _ = waiter.send(Joined {
+                    error: code,
+                    ..Joined::default()
+                });
+            }
+            for (_, waiter) in group.syncing.drain() {
+                let _ = waiter.send((code, Bytes::new()));
+            }
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::SeqCst)
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, Group>> {
@@ -319,6 +346,12 @@ impl Coordinator {
     pub(crate) async fn join(&self, join: Join) -> Joined {
         let waiter = {
             let mut groups = self.lock();
+            if self.is_closed() {
+                return Joined {
+                    error: ResponseError::CoordinatorNotAvailable.code(),
+                    ..Joined::default()
+                };
+            }
             let group = groups.entry(join.group.clone()).or_insert_with(Group::new);
             if group.state != State::Empty
                 && !group.members.is_empty()
@@ -463,6 +496,9 @@ impl Coordinator {
     ) -> (i16, Bytes) {
         let waiter = {
             let mut groups = self.lock();
+            if self.is_closed() {
+                return (ResponseError::CoordinatorNotAvailable.code(), Bytes::new());
+            }
             let group = groups.get_mut(group_id);
             if let Err(code) = check(group.as_deref(), member_id, instance_id, generation) {
                 return (code, Bytes::new());

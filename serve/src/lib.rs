@@ -111,7 +111,10 @@ pub async fn serve(
         let mut tick = tokio::time::interval(groups::TICK);
         loop {
             tokio::select! {
-                () = ticker.shutdown.cancelled() => return,
+                () = ticker.shutdown.cancelled() => {
+                    ticker.coordinator.shut_down();
+                    return;
+                }
                 _ = tick.tick() => ticker.coordinator.tick(),
             }
         }

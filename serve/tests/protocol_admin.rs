@@ -733,3 +733,31 @@ async fn an_empty_groups_first_rebalance_waits_for_members_started_together() {
     assert!(started.elapsed() < Duration::from_secs(2));
     server.stop().await;
 }
+
+#[tokio::test]
+async fn a_stopping_server_answers_a_waiting_join_instead_of_hanging() {
+    use std::time::Duration;
+    // The first rebalance waits a minute: only the shutdown can end the join.
+    let server = start_with(|config| logbrook_serve::ServeConfig {
+        group_initial_rebalance_delay: Duration::from_secs(60),
+        ..config
+    })
+    .await;
+    let addr = server.addr;
+    let join = tokio::spawn(async move {
+        let mut client = TcpStream::connect(addr).await.unwrap();
+        let joined: JoinGroupResponse =
+            call(&mut client, ApiKey::JoinGroup, 3, &join_request("waiting")).await;
+        joined
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(!join.is_finished(), "the join waits for the initial delay");
+    tokio::time::timeout(Duration::from_secs(10), server.stop())
+        .await
+        .expect("the server stops while a member waits in JoinGroup");
+    let joined = join.await.unwrap();
+    assert_eq!(
+        joined.error_code,
+        kafka_protocol::error::ResponseError::CoordinatorNotAvailable.code()
+    );
+}
