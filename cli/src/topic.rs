@@ -64,6 +64,9 @@ pub struct CreateArgs {
     /// Which time records carry.
     #[arg(long, value_enum)]
     timestamp_type: Option<TimestampTypeArg>,
+    /// The largest batch a producer may append, as stored [default: 64 MiB].
+    #[arg(long, value_name = "BYTES")]
+    max_message_bytes: Option<u64>,
 }
 
 /// An optional limit on the command line: a number, or `none` (also `-1`, as in Kafka).
@@ -117,6 +120,7 @@ impl CreateArgs {
             timestamp_type: self
                 .timestamp_type
                 .map_or(defaults.timestamp_type, Into::into),
+            max_message_bytes: self.max_message_bytes.unwrap_or(defaults.max_message_bytes),
             ..defaults
         }
     }
@@ -134,6 +138,7 @@ impl CreateArgs {
             (self.cleanup_policy.is_some(), &["cleanup.policy"]),
             (self.flush.is_some(), &["flush.messages", "flush.ms"]),
             (self.timestamp_type.is_some(), &["message.timestamp.type"]),
+            (self.max_message_bytes.is_some(), &["max.message.bytes"]),
         ]
         .into_iter()
         .filter(|(given, _)| *given)
@@ -220,6 +225,7 @@ fn describe(description: &TopicInfo) -> String {
         ("flush", config.flush.to_string()),
         ("timestamp_type", timestamp_type.to_string()),
         ("preallocate", config.preallocate.to_string()),
+        ("max_message_bytes", config.max_message_bytes.to_string()),
     ] {
         settings.row(vec![key.to_string(), value]);
     }

@@ -54,6 +54,8 @@ fn topic_create_list_describe_and_delete_round_trip() {
         "interval:50",
         "--timestamp-type",
         "log-append-time",
+        "--max-message-bytes",
+        "100000",
     ]);
     assert_eq!(created, "created topic \"orders\" with 3 partition(s)\n");
     lb.create_topic("payments", 1);
@@ -71,6 +73,7 @@ fn topic_create_list_describe_and_delete_round_trip() {
         ("segment_ms", "3600000"),
         ("flush", "interval:50"),
         ("timestamp_type", "log-append-time"),
+        ("max_message_bytes", "100000"),
     ] {
         assert_eq!(settings.get(key).map(String::as_str), Some(value), "{key}");
     }

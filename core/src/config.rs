@@ -122,6 +122,9 @@ pub struct TopicConfig {
     pub timestamp_type: TimestampType,
     /// Reserve disk blocks ahead of the active segment's end.
     pub preallocate: bool,
+    /// The largest batch (as stored, compressed) an append may carry: Kafka's
+    /// `max.message.bytes`, at most [`MAX_BATCH_BYTES`](crate::batch::MAX_BATCH_BYTES).
+    pub max_message_bytes: u64,
 }
 
 /// Default segment size: 1 GiB, as Kafka.
@@ -141,6 +144,7 @@ impl Default for TopicConfig {
             flush: FlushPolicy::Always,
             timestamp_type: TimestampType::CreateTime,
             preallocate: true,
+            max_message_bytes: crate::batch::MAX_BATCH_BYTES as u64,
         }
     }
 }
@@ -164,6 +168,17 @@ impl TopicConfig {
                 format!("{} is not in 4096..={}", self.segment_bytes, i32::MAX),
             );
         }
+        let max_batch = crate::batch::MAX_BATCH_BYTES as u64;
+        if !(crate::batch::HEADER_LEN as u64..=max_batch).contains(&self.max_message_bytes) {
+            return bad(
+                "max_message_bytes",
+                format!(
+                    "{} is not in {}..={max_batch}",
+                    self.max_message_bytes,
+                    crate::batch::HEADER_LEN
+                ),
+            );
+        }
         if self.segment_ms == Some(0) {
             return bad("segment_ms", "must be positive".into());
         }
@@ -184,7 +199,7 @@ pub mod kafka {
     const NEVER: i64 = i64::MAX;
 
     /// Every Kafka topic config that maps onto [`TopicConfig`].
-    pub const KEYS: [&str; 10] = [
+    pub const KEYS: [&str; 11] = [
         "cleanup.policy",
         "retention.ms",
         "retention.bytes",
@@ -195,6 +210,7 @@ pub mod kafka {
         "flush.ms",
         "message.timestamp.type",
         "preallocate",
+        "max.message.bytes",
     ];
 
     /// `config` under Kafka's names, in [`KEYS`] order; -1 is "no limit", as in Kafka.
@@ -240,6 +256,7 @@ pub mod kafka {
                 },
             ),
             ("preallocate", config.preallocate.to_string()),
+            ("max.message.bytes", config.max_message_bytes.to_string()),
         ]
     }
 
@@ -303,6 +320,10 @@ pub mod kafka {
                 "preallocate" => {
                     config.preallocate = value.parse().map_err(|_| bad("true or false".into()))?;
                 }
+                "max.message.bytes" => {
+                    config.max_message_bytes =
+                        limit(number()?).ok_or_else(|| bad("must be positive".into()))?;
+                }
                 _ => return Err(bad("not a topic config Logbrook has".into())),
             }
         }
@@ -351,6 +372,7 @@ pub mod kafka {
                     flush: FlushPolicy::Interval { ms: 250 },
                     timestamp_type: TimestampType::LogAppendTime,
                     preallocate: false,
+                    max_message_bytes: 10_000,
                 },
                 TopicConfig {
                     flush: FlushPolicy::Never,

@@ -123,6 +123,18 @@ pub enum Error {
         /// Why it is rejected.
         reason: &'static str,
     },
+    /// A batch larger than its topic's `max.message.bytes`.
+    #[error(
+        "batch of {size} bytes for topic {topic:?} is larger than its max.message.bytes ({limit})"
+    )]
+    BatchTooLarge {
+        /// The topic.
+        topic: String,
+        /// The batch's size in bytes.
+        size: usize,
+        /// The topic's limit.
+        limit: u64,
+    },
     /// A metadata file that cannot be parsed.
     #[error("corrupt metadata file {}: {reason}", path.display())]
     CorruptMetadata {

@@ -1,7 +1,7 @@
 //! Consumer groups: committed offsets and in-process membership.
 //!
 //! Committed offsets live in the compacted internal topic `__consumer_offsets` (flush always),
-//! as Kafka keeps them: key `["group","topic",partition]`, value `{"offset":N,"committed_at":MS,"metadata":"..."}` (metadata only when given)
+//! as Kafka keeps them: key `["group","topic",partition]`, value `{"offset":N,"committed_at":MS,"metadata":"...","leader_epoch":E}` (metadata and epoch only when given)
 //! (both JSON), a tombstone when a topic is deleted. The whole topic is folded into memory on open.
 //!
 //! Members of a group inside this process share its partitions: each member gets a contiguous
@@ -38,6 +38,31 @@ pub struct CommittedOffset {
     /// The committer's note (Kafka's commit metadata), handed back with the offset.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub metadata: Option<String>,
+    /// The leader epoch of the record before `offset`, as the committer saw it (Kafka's
+    /// `committed_leader_epoch`, which clients use to detect a truncated log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub leader_epoch: Option<i32>,
+}
+
+impl CommittedOffset {
+    fn new(offset: u64, committed_at: i64, details: CommitDetails) -> Self {
+        Self {
+            offset,
+            committed_at,
+            metadata: details.metadata,
+            leader_epoch: details.leader_epoch,
+        }
+    }
+}
+
+/// What a committer stores with an offset besides the offset itself, handed back by
+/// [`Broker::committed`](crate::Broker::committed).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitDetails {
+    /// Kafka's commit metadata.
+    pub metadata: Option<String>,
+    /// Kafka's `committed_leader_epoch`.
+    pub leader_epoch: Option<i32>,
 }
 
 /// One partition of a group's description.
@@ -98,8 +123,11 @@ struct Membership {
     generation: watch::Sender<u64>,
 }
 
-/// An offset to commit and its metadata; `None` in its place is a tombstone.
-type OffsetAndMetadata = (u64, Option<String>);
+/// An offset to commit and its details; `None` in its place is a tombstone.
+type OffsetAndMetadata = (u64, CommitDetails);
+
+/// An offset committed in an open transaction: group, partition, offset.
+type PendingOffset = (String, TopicPartition, CommittedOffset);
 
 /// Committed offsets by group, then partition.
 type Committed = BTreeMap<String, BTreeMap<TopicPartition, CommittedOffset>>;
@@ -113,7 +141,7 @@ pub(crate) struct GroupCoordinator {
     committed: Mutex<Committed>,
     /// Offsets committed inside transactions still open, by producer id: applied at the
     /// commit marker, dropped at the abort marker.
-    pending: Mutex<HashMap<i64, Vec<(String, TopicPartition, CommittedOffset)>>>,
+    pending: Mutex<HashMap<i64, Vec<PendingOffset>>>,
     membership: Mutex<HashMap<String, Membership>>,
     next_member_id: AtomicU64,
 }
@@ -191,16 +219,19 @@ impl GroupCoordinator {
         self.writable("commit offsets")?;
         let entries = offsets
             .iter()
-            .map(|(tp, o)| (group.to_string(), tp.clone(), Some((*o, None))))
+            .map(|(tp, o)| {
+                let details = CommitDetails::default();
+                (group.to_string(), tp.clone(), Some((*o, details)))
+            })
             .collect();
         self.write(entries).await
     }
 
-    /// Commits offsets with each one's metadata.
+    /// Commits offsets with each one's metadata and leader epoch.
     pub(crate) async fn commit_with_metadata(
         &self,
         group: &str,
-        offsets: &[(TopicPartition, u64, Option<String>)],
+        offsets: &[(TopicPartition, u64, CommitDetails)],
     ) -> Result<()> {
         self.writable("commit offsets")?;
         let entries = offsets
@@ -350,7 +381,7 @@ impl GroupCoordinator {
         producer_id: i64,
         epoch: i16,
         group: &str,
-        offsets: &[(TopicPartition, u64, Option<String>)],
+        offsets: &[(TopicPartition, u64, CommitDetails)],
     ) -> Result<()> {
         if offsets.is_empty() {
             return Ok(());
@@ -366,16 +397,9 @@ impl GroupCoordinator {
         partition.append(batch).await?;
         let mut pending = lock(&self.pending);
         let list = pending.entry(producer_id).or_default();
-        for (tp, offset, metadata) in offsets {
-            list.push((
-                group.to_string(),
-                tp.clone(),
-                CommittedOffset {
-                    offset: *offset,
-                    committed_at: now,
-                    metadata: metadata.clone(),
-                },
-            ));
+        for (tp, offset, details) in offsets {
+            let committed = CommittedOffset::new(*offset, now, details.clone());
+            list.push((group.to_string(), tp.clone(), committed));
         }
         Ok(())
     }
@@ -423,15 +447,9 @@ impl GroupCoordinator {
         let mut committed = lock(&self.committed);
         for (group, tp, offset) in group_entries {
             match offset {
-                Some((offset, metadata)) => {
-                    committed.entry(group).or_default().insert(
-                        tp,
-                        CommittedOffset {
-                            offset,
-                            committed_at: now,
-                            metadata,
-                        },
-                    );
+                Some((offset, details)) => {
+                    let offset = CommittedOffset::new(offset, now, details);
+                    committed.entry(group).or_default().insert(tp, offset);
                 }
                 None => {
                     if let Some(g) = committed.get_mut(&group) {
@@ -516,13 +534,9 @@ fn encode_entries(
     for (group, tp, offset) in entries {
         let key = serde_json::to_vec(&OffsetKey(group.clone(), tp.topic.clone(), tp.partition))
             .unwrap_or_default();
-        let value = offset.as_ref().map(|(offset, metadata)| {
-            serde_json::to_vec(&CommittedOffset {
-                offset: *offset,
-                committed_at: now,
-                metadata: metadata.clone(),
-            })
-            .unwrap_or_default()
+        let value = offset.as_ref().map(|(offset, details)| {
+            serde_json::to_vec(&CommittedOffset::new(*offset, now, details.clone()))
+                .unwrap_or_default()
         });
         builder.push(now, Some(&key), value.as_deref(), &[]);
     }

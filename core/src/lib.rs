@@ -46,7 +46,8 @@ pub use config::{CleanupPolicy, DEFAULT_SEGMENT_BYTES, FlushPolicy, TopicConfig}
 pub use consumer::{Consumer, ConsumerConfig, OffsetReset, SeekTo};
 pub use error::{Error, Result};
 pub use groups::{
-    CommittedOffset, GroupDescription, GroupPartition, OFFSETS_TOPIC, OffsetChange, ResetTarget,
+    CommitDetails, CommittedOffset, GroupDescription, GroupPartition, OFFSETS_TOPIC, OffsetChange,
+    ResetTarget,
 };
 pub use log::{
     AbortedTransaction, AppendInfo, CompactionOutcome, FetchedChunk, Log, LogScan, PartitionStats,

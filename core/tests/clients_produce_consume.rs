@@ -422,3 +422,50 @@ async fn a_producer_keeps_working_after_its_topic_is_deleted_and_recreated() {
     assert_eq!((meta.partition, meta.offset), (1, 0));
     broker.close().await.unwrap();
 }
+
+#[tokio::test]
+async fn batches_stay_under_the_topics_max_message_bytes_and_a_larger_record_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = open(dir.path()).await;
+    let config = TopicConfig {
+        max_message_bytes: 2_000,
+        ..TopicConfig::default()
+    };
+    broker.create_topic("small", config).unwrap();
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    let mut deliveries = Vec::new();
+    for i in 0..300u32 {
+        // Headers make the producer's size estimate loose: batches must still fit.
+        let record = ProducerRecord::new("small", format!("{i:0>90}"))
+            .with_key(format!("key-{i}"))
+            .with_header("h1", "x")
+            .with_header("h2", "y");
+        deliveries.push(producer.send(record).await.unwrap());
+    }
+    for delivery in deliveries {
+        delivery.await.expect("every record fits in some batch");
+    }
+    let too_large = producer
+        .send(ProducerRecord::new("small", vec![b'x'; 3_000]))
+        .await
+        .unwrap()
+        .await
+        .expect_err("a record larger than max.message.bytes is refused");
+    assert!(
+        too_large.to_string().contains("max.message.bytes (2000)")
+            && too_large.to_string().contains("\"small\""),
+        "{too_large}"
+    );
+    let mut consumer = Consumer::new(broker.clone(), earliest(None));
+    consumer
+        .assign(vec![TopicPartition::new("small", 0)])
+        .unwrap();
+    let records = drain(&mut consumer, 300).await;
+    let values: Vec<String> = records
+        .iter()
+        .map(|r| String::from_utf8(r.value.clone().unwrap().to_vec()).unwrap())
+        .collect();
+    let expected: Vec<String> = (0..300u32).map(|i| format!("{i:0>90}")).collect();
+    assert_eq!(values, expected);
+    broker.close().await.unwrap();
+}

@@ -8,7 +8,8 @@ mod common;
 use std::time::Duration;
 
 use logbrook_core::{
-    BrokerConfig, Error, Producer, ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
+    BrokerConfig, CommitDetails, Error, Producer, ProducerConfig, ProducerRecord, TopicConfig,
+    TopicPartition,
 };
 
 #[tokio::test]
@@ -228,8 +229,15 @@ async fn commit_metadata_is_kept_with_its_offset_across_a_reopen() {
         .commit_offsets_with_metadata(
             "g",
             &[
-                (p0.clone(), 4, Some("task 0_0 at 1700".into())),
-                (p1.clone(), 9, None),
+                (
+                    p0.clone(),
+                    4,
+                    CommitDetails {
+                        metadata: Some("task 0_0 at 1700".into()),
+                        leader_epoch: Some(2),
+                    },
+                ),
+                (p1.clone(), 9, CommitDetails::default()),
             ],
         )
         .await
@@ -238,10 +246,15 @@ async fn commit_metadata_is_kept_with_its_offset_across_a_reopen() {
     let broker = common::open(dir.path()).await;
     let committed = broker.committed("g", &p0).unwrap();
     assert_eq!(
-        (committed.offset, committed.metadata.as_deref()),
-        (4, Some("task 0_0 at 1700"))
+        (
+            committed.offset,
+            committed.metadata.as_deref(),
+            committed.leader_epoch
+        ),
+        (4, Some("task 0_0 at 1700"), Some(2))
     );
-    assert_eq!(broker.committed("g", &p1).unwrap().metadata, None);
+    let committed = broker.committed("g", &p1).unwrap();
+    assert_eq!((committed.metadata, committed.leader_epoch), (None, None));
     // A commit without metadata replaces the old note.
     broker
         .commit_offsets("g", &[(p0.clone(), 5)])

@@ -761,3 +761,97 @@ async fn a_stopping_server_answers_a_waiting_join_instead_of_hanging() {
         kafka_protocol::error::ResponseError::CoordinatorNotAvailable.code()
     );
 }
+
+#[tokio::test]
+async fn a_batch_over_the_topics_max_message_bytes_is_refused_as_too_large() {
+    let server = start().await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let altered: IncrementalAlterConfigsResponse = call(
+        &mut client,
+        ApiKey::IncrementalAlterConfigs,
+        1,
+        &alter("t", &[("max.message.bytes", 0, Some("500"))], false),
+    )
+    .await;
+    assert_eq!(altered.responses[0].error_code, 0, "{altered:?}");
+    let value = "v".repeat(600);
+    let response: ProduceResponse = call(
+        &mut client,
+        ApiKey::Produce,
+        9,
+        &produce(0, batch(&[&value])),
+    )
+    .await;
+    let answer = &response.responses[0].partition_responses[0];
+    assert_eq!(
+        answer.error_code,
+        kafka_protocol::error::ResponseError::MessageTooLarge.code(),
+        "{answer:?}"
+    );
+    // Under the limit the same partition takes batches.
+    assert_eq!(produce_ok(&mut client, 0, batch(&["small"])).await, 0);
+    assert_eq!(
+        server.broker.topic("t").unwrap().config().max_message_bytes,
+        500
+    );
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn offset_fetch_hands_back_the_committed_leader_epoch() {
+    use kafka_protocol::messages::offset_commit_request::{
+        OffsetCommitRequestPartition, OffsetCommitRequestTopic,
+    };
+    use kafka_protocol::messages::offset_fetch_request::OffsetFetchRequestTopic;
+    use kafka_protocol::messages::{
+        OffsetCommitRequest, OffsetCommitResponse, OffsetFetchRequest, OffsetFetchResponse,
+    };
+    let server = start().await;
+    let mut client = TcpStream::connect(server.addr).await.unwrap();
+    let commit = |partition: i32, offset: i64, epoch: i32| {
+        OffsetCommitRequestPartition::default()
+            .with_partition_index(partition)
+            .with_committed_offset(offset)
+            .with_committed_leader_epoch(epoch)
+    };
+    let committed: OffsetCommitResponse = call(
+        &mut client,
+        ApiKey::OffsetCommit,
+        7,
+        &OffsetCommitRequest::default()
+            .with_group_id(GroupId(text("epochs")))
+            .with_generation_id_or_member_epoch(-1)
+            .with_topics(vec![
+                OffsetCommitRequestTopic::default()
+                    .with_name(topic_name())
+                    .with_partitions(vec![commit(0, 5, 3), commit(1, 7, -1)]),
+            ]),
+    )
+    .await;
+    let codes: Vec<i16> = committed.topics[0]
+        .partitions
+        .iter()
+        .map(|p| p.error_code)
+        .collect();
+    assert_eq!(codes, [0, 0]);
+    let fetched: OffsetFetchResponse = call(
+        &mut client,
+        ApiKey::OffsetFetch,
+        7,
+        &OffsetFetchRequest::default()
+            .with_group_id(GroupId(text("epochs")))
+            .with_topics(Some(vec![
+                OffsetFetchRequestTopic::default()
+                    .with_name(topic_name())
+                    .with_partition_indexes(vec![0, 1]),
+            ])),
+    )
+    .await;
+    let answers: Vec<(i64, i32)> = fetched.topics[0]
+        .partitions
+        .iter()
+        .map(|p| (p.committed_offset, p.committed_leader_epoch))
+        .collect();
+    assert_eq!(answers, [(5, 3), (7, -1)]);
+    server.stop().await;
+}

@@ -3,7 +3,7 @@
 
 use super::Broker;
 use crate::error::Result;
-use crate::groups::{CommittedOffset, GroupDescription, OffsetChange, ResetTarget};
+use crate::groups::{CommitDetails, CommittedOffset, GroupDescription, OffsetChange, ResetTarget};
 use crate::record::TopicPartition;
 
 impl Broker {
@@ -33,7 +33,7 @@ impl Broker {
     pub async fn commit_offsets_with_metadata(
         &self,
         group: &str,
-        offsets: &[(TopicPartition, u64, Option<String>)],
+        offsets: &[(TopicPartition, u64, CommitDetails)],
     ) -> Result<()> {
         self.inner.groups.commit_with_metadata(group, offsets).await
     }

@@ -4,6 +4,7 @@
 
 use super::Broker;
 use crate::error::{Error, Result};
+use crate::groups::CommitDetails;
 use crate::record::TopicPartition;
 use crate::transactions::coordinator::TransactionCoordinator;
 use crate::transactions::{Transaction, TransactionInfo};
@@ -110,7 +111,7 @@ impl Broker {
         producer_id: i64,
         epoch: i16,
         group: &str,
-        offsets: &[(TopicPartition, u64, Option<String>)],
+        offsets: &[(TopicPartition, u64, CommitDetails)],
     ) -> Result<()> {
         let groups = &self.inner.groups;
         self.coordinator("commit offsets in a transaction")?
@@ -213,7 +214,13 @@ mod tests {
                 p.append(b).await.unwrap();
             }
             broker
-                .txn_offset_commit("t", pid, epoch, "g", &[(tps[0].clone(), 9, None)])
+                .txn_offset_commit(
+                    "t",
+                    pid,
+                    epoch,
+                    "g",
+                    &[(tps[0].clone(), 9, CommitDetails::default())],
+                )
                 .await
                 .unwrap();
             // Not visible to read_committed readers while open.

@@ -329,10 +329,11 @@ impl Log {
         if config.cleanup_policy == crate::config::CleanupPolicy::Compact {
             self.check_keys(batch)?;
         }
-        if batch.len() > crate::batch::MAX_BATCH_BYTES {
-            return Err(Error::InvalidRecord {
+        if batch.len() as u64 > config.max_message_bytes {
+            return Err(Error::BatchTooLarge {
                 topic: self.topic.to_string(),
-                reason: "batch is larger than 64 MiB",
+                size: batch.len(),
+                limit: config.max_message_bytes,
             });
         }
         let mut state = self.lock();

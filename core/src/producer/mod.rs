@@ -53,6 +53,13 @@ impl Default for ProducerConfig {
 
 type Outcome = Result<(u64, i64), Arc<Error>>;
 
+/// The most bytes a batch of `topic` may grow to: its `max.message.bytes` less a header's
+/// length, room for the slack of `record_size`'s estimates.
+fn max_batch(topic: &Topic) -> usize {
+    let limit = usize::try_from(topic.config().max_message_bytes).unwrap_or(usize::MAX);
+    limit.saturating_sub(crate::batch::HEADER_LEN).max(1)
+}
+
 /// The outcome of one batch, shared by the futures of all its records (one `Arc` clone per
 /// record keeps `send` cheap).
 #[derive(Debug)]
@@ -105,6 +112,8 @@ struct TopicSlot {
     name: Arc<str>,
     log_append_time: bool,
     compacted: bool,
+    /// The topic's `max.message.bytes`: batches are closed before they outgrow it.
+    max_batch: usize,
     partitions: Vec<PartitionSlot>,
     sticky: u32,
     rotation: u32,
@@ -254,6 +263,7 @@ impl Producer {
                         log_append_time: topic.config().timestamp_type
                             == TimestampType::LogAppendTime,
                         compacted: topic.config().cleanup_policy == CleanupPolicy::Compact,
+                        max_batch: max_batch(&topic),
                         partitions: (0..topic.partition_count())
                             .map(|_| PartitionSlot::default())
                             .collect(),
@@ -283,6 +293,7 @@ impl Producer {
                 .collect();
             slot.log_append_time = fresh.config().timestamp_type == TimestampType::LogAppendTime;
             slot.compacted = fresh.config().cleanup_policy == CleanupPolicy::Compact;
+            slot.max_batch = max_batch(&fresh);
             slot.topic = fresh;
         }
         let slot = &mut state.slots[index];
@@ -309,7 +320,7 @@ impl Producer {
             },
         };
         let timestamp = record.timestamp.unwrap_or_else(now_ms);
-        let batch_size = inner.config.batch_size;
+        let batch_size = inner.config.batch_size.min(slot.max_batch);
         let full_before = slot.partitions[partition as usize]
             .open
             .as_ref()

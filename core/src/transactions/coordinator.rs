@@ -647,7 +647,10 @@ impl TransactionCoordinator {
             }
             futures::future::try_join_all(appends).await?;
             if let Some((group, offsets)) = offsets {
-                let offsets: Vec<_> = offsets.into_iter().map(|(tp, o)| (tp, o, None)).collect();
+                let offsets: Vec<_> = offsets
+                    .into_iter()
+                    .map(|(tp, o)| (tp, o, crate::groups::CommitDetails::default()))
+                    .collect();
                 groups
                     .write_transactional(producer_id, epoch, &group, &offsets)
                     .await?;

@@ -163,14 +163,15 @@ impl std::fmt::Display for TxnRefusal {
     }
 }
 
+/// A transaction's batches per partition, and its group's offset commit if it has one.
+pub(crate) type TransactionParts = (
+    Vec<(TopicPartition, Vec<EncodedBatch>)>,
+    Option<(String, Vec<(TopicPartition, u64)>)>,
+);
+
 impl Transaction {
     /// Its batches per partition (the open one sealed) and its offset commit.
-    pub(crate) fn into_parts(
-        self,
-    ) -> (
-        Vec<(TopicPartition, Vec<EncodedBatch>)>,
-        Option<(String, Vec<(TopicPartition, u64)>)>,
-    ) {
+    pub(crate) fn into_parts(self) -> TransactionParts {
         let writes = self
             .writes
             .into_iter()

@@ -28,7 +28,7 @@ use kafka_protocol::messages::{
     SyncGroupResponse, TopicName,
 };
 use kafka_protocol::protocol::StrBytes;
-use logbrook_core::TopicPartition;
+use logbrook_core::{CommitDetails, TopicPartition};
 
 use super::{NODE_ID, error_code};
 use crate::Shared;
@@ -232,7 +232,10 @@ pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> Off
                     offsets.push((
                         TopicPartition::new(topic.name.to_string(), index),
                         offset,
-                        p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        CommitDetails {
+                            metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                            leader_epoch: known_epoch(p.committed_leader_epoch),
+                        },
                     ));
                     0
                 }
@@ -277,8 +280,14 @@ pub(super) async fn commit(request: OffsetCommitRequest, shared: &Shared) -> Off
     )
 }
 
-/// A partition's index, committed offset (-1: none) and commit metadata.
-type CommittedPartition = (i32, i64, StrBytes);
+/// A partition's index, committed offset (-1: none), commit metadata and committed leader
+/// epoch (-1: none).
+type CommittedPartition = (i32, i64, StrBytes, i32);
+
+/// A client's leader epoch; -1 (and any negative) is "unknown".
+pub(super) fn known_epoch(epoch: i32) -> Option<i32> {
+    (epoch >= 0).then_some(epoch)
+}
 
 /// The committed offsets of `group` for `topics` (`None`: every partition it committed).
 fn committed(
@@ -319,8 +328,9 @@ fn committed(
                             index,
                             c.offset as i64,
                             StrBytes::from_string(c.metadata.unwrap_or_default()),
+                            c.leader_epoch.unwrap_or(-1),
                         ),
-                        None => (index, -1, StrBytes::default()),
+                        None => (index, -1, StrBytes::default(), -1),
                     }
                 })
                 .collect();
@@ -357,11 +367,11 @@ pub(super) fn fetch_offsets(
                                         .with_partitions(
                                             offsets
                                                 .into_iter()
-                                                .map(|(index, offset, metadata)| {
+                                                .map(|(index, offset, metadata, epoch)| {
                                                     OffsetFetchResponsePartitions::default()
                                                         .with_partition_index(index)
                                                         .with_committed_offset(offset)
-                                                        .with_committed_leader_epoch(-1)
+                                                        .with_committed_leader_epoch(epoch)
                                                         .with_metadata(Some(metadata))
                                                 })
                                                 .collect(),
@@ -388,11 +398,11 @@ pub(super) fn fetch_offsets(
                     .with_partitions(
                         offsets
                             .into_iter()
-                            .map(|(index, offset, metadata)| {
+                            .map(|(index, offset, metadata, epoch)| {
                                 OffsetFetchResponsePartition::default()
                                     .with_partition_index(index)
                                     .with_committed_offset(offset)
-                                    .with_committed_leader_epoch(-1)
+                                    .with_committed_leader_epoch(epoch)
                                     .with_metadata(Some(metadata))
                             })
                             .collect(),

@@ -235,7 +235,10 @@ pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
         Error::Append { cause, .. }
             if matches!(
                 **cause,
-                Error::ProducerRefused { .. } | Error::TransactionRefused { .. }
+                Error::ProducerRefused { .. }
+                    | Error::TransactionRefused { .. }
+                    | Error::BatchTooLarge { .. }
+                    | Error::InvalidRecord { .. }
             ) =>
         {
             error_code(cause)
@@ -262,6 +265,7 @@ pub(crate) fn error_code(error: &logbrook_core::Error) -> i16 {
         Error::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange.code(),
         Error::CorruptBatch { .. } => ResponseError::CorruptMessage.code(),
         Error::InvalidRecord { .. } => ResponseError::InvalidRecord.code(),
+        Error::BatchTooLarge { .. } => ResponseError::MessageTooLarge.code(),
         Error::InvalidConfig { .. } => ResponseError::InvalidConfig.code(),
         Error::InvalidPartitionCount { .. } => ResponseError::InvalidPartitions.code(),
         Error::RecordsNotDeletable { .. } => ResponseError::PolicyViolation.code(),

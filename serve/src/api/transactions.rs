@@ -14,7 +14,7 @@ use kafka_protocol::messages::{
     AddPartitionsToTxnResponse, EndTxnRequest, EndTxnResponse, InitProducerIdRequest,
     InitProducerIdResponse, ProducerId, TxnOffsetCommitRequest, TxnOffsetCommitResponse,
 };
-use logbrook_core::{Error, TopicPartition};
+use logbrook_core::{CommitDetails, Error, TopicPartition};
 
 use super::error_code;
 use crate::Shared;
@@ -165,7 +165,10 @@ pub(super) async fn txn_offset_commit(
                 (Ok(_), Ok(offset)) => offsets.push((
                     TopicPartition::new(topic.name.to_string(), p.partition_index as u32),
                     offset,
-                    p.committed_metadata.as_ref().map(|m| m.to_string()),
+                    CommitDetails {
+                        metadata: p.committed_metadata.as_ref().map(|m| m.to_string()),
+                        leader_epoch: super::groups::known_epoch(p.committed_leader_epoch),
+                    },
                 )),
                 (Err(e), _) if code == 0 => code = error_code(&e),
                 (_, Err(_)) if code == 0 => code = ResponseError::InvalidCommitOffsetSize.code(),
