@@ -53,6 +53,23 @@ settle
 echo "--> logbrook perf --bootstrap-server: produce 300k x 1 KiB, acks=all, flush always"
 "$lb" perf produce --topic synced2 --records 300000 --record-size 1024 --flush always \
   --batch-size 1000000 "${perf[@]}"
+echo "--> logbrook perf --bootstrap-server: produce 500k x 1 KiB, idempotent (acks=all, flush always)"
+echo "    vs transactional (commits every 100 ms: 4 MiB buffer, so each commit has little to drain)"
+txn=(--records 500000 --record-size 1024 --flush always --batch-size 1000000 --buffer-mb 4)
+for run in 1 2; do
+  settle
+  "$lb" perf produce --topic idem$run "${txn[@]}" "${perf[@]}" | tee "$dir/idem$run.json"
+  settle
+  "$lb" perf produce --topic txn$run "${txn[@]}" --transactional-id bench-$run \
+    --commit-interval-ms 100 "${perf[@]}" | tee "$dir/txn$run.json"
+done
+python3 - "$dir" <<'PY'
+import json, sys, statistics
+rate = lambda name: json.load(open(f"{sys.argv[1]}/{name}.json"))["mb_per_sec"]
+idem = statistics.median([rate("idem1"), rate("idem2")])
+txn = statistics.median([rate("txn1"), rate("txn2")])
+print(f"transactional {txn:.1f} MB/s vs idempotent {idem:.1f} MB/s: {txn / idem:.2f}x (target >= 0.8x)")
+PY
 kill -TERM $serve_pid && wait $serve_pid || true
 echo "--> the same on the embedded log"
 for args in "small 2000000 100 never" "large 1000000 1024 never" "synced 300000 1024 always"; do

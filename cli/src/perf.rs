@@ -317,8 +317,13 @@ async fn produce_to_cluster(data_dir: &Path, args: PerfProduceArgs) -> Result<()
         histogram.saturating_record(latency.as_micros() as u64);
     }
     report(&args, elapsed, cpu, &histogram, None, rss_at_half);
-    if transactional && !args.json {
-        println!("{commits} transactions committed");
+    if transactional {
+        // Beside the JSON, not in it: scripts read the figures from stdout.
+        if args.json {
+            eprintln!("{commits} transactions committed");
+        } else {
+            println!("{commits} transactions committed");
+        }
     }
     Ok(())
 }
