@@ -32,6 +32,10 @@ pub struct ServeArgs {
     /// `group.initial.rebalance.delay.ms`); 0 rebalances at the first join.
     #[arg(long, default_value_t = 3000, value_name = "MS")]
     group_initial_rebalance_delay_ms: u64,
+    /// How long a transactional id with no open transaction is kept after its last use
+    /// (Kafka's `transactional.id.expiration.ms`, 7 days).
+    #[arg(long, default_value_t = 604_800_000, value_name = "MS")]
+    transactional_id_expiration_ms: u64,
 }
 
 /// Serves until SIGINT or SIGTERM, then finishes in-flight requests, closes the log (fsync)
@@ -40,7 +44,13 @@ pub struct ServeArgs {
 /// # Errors
 /// The data dir cannot be opened or is locked; the address cannot be bound.
 pub async fn run(data_dir: &Path, args: ServeArgs) -> Result<()> {
-    let broker = crate::open_writable(data_dir, true).await?;
+    let broker = logbrook_core::Broker::open_with(logbrook_core::BrokerConfig {
+        transactional_id_expiration: std::time::Duration::from_millis(
+            args.transactional_id_expiration_ms,
+        ),
+        ..logbrook_core::BrokerConfig::new(data_dir)
+    })
+    .await?;
     let listener = match tokio::net::TcpListener::bind(args.listen).await {
         Ok(listener) => listener,
         Err(e) => {

@@ -58,6 +58,9 @@ pub struct BrokerConfig {
     pub recovery_point_checkpoint_interval: Duration,
     /// File I/O backend (replaceable in tests).
     pub storage: Arc<dyn Storage>,
+    /// How long a transactional id with no transaction open is remembered after its last
+    /// use (Kafka's `transactional.id.expiration.ms`, 7 days).
+    pub transactional_id_expiration: Duration,
 }
 
 impl BrokerConfig {
@@ -69,6 +72,7 @@ impl BrokerConfig {
             cleaner_interval: Duration::from_secs(30),
             recovery_point_checkpoint_interval: Duration::from_secs(5),
             storage: Arc::new(FsStorage),
+            transactional_id_expiration: Duration::from_secs(7 * 24 * 60 * 60),
         }
     }
 
@@ -429,7 +433,7 @@ fn open_coordinators(
     let offsets = internal_partition(config, topics, OFFSETS_TOPIC)?;
     let groups = GroupCoordinator::load(Some(offsets), true)?;
     let log = internal_partition(config, topics, TRANSACTIONS_TOPIC)?;
-    let transactions = TransactionCoordinator::load(log)?;
+    let transactions = TransactionCoordinator::load(log, config.transactional_id_expiration)?;
     Ok((groups, Some(transactions)))
 }
 

@@ -180,6 +180,34 @@ mod tests {
         b.finish()
     }
 
+    /// A transactional id unused for longer than its expiration is forgotten, durably: the
+    /// next InitProducerId with it gets a new producer id instead of the old one's next epoch.
+    #[tokio::test]
+    async fn an_idle_transactional_id_expires() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = crate::BrokerConfig {
+            transactional_id_expiration: std::time::Duration::from_millis(300),
+            ..crate::BrokerConfig::new(dir.path())
+        };
+        let broker = Broker::open_with(config).await.unwrap();
+        let (first, epoch) = broker.init_producer_id(Some("idle"), 60_000).await.unwrap();
+        assert_eq!(epoch, 0);
+        // Kept while it is used: a second init bumps the epoch of the same producer id.
+        assert_eq!(
+            broker.init_producer_id(Some("idle"), 60_000).await.unwrap(),
+            (first, 1)
+        );
+        // The expiry check runs every 200 ms.
+        tokio::time::sleep(std::time::Duration::from_millis(1_000)).await;
+        broker.close().await.unwrap();
+        // Reopened with the default (7 days): the tombstone, not the timer, forgets it.
+        let broker = Broker::open(dir.path()).await.unwrap();
+        let (again, epoch) = broker.init_producer_id(Some("idle"), 60_000).await.unwrap();
+        assert_ne!(again, first, "an expired id starts with a new producer id");
+        assert_eq!(epoch, 0);
+        broker.close().await.unwrap();
+    }
+
     /// A crash after the data reached its partitions but before the decision: the next open
     /// aborts the transaction everywhere, offsets included, and later data flows past it.
     #[tokio::test]

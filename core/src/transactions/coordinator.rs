@@ -9,6 +9,7 @@
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
@@ -99,6 +100,8 @@ pub(crate) struct TransactionCoordinator {
     /// Embedded producers not in use.
     idle_embedded: Mutex<Vec<Embedded>>,
     embedded_count: Mutex<usize>,
+    /// Kafka's `transactional.id.expiration.ms`.
+    id_expiration_ms: i64,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -115,7 +118,7 @@ fn refused(transactional_id: &str, refusal: TxnRefusal) -> Error {
 impl TransactionCoordinator {
     /// Folds `log` (partition 0 of `__transaction_state`) into memory. Decided but incomplete
     /// transactions are finished by [`TransactionCoordinator::recover`].
-    pub(crate) fn load(log: Arc<Partition>) -> Result<Self> {
+    pub(crate) fn load(log: Arc<Partition>, id_expiration: Duration) -> Result<Self> {
         let mut txns: HashMap<String, TxnMetadata> = HashMap::new();
         let mut id_end = 0;
         log.log().for_each_record(0, |r| {
@@ -165,6 +168,7 @@ impl TransactionCoordinator {
             ids: tokio::sync::Mutex::new((id_end, id_end)),
             idle_embedded: Mutex::new(idle),
             embedded_count: Mutex::new(embedded_count),
+            id_expiration_ms: i64::try_from(id_expiration.as_millis()).unwrap_or(i64::MAX),
         })
     }
 
@@ -510,10 +514,28 @@ impl TransactionCoordinator {
                     let commit = meta.state == TxnState::PrepareCommit;
                     self.complete(&id, meta, commit, topics, groups).await
                 }
+                TxnState::Empty | TxnState::CompleteCommit | TxnState::CompleteAbort
+                    if !id.starts_with(EMBEDDED_PREFIX)
+                        && now.saturating_sub(meta.updated_ms) > self.id_expiration_ms =>
+                {
+                    // Forgotten durably first: the next InitProducerId with it starts afresh.
+                    match self.append_state(id.as_bytes(), None).await {
+                        Ok(()) => {
+                            tracing::info!(transactional_id = %id, producer_id = meta.producer_id, "transactional id expired");
+                            *guard = None;
+                            drop(guard);
+                            // Unless a request is waiting for this slot, the entry goes too.
+                            self.txns
+                                .remove_if(&id, |_, held| Arc::strong_count(held) <= 2);
+                            continue;
+                        }
+                        Err(e) => Err(e),
+                    }
+                }
                 _ => Ok(()),
             };
             if let Err(e) = outcome {
-                tracing::warn!(transactional_id = %id, error = %e, "could not end a transaction; retrying");
+                tracing::warn!(transactional_id = %id, error = %e, "could not end or expire a transaction; retrying");
             }
         }
     }
