@@ -395,6 +395,26 @@ impl Cluster {
         commit_with(&client, self.bootstrap.clone(), group, offsets).await
     }
 
+    /// The identity under which offsets of `group` are committed in transactions by a
+    /// process that assigns its partitions itself (no generation: the coordinator does not
+    /// fence it by membership).
+    ///
+    /// # Errors
+    /// librdkafka refused the configuration.
+    pub fn group_member(&self, group: &str) -> Result<GroupMember> {
+        let mut config = self.client_config();
+        config
+            .set("group.id", group)
+            .set("enable.auto.commit", "false");
+        let consumer: BaseConsumer = config
+            .create()
+            .context(|| format!("joining group {group:?} on {}", self.bootstrap))?;
+        Ok(GroupMember {
+            consumer,
+            group: group.to_string(),
+        })
+    }
+
     /// A producer with `settings`.
     ///
     /// # Errors
@@ -512,6 +532,20 @@ pub(crate) async fn commit_with(
             .context(|| format!("committing group {group:?}'s offsets on {bootstrap}"))
     })
     .await
+}
+
+/// A consumer group's member, whose identity transactional offset commits carry.
+pub struct GroupMember {
+    consumer: BaseConsumer,
+    group: String,
+}
+
+impl std::fmt::Debug for GroupMember {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GroupMember")
+            .field("group", &self.group)
+            .finish_non_exhaustive()
+    }
 }
 
 /// How a [`ClusterProducer`] batches and acknowledges.
@@ -717,6 +751,63 @@ impl ClusterProducer {
         self.producer
             .begin_transaction()
             .context(|| format!("beginning a transaction on {}", self.bootstrap))
+    }
+
+    /// Adds `offsets` of the group that `member` belongs to to the open transaction: they are
+    /// committed with it, or not at all (Kafka's `send_offsets_to_transaction`).
+    ///
+    /// # Errors
+    /// The coordinator refused (fenced producer or group member; the transaction must be
+    /// aborted), or the offsets are malformed.
+    pub async fn send_offsets_to_transaction(
+        self: &Arc<Self>,
+        offsets: &[(TopicPartition, u64)],
+        member: &GroupMember,
+        timeout: Duration,
+    ) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in offsets {
+            list.add_partition_offset(
+                &tp.topic,
+                tp.partition as i32,
+                Offset::Offset(*offset as i64),
+            )
+            .context(|| format!("committing {tp} in a transaction"))?;
+        }
+        let Some(metadata) = member.consumer.group_metadata() else {
+            return Err(Error::Refused(format!(
+                "group {:?} has no metadata to commit offsets in a transaction with",
+                member.group
+            )));
+        };
+        let this = self.clone();
+        let group = member.group.clone();
+        blocking(move || {
+            this.producer
+                .send_offsets_to_transaction(&list, &metadata, timeout)
+                .context(|| {
+                    format!(
+                        "committing group {group:?}'s offsets in a transaction on {}",
+                        this.bootstrap
+                    )
+                })
+        })
+        .await
+    }
+
+    /// Aborts the open transaction: what it sent is never read by `read_committed`
+    /// consumers.
+    ///
+    /// # Errors
+    /// The cluster refused (the producer was fenced).
+    pub async fn abort_transaction(self: &Arc<Self>, timeout: Duration) -> Result<()> {
+        let this = self.clone();
+        blocking(move || {
+            this.producer
+                .abort_transaction(timeout)
+                .context(|| format!("aborting a transaction on {}", this.bootstrap))
+        })
+        .await
     }
 
     /// Sends what is queued and commits the open transaction.

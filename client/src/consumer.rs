@@ -178,6 +178,23 @@ impl Consumer {
         }
     }
 
+    /// The records readable now, waiting up to `timeout` for the first, without
+    /// [`Consumer::poll`]'s waiting on for partitions behind their end (a streams task must
+    /// go on committing while a transaction it reads past stays open).
+    ///
+    /// # Errors
+    /// A read failed.
+    pub async fn poll_available(&mut self, timeout: Duration) -> Result<Vec<ConsumerRecord>> {
+        match self {
+            Self::Embedded { consumer, .. } => Ok(consumer.poll(timeout).await?),
+            Self::Cluster(c) => {
+                let records = c.poll_once(timeout).await?;
+                c.positions_past_markers();
+                Ok(records)
+            }
+        }
+    }
+
     /// The group's committed offset of `tp` (`None` without a group or a commit).
     ///
     /// # Errors

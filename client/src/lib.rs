@@ -12,7 +12,7 @@ mod consumer;
 mod error;
 
 pub use client::{Client, PartitionOffsets, TopicInfo};
-pub use cluster::{Cluster, ClusterProducer, ProducerSettings, Unacknowledged};
+pub use cluster::{Cluster, ClusterProducer, GroupMember, ProducerSettings, Unacknowledged};
 pub use consumer::Consumer;
 pub use error::{Error, Result};
 

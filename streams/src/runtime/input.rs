@@ -7,14 +7,18 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use logbrook_core::{Broker, ConsumerRecord, Error as LogError, Log, TopicPartition};
+use logbrook_client::{Client, Consumer};
+use logbrook_core::{ConsumerRecord, Error as LogError, Log, SeekTo, TopicPartition};
 use tokio::sync::watch;
 
+use super::log::AppLog;
 use crate::error::{Error, Result};
 use crate::topology::TimestampExtractors;
 
 /// Bytes read from a partition at a time.
 const FETCH_BYTES: usize = 1 << 20;
+/// How often a task reading a cluster looks up how far its inputs go, while read to the end.
+const END_LOOKUP_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Where a task starts and stops reading one partition.
 #[derive(Debug, Clone)]
@@ -28,10 +32,12 @@ pub(crate) struct InputRange {
 
 struct InputPartition {
     tp: TopicPartition,
-    log: Arc<Log>,
-    high_watermark: watch::Receiver<u64>,
+    /// The embedded log's partition and its high watermark; `None` on a cluster.
+    embedded: Option<(Arc<Log>, watch::Receiver<u64>)>,
     /// Next offset to read from the log.
     fetch_position: u64,
+    /// On a cluster: the end offset last looked up.
+    known_end: u64,
     end: Option<u64>,
     buffered: VecDeque<ConsumerRecord>,
     /// Since when everything there is to read has been handed out.
@@ -39,11 +45,14 @@ struct InputPartition {
 }
 
 impl InputPartition {
-    /// The offset reading stops at now: the end of a bounded run, else the high watermark.
+    /// The offset reading stops at now: the end of a bounded run, else the last stable
+    /// offset (on a cluster, the end offset last looked up).
     fn limit(&self) -> u64 {
-        let high_watermark = self.log.last_stable_offset();
-        self.end
-            .map_or(high_watermark, |end| end.min(high_watermark))
+        let available = match &self.embedded {
+            Some((log, _)) => log.last_stable_offset(),
+            None => self.known_end,
+        };
+        self.end.map_or(available, |end| end.min(available))
     }
 
     /// The offset of the next record to hand out.
@@ -69,62 +78,104 @@ pub(crate) struct InputState {
 /// The source partitions of one task.
 pub(crate) struct TaskInputs {
     partitions: Vec<InputPartition>,
+    /// On a cluster: one consumer of every input partition of the task, and the log for end
+    /// offsets.
+    cluster: Option<(Consumer, AppLog)>,
+    /// When the end offsets were last looked up on the cluster.
+    ends_looked_up: Option<Instant>,
     /// Topics that carry their event time in their content.
     timestamps: TimestampExtractors,
 }
 
 impl TaskInputs {
-    /// Readers for `ranges` of `broker`, from `group`'s committed offsets, else the range's
+    /// Readers for `ranges` of `log`, from `group`'s committed offsets, else the range's
     /// start, else the log start. Records get the event times `timestamps` extract.
-    pub(crate) fn new(
-        broker: &Broker,
+    pub(crate) async fn new(
+        log: &AppLog,
         group: &str,
         ranges: Vec<InputRange>,
         timestamps: TimestampExtractors,
     ) -> Result<Self> {
-        let partitions = ranges
-            .into_iter()
-            .map(|range| {
-                let tp = range.tp;
-                let partition = broker.topic(&tp.topic)?.partition(tp.partition)?.clone();
-                let log = partition.log().clone();
-                let log_start = log.log_start_offset();
-                let committed = broker.committed_offset(group, &tp);
-                let fetch_position = committed
-                    .max(range.start)
-                    .unwrap_or(log_start)
-                    .max(log_start);
-                Ok(InputPartition {
-                    high_watermark: partition.subscribe(),
-                    log,
-                    tp,
-                    fetch_position,
-                    end: range.end,
-                    buffered: VecDeque::new(),
-                    caught_up_since: None,
-                })
-            })
-            .collect::<Result<_>>()?;
+        let tps: Vec<TopicPartition> = ranges.iter().map(|r| r.tp.clone()).collect();
+        let committed = log.committed(group, &tps).await?;
+        let mut partitions = Vec::with_capacity(ranges.len());
+        for (range, committed) in ranges.into_iter().zip(committed) {
+            let tp = range.tp;
+            let (embedded, log_start) = match log {
+                AppLog::Embedded(broker) => {
+                    let partition = broker.topic(&tp.topic)?.partition(tp.partition)?.clone();
+                    let partition_log = partition.log().clone();
+                    let start = partition_log.log_start_offset();
+                    (Some((partition_log, partition.subscribe())), start)
+                }
+                AppLog::Cluster(_) => (None, 0),
+            };
+            let fetch_position = committed
+                .max(range.start)
+                .unwrap_or(log_start)
+                .max(log_start);
+            partitions.push(InputPartition {
+                embedded,
+                tp,
+                fetch_position,
+                known_end: 0,
+                end: range.end,
+                buffered: VecDeque::new(),
+                caught_up_since: None,
+            });
+        }
+        let cluster = match log {
+            AppLog::Embedded(_) => None,
+            AppLog::Cluster(cluster) => {
+                let client = Client::Cluster(cluster.clone());
+                let mut consumer = client.consumer(None, FETCH_BYTES)?;
+                consumer.assign(tps).await?;
+                for p in &mut partitions {
+                    // Clamped into the log: a start below it (retention) reads from its start.
+                    p.fetch_position = consumer
+                        .seek(&p.tp, SeekTo::Offset(p.fetch_position))
+                        .await?;
+                }
+                Some((consumer, log.clone()))
+            }
+        };
         Ok(Self {
             partitions,
+            cluster,
+            ends_looked_up: None,
             timestamps,
         })
     }
 
     /// Reads more from every partition whose buffer is empty and that has unread records.
     async fn fill(&mut self) -> Result<()> {
+        if self.cluster.is_some() {
+            // Partitions with nothing known to read do not cost a poll per record.
+            let behind = self
+                .partitions
+                .iter()
+                .any(|p| p.buffered.is_empty() && p.fetch_position < p.limit());
+            if behind || self.partitions.iter().all(|p| p.buffered.is_empty()) {
+                self.poll_cluster(Duration::ZERO).await?;
+            }
+            return Ok(());
+        }
         for p in &mut self.partitions {
             if !p.buffered.is_empty() {
                 continue;
             }
-            p.high_watermark.borrow_and_update();
+            let Some((log, high_watermark)) = &mut p.embedded else {
+                continue;
+            };
+            high_watermark.borrow_and_update();
+            let log = log.clone();
             let limit = p.limit();
             if p.fetch_position >= limit {
                 p.caught_up_since.get_or_insert_with(Instant::now);
                 continue;
             }
             p.caught_up_since = None;
-            let (log, from) = (p.log.clone(), p.fetch_position);
+            let from = p.fetch_position;
             let fetched = tokio::task::spawn_blocking(move || -> Result<_, LogError> {
                 let chunk = log.read_committed(from, FETCH_BYTES)?;
                 let mut records = Vec::new();
@@ -150,6 +201,58 @@ impl TaskInputs {
                     p.fetch_position = log_start_offset;
                 }
                 Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(())
+    }
+
+    /// Polls the task's cluster consumer (waiting up to `timeout` for a first record) into the
+    /// partitions' buffers, and looks up the end offsets of those it read to the end.
+    async fn poll_cluster(&mut self, timeout: Duration) -> Result<()> {
+        let Some((consumer, log)) = &mut self.cluster else {
+            return Ok(());
+        };
+        let records = consumer.poll_available(timeout).await?;
+        for mut record in records {
+            let Some(p) = self
+                .partitions
+                .iter_mut()
+                .find(|p| *p.tp.topic == *record.topic && p.tp.partition == record.partition)
+            else {
+                continue;
+            };
+            // A bounded run reads nothing at or past its end.
+            if p.end.is_some_and(|end| record.offset >= end) {
+                continue;
+            }
+            self.timestamps.apply(&mut record);
+            p.buffered.push_back(record);
+        }
+        for p in &mut self.partitions {
+            if let Some(at) = consumer.position(&p.tp) {
+                p.fetch_position = p.end.map_or(at, |end| at.min(end.max(p.fetch_position)));
+            }
+        }
+        let stale = self
+            .ends_looked_up
+            .is_none_or(|at| at.elapsed() >= END_LOOKUP_INTERVAL);
+        let drained = self
+            .partitions
+            .iter()
+            .any(|p| p.buffered.is_empty() && p.fetch_position >= p.known_end);
+        if stale && (drained || self.ends_looked_up.is_none()) {
+            let tps: Vec<TopicPartition> = self.partitions.iter().map(|p| p.tp.clone()).collect();
+            let ends = log.end_offsets(&tps).await?;
+            for (p, end) in self.partitions.iter_mut().zip(ends) {
+                p.known_end = end;
+            }
+            self.ends_looked_up = Some(Instant::now());
+        }
+        for p in &mut self.partitions {
+            if p.buffered.is_empty() && p.fetch_position >= p.limit() {
+                p.caught_up_since.get_or_insert_with(Instant::now);
+            } else {
+                p.caught_up_since = None;
             }
         }
         Ok(())
@@ -191,12 +294,20 @@ impl TaskInputs {
     }
 
     /// Waits until some partition grows, or `timeout` passes.
-    pub(crate) async fn wait_for_data(&mut self, timeout: Duration) {
+    ///
+    /// # Errors
+    /// Reading from the cluster failed.
+    pub(crate) async fn wait_for_data(&mut self, timeout: Duration) -> Result<()> {
+        if self.cluster.is_some() {
+            return self.poll_cluster(timeout).await;
+        }
         let waits = self
             .partitions
             .iter_mut()
-            .map(|p| Box::pin(p.high_watermark.changed()));
+            .filter_map(|p| p.embedded.as_mut())
+            .map(|(_, high_watermark)| Box::pin(high_watermark.changed()));
         let any = futures::future::select_all(waits);
         let _ = tokio::time::timeout(timeout, any).await;
+        Ok(())
     }
 }

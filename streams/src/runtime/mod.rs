@@ -16,15 +16,16 @@
 //! task waits for them, commits its stores, then its offsets; after a crash outputs may repeat.
 
 mod input;
+mod log;
 mod metrics;
 mod task_loop;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbrook_core::{Broker, CleanupPolicy, Producer, ProducerConfig, TopicConfig, TopicPartition};
+use logbrook_client::Cluster;
+use logbrook_core::{Broker, Producer, ProducerConfig, TopicPartition};
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::{StreamsMetrics, TaskMetrics};
@@ -33,6 +34,7 @@ use crate::error::{Error, Result};
 use crate::task::OnError;
 use crate::topology::Topology;
 use input::InputRange;
+use log::{AppLog, PartitionCounts};
 use task_loop::Task;
 
 /// Delivery guarantee of a [`StreamsApp`].
@@ -69,6 +71,14 @@ pub struct StreamsConfig {
     /// (Kafka's `max.task.idle.ms`, Flink's idleness): after this it is idle, and event time
     /// follows the other inputs until it has records again.
     pub max_task_idle: Duration,
+    /// A Kafka-protocol cluster to run on (`HOST:PORT,...`: `logbrook serve`, Apache Kafka,
+    /// Redpanda) instead of the embedded log; used by [`StreamsApp::connect`].
+    pub bootstrap_servers: Option<String>,
+    /// librdkafka properties for the cluster's clients (e.g. `security.protocol`).
+    pub client_properties: Vec<(String, String)>,
+    /// The embedded log's data directory, for [`StreamsApp::connect`] without
+    /// `bootstrap_servers`; default `./logbrook-data`.
+    pub data_dir: Option<PathBuf>,
 }
 
 impl StreamsConfig {
@@ -84,6 +94,9 @@ impl StreamsConfig {
             state_dir: None,
             worker_threads: None,
             max_task_idle: Duration::from_secs(1),
+            bootstrap_servers: None,
+            client_properties: Vec::new(),
+            data_dir: None,
         }
     }
 }
@@ -113,10 +126,10 @@ impl InputBounds {
     }
 }
 
-/// A topology running against a broker.
+/// A topology running against a log.
 #[derive(Debug)]
 pub struct StreamsApp {
-    broker: Broker,
+    log: AppLog,
     topology: Arc<Topology>,
     config: StreamsConfig,
     partitions: u32,
@@ -124,18 +137,47 @@ pub struct StreamsApp {
 }
 
 impl StreamsApp {
-    /// Checks the topology against the log: source and sink topics exist, and sources are
-    /// co-partitioned (equal partition counts), as tasks read the same partition of each.
+    /// Checks the topology against the embedded log: source and sink topics exist, and sources
+    /// are co-partitioned (equal partition counts), as tasks read the same partition of each.
+    /// Creates the internal topics.
     ///
     /// # Errors
     /// [`Error::Topology`] naming the missing topic or the mismatched partition counts.
     pub fn new(broker: Broker, topology: Topology, config: StreamsConfig) -> Result<Self> {
+        // Nothing the embedded log answers waits on I/O readiness: no reactor is needed.
+        futures::executor::block_on(Self::prepare(AppLog::Embedded(broker), topology, config))
+    }
+
+    /// As [`StreamsApp::new`], on the log `config` names: the cluster of
+    /// [`StreamsConfig::bootstrap_servers`] when set, else the embedded log in
+    /// [`StreamsConfig::data_dir`]. The same code runs on either.
+    ///
+    /// # Errors
+    /// As [`StreamsApp::new`]; the cluster cannot be reached, or the data dir opened.
+    pub async fn connect(topology: Topology, config: StreamsConfig) -> Result<Self> {
+        let log = match &config.bootstrap_servers {
+            Some(bootstrap) => AppLog::Cluster(
+                Cluster::connect(bootstrap, config.client_properties.clone()).await?,
+            ),
+            None => {
+                let dir = config
+                    .data_dir
+                    .clone()
+                    .unwrap_or_else(|| PathBuf::from("logbrook-data"));
+                AppLog::Embedded(Broker::open(dir).await?)
+            }
+        };
+        Self::prepare(log, topology, config).await
+    }
+
+    async fn prepare(log: AppLog, topology: Topology, config: StreamsConfig) -> Result<Self> {
         let mut counts = Vec::new();
         for topic in topology.source_topics() {
-            let t = broker
-                .topic(topic)
-                .map_err(|_| Error::Topology(format!("source topic {topic:?} does not exist")))?;
-            counts.push((topic.to_string(), t.partition_count()));
+            let count = log
+                .partition_count(topic)
+                .await?
+                .ok_or_else(|| Error::Topology(format!("source topic {topic:?} does not exist")))?;
+            counts.push((topic.to_string(), count));
         }
         let partitions = counts.first().map_or(0, |(_, n)| *n);
         if counts.iter().any(|(_, n)| *n != partitions) {
@@ -155,34 +197,30 @@ impl StreamsApp {
             }
         }
         for topic in outputs {
-            broker
-                .topic(topic)
-                .map_err(|_| Error::Topology(format!("output topic {topic:?} does not exist")))?;
-        }
-        // Internal topics: as many partitions as the sources, so task p owns partition p.
-        for (topic, compacted) in topology.internal_topics(&config.application_id) {
-            if broker.topic(&topic).is_err() {
-                let cleanup_policy = if compacted {
-                    CleanupPolicy::Compact
-                } else {
-                    CleanupPolicy::Delete
-                };
-                let topic_config = TopicConfig {
-                    partitions,
-                    cleanup_policy,
-                    retention_ms: None,
-                    ..TopicConfig::default()
-                };
-                broker.create_topic(&topic, topic_config)?;
-                tracing::info!(topic, "created internal topic");
-            } else if broker.topic(&topic)?.partition_count() != partitions {
+            if log.partition_count(topic).await?.is_none() {
                 return Err(Error::Topology(format!(
-                    "internal topic {topic:?} does not have {partitions} partitions like the sources; reset the application"
+                    "output topic {topic:?} does not exist"
                 )));
             }
         }
+        // Internal topics: as many partitions as the sources, so task p owns partition p.
+        for (topic, compacted) in topology.internal_topics(&config.application_id) {
+            match log.partition_count(&topic).await? {
+                None => {
+                    log.create_internal_topic(&topic, partitions, compacted)
+                        .await?;
+                    tracing::info!(topic, "created internal topic");
+                }
+                Some(count) if count != partitions => {
+                    return Err(Error::Topology(format!(
+                        "internal topic {topic:?} has {count} partitions, not {partitions} like the sources; reset the application"
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
         Ok(Self {
-            broker,
+            log,
             topology: Arc::new(topology),
             metrics: StreamsMetrics::new(&config.application_id),
             config,
@@ -237,36 +275,27 @@ impl StreamsApp {
 
     /// The input ranges of task `partition`: every source partition, bounded by the end offsets
     /// of now for a bounded run (user topics only: internal ones end when their writers do).
-    fn input_ranges(&self, partition: u32, bounds: Option<InputBounds>) -> Result<Vec<InputRange>> {
+    async fn input_ranges(
+        &self,
+        partition: u32,
+        bounds: Option<InputBounds>,
+    ) -> Result<Vec<InputRange>> {
         let internal = self
             .topology
             .internal_topic_names(&self.config.application_id);
-        self.topology
-            .all_sources(&self.config.application_id)
-            .into_iter()
-            .map(|topic| {
-                let tp = TopicPartition::new(&topic, partition);
-                let (mut start, mut end) = (None, None);
-                if let Some(bounds) = bounds
-                    && !internal.contains(&topic)
-                {
-                    let log = self
-                        .broker
-                        .topic(&topic)?
-                        .partition(partition)?
-                        .log()
-                        .clone();
-                    end = Some(log.last_stable_offset());
-                    if let Some(time) = bounds.start_time {
-                        start = Some(
-                            log.offset_for_timestamp(time)?
-                                .unwrap_or(log.high_watermark()),
-                        );
-                    }
-                }
-                Ok(InputRange { tp, start, end })
-            })
-            .collect()
+        let mut ranges = Vec::new();
+        for topic in self.topology.all_sources(&self.config.application_id) {
+            let tp = TopicPartition::new(&topic, partition);
+            let (mut start, mut end) = (None, None);
+            if let Some(bounds) = bounds
+                && !internal.contains(&topic)
+            {
+                let (from, to) = self.log.bounds(&tp, bounds.start_time).await?;
+                (start, end) = (from, Some(to));
+            }
+            ranges.push(InputRange { tp, start, end });
+        }
+        Ok(ranges)
     }
 
     async fn run_with(
@@ -274,13 +303,21 @@ impl StreamsApp {
         bounds: Option<InputBounds>,
         shutdown: CancellationToken,
     ) -> Result<()> {
-        let producer = Producer::new(
-            self.broker.clone(),
-            ProducerConfig {
-                linger: Duration::from_millis(1),
-                ..ProducerConfig::default()
-            },
-        );
+        // At-least-once on the embedded log: one producer for every task.
+        let producer = match &self.log {
+            AppLog::Embedded(broker)
+                if self.config.processing_guarantee == ProcessingGuarantee::AtLeastOnce =>
+            {
+                Some(Producer::new(
+                    broker.clone(),
+                    ProducerConfig {
+                        linger: Duration::from_millis(1),
+                        ..ProducerConfig::default()
+                    },
+                ))
+            }
+            _ => None,
+        };
         // With worker_threads, tasks run on a runtime of their own; the log is runtime-agnostic.
         let own_runtime = match self.config.worker_threads {
             Some(threads) => Some(
@@ -299,13 +336,13 @@ impl StreamsApp {
             let task = Task {
                 partition,
                 tasks: self.partitions,
-                broker: self.broker.clone(),
+                log: self.log.clone(),
                 topology: self.topology.clone(),
                 config: self.config.clone(),
                 producer: producer.clone(),
-                partition_counts: HashMap::new(),
+                partition_counts: PartitionCounts::default(),
                 metrics: self.metrics.task(partition),
-                inputs: self.input_ranges(partition, bounds)?,
+                inputs: self.input_ranges(partition, bounds).await?,
                 bounds,
             };
             let stop = stop.clone();

@@ -7,14 +7,14 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use logbrook_core::{
-    Broker, ConsumerRecord, Header, Producer, ProducerRecord, TopicPartition, Transaction, now_ms,
-    partition_for_key,
+    ConsumerRecord, Header, Producer, ProducerRecord, TopicPartition, now_ms, partition_for_key,
 };
 use tokio_util::sync::CancellationToken;
 
 use super::input::{InputRange, TaskInputs};
+use super::log::{AppLog, PartitionCounts, TaskWriter};
 use super::metrics::TaskMetrics;
-use super::{InputBounds, ProcessingGuarantee, StreamsConfig, default_state_dir};
+use super::{InputBounds, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Error, Result};
 use crate::state::KeyValueStore;
 use crate::task::event_time::MARKER_HEADER;
@@ -29,12 +29,13 @@ pub(super) struct Task {
     pub(super) partition: u32,
     /// Tasks in the application: the writers of each repartition partition.
     pub(super) tasks: u32,
-    pub(super) broker: Broker,
+    pub(super) log: AppLog,
     pub(super) topology: Arc<Topology>,
     pub(super) config: StreamsConfig,
-    pub(super) producer: Producer,
+    /// At-least-once on the embedded log: the producer the app's tasks share.
+    pub(super) producer: Option<Producer>,
     /// Partition counts of the topics the task writes, looked up once.
-    pub(super) partition_counts: HashMap<Arc<str>, u32>,
+    pub(super) partition_counts: PartitionCounts,
     pub(super) metrics: Arc<TaskMetrics>,
     pub(super) inputs: Vec<InputRange>,
     /// `Some` for a bounded run: the task stops once every input has ended.
@@ -47,6 +48,8 @@ struct Progressed {
     /// Next offset to read per input partition, as far as processing got: a commit may fall in
     /// the middle of a polled batch.
     offsets: HashMap<TopicPartition, u64>,
+    /// What the task committed last, per input partition.
+    committed: HashMap<TopicPartition, u64>,
     uncommitted: bool,
 }
 
@@ -54,11 +57,12 @@ impl Task {
     pub(super) async fn run(mut self, stop: CancellationToken) -> Result<()> {
         let application_id = self.config.application_id.clone();
         let mut inputs = TaskInputs::new(
-            &self.broker,
+            &self.log,
             &application_id,
             std::mem::take(&mut self.inputs),
             self.topology.timestamp_extractors.clone(),
-        )?;
+        )
+        .await?;
         let mut instance = self.topology.instantiate(
             &application_id,
             self.partition,
@@ -66,11 +70,11 @@ impl Task {
         );
         instance.context.on_processing_error = self.config.on_processing_error.clone();
         for topic in self.topology.sink_topics() {
-            if let Ok(t) = self.broker.topic(topic) {
+            if let Some(count) = self.log.partition_count(topic).await? {
                 instance
                     .context
                     .partition_counts
-                    .insert(topic.to_string(), t.partition_count());
+                    .insert(topic.to_string(), count);
             }
         }
         let state_dir = self.state_dir().join(format!("task-{}", self.partition));
@@ -89,7 +93,14 @@ impl Task {
         instance.init_processors(now_ms())?;
         instance.advance_event_time(&mut time)?;
         let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
-        let mut txn = Transaction::new();
+        let mut txn = TaskWriter::new(
+            &self.log,
+            self.producer.as_ref(),
+            &application_id,
+            self.partition,
+            exactly_once,
+        )
+        .await?;
         let mut progressed = Progressed::default();
         // The progress last sent into each repartition topic; none yet sends it at once.
         let mut announced: HashMap<Arc<str>, (i64, bool)> = HashMap::new();
@@ -110,14 +121,13 @@ impl Task {
                         }
                         instance.process(&record)?;
                     }
-                    self.write_outputs(&mut instance, exactly_once, &mut txn)
-                        .await?;
+                    self.write_outputs(&mut instance, &mut txn).await?;
                     progressed.offsets.insert(
                         TopicPartition::new(&*record.topic, record.partition),
                         record.offset + 1,
                     );
                     progressed.uncommitted = true;
-                    if txn.size_bytes() >= MAX_TRANSACTION_BYTES {
+                    if txn.pending_bytes() >= MAX_TRANSACTION_BYTES {
                         self.commit(&mut instance, &mut time, &mut txn, &mut progressed)
                             .await?;
                         last_commit = Instant::now();
@@ -138,7 +148,7 @@ impl Task {
                     if self.bounds.is_none() || !time.is_finished() {
                         tokio::select! {
                             () = stop.cancelled() => break,
-                            () = inputs.wait_for_data(self.config.commit_interval) => {}
+                            waited = inputs.wait_for_data(self.config.commit_interval) => waited?,
                         }
                     }
                 }
@@ -148,11 +158,10 @@ impl Task {
             instance.punctuate_stream_time()?;
             instance.punctuate_wall_clock(now_ms())?;
             self.announce(&mut instance, &time, &repartitions, &mut announced);
-            self.write_outputs(&mut instance, exactly_once, &mut txn)
-                .await?;
+            self.write_outputs(&mut instance, &mut txn).await?;
             let finished = self.bounds.is_some() && time.is_finished();
             if finished || last_commit.elapsed() >= self.config.commit_interval {
-                if progressed.uncommitted || !txn.is_empty() {
+                if progressed.uncommitted || txn.has_pending() {
                     self.commit(&mut instance, &mut time, &mut txn, &mut progressed)
                         .await?;
                 }
@@ -165,8 +174,7 @@ impl Task {
         }
         instance.close_processors()?;
         self.announce(&mut instance, &time, &repartitions, &mut announced);
-        self.write_outputs(&mut instance, exactly_once, &mut txn)
-            .await?;
+        self.write_outputs(&mut instance, &mut txn).await?;
         self.commit(&mut instance, &mut time, &mut txn, &mut progressed)
             .await?;
         tracing::debug!(application = %application_id, partition = self.partition, "task stopped");
@@ -298,13 +306,11 @@ impl Task {
         }
     }
 
-    /// Moves the outputs of the last record or punctuation into the open transaction, or to
-    /// the producer under at-least-once.
+    /// Hands the outputs of the last record or punctuation to the task's writer.
     async fn write_outputs(
         &mut self,
         instance: &mut TaskInstance,
-        exactly_once: bool,
-        txn: &mut Transaction,
+        writer: &mut TaskWriter,
     ) -> Result<()> {
         let outputs = instance.take_outputs();
         self.metrics.add_out(
@@ -314,45 +320,27 @@ impl Task {
                 .count() as u64,
         );
         for out in outputs {
-            if exactly_once {
-                let partition = self.partition_of(&out)?;
-                txn.send(
-                    &out.topic,
-                    partition,
-                    out.timestamp,
-                    out.key.as_deref(),
-                    out.value.as_deref(),
-                    &out.headers,
-                );
-            } else {
-                let record = ProducerRecord {
-                    topic: out.topic.to_string(),
-                    partition: out.partition,
-                    key: out.key,
-                    value: out.value,
-                    headers: out.headers,
-                    timestamp: Some(out.timestamp),
-                };
-                self.producer.send(record).await?;
-            }
+            let partition = self.partition_of(&out).await?;
+            let record = ProducerRecord {
+                topic: out.topic.to_string(),
+                partition: Some(partition),
+                key: out.key,
+                value: out.value,
+                headers: out.headers,
+                timestamp: Some(out.timestamp),
+            };
+            writer.send(record, partition).await?;
         }
         Ok(())
     }
 
     /// The partition an output goes to: the operator's choice, else murmur2 of the key, else
     /// the task's own partition (deterministic, so a re-run writes the same).
-    fn partition_of(&mut self, out: &OutputRecord) -> Result<u32> {
+    async fn partition_of(&mut self, out: &OutputRecord) -> Result<u32> {
         if let Some(p) = out.partition {
             return Ok(p);
         }
-        let count = match self.partition_counts.get(&out.topic) {
-            Some(count) => *count,
-            None => {
-                let count = self.broker.topic(&out.topic)?.partition_count();
-                self.partition_counts.insert(out.topic.clone(), count);
-                count
-            }
-        };
+        let count = self.partition_counts.of(&self.log, &out.topic).await?;
         Ok(match &out.key {
             Some(key) => partition_for_key(key, count),
             None => self.partition % count,
@@ -363,74 +351,75 @@ impl Task {
         self.config
             .state_dir
             .clone()
-            .unwrap_or_else(|| default_state_dir(&self.broker, &self.config.application_id))
+            .unwrap_or_else(|| self.log.default_state_dir(&self.config.application_id))
     }
 
-    /// The log partition holding store `index`'s changelog for this task.
-    fn changelog(&self, instance: &TaskInstance, index: usize) -> Result<Arc<logbrook_core::Log>> {
-        let topic = changelog_topic(&self.config.application_id, &instance.store_names[index]);
-        Ok(self
-            .broker
-            .topic(&topic)?
-            .partition(self.partition)?
-            .log()
-            .clone())
+    /// The partitions holding this task's store changelogs, in store order.
+    fn changelogs(&self, instance: &TaskInstance) -> Vec<TopicPartition> {
+        instance
+            .store_names
+            .iter()
+            .map(|name| {
+                let topic = changelog_topic(&self.config.application_id, name);
+                TopicPartition::new(topic, self.partition)
+            })
+            .collect()
     }
 
     /// Replays each store's changelog from the store's checkpoint to the end.
     async fn restore(&self, mut instance: TaskInstance) -> Result<TaskInstance> {
-        let logs = (0..instance.store_names.len())
-            .map(|i| self.changelog(&instance, i))
-            .collect::<Result<Vec<_>>>()?;
         let partition = self.partition;
-        tokio::task::spawn_blocking(move || {
-            for (store, log) in instance.context.stores.iter_mut().zip(logs) {
-                let end = log.last_stable_offset();
-                let checkpoint = store.checkpoint()?;
-                if checkpoint > end {
-                    // The store is ahead of its changelog (the changelog was reset or lost):
-                    // it cannot be trusted.
-                    tracing::warn!(
-                        store = store.name(),
-                        partition,
-                        checkpoint,
-                        end,
-                        "state store is ahead of its changelog; rebuilding it"
-                    );
-                    store.clear()?;
-                }
-                let from = store.checkpoint()?.max(log.log_start_offset());
-                let mut applied = 0u64;
-                log.for_each_record(from, |r| {
-                    if let Some(key) = r.key {
-                        store.put_logged(key, r.value);
-                        applied += 1;
-                    }
-                })?;
-                store.flush(end)?;
-                tracing::info!(
+        let changelogs = self.changelogs(&instance);
+        let ends = self.log.end_offsets(&changelogs).await?;
+        let stores = std::mem::take(&mut instance.context.stores);
+        let mut restored = Vec::with_capacity(stores.len());
+        for ((mut store, tp), end) in stores.into_iter().zip(&changelogs).zip(ends) {
+            let checkpoint = store.checkpoint()?;
+            if checkpoint > end {
+                // The store is ahead of its changelog (the changelog was reset or lost): it
+                // cannot be trusted.
+                tracing::warn!(
                     store = store.name(),
                     partition,
-                    from,
-                    to = end,
-                    applied,
-                    "restored state store"
+                    checkpoint,
+                    end,
+                    "state store is ahead of its changelog; rebuilding it"
                 );
+                store.clear()?;
             }
-            Ok::<_, Error>(instance)
-        })
-        .await
-        .map_err(|e| Error::Topology(format!("restoring state panicked: {e}")))?
+            let from = store.checkpoint()?;
+            let ((mut store, applied), reached) = self
+                .log
+                .replay(tp, from, (store, 0u64), |(store, applied), r| {
+                    if let Some(key) = r.key {
+                        store.put_logged(key, r.value);
+                        *applied += 1;
+                    }
+                })
+                .await?;
+            store.flush(reached)?;
+            tracing::info!(
+                store = store.name(),
+                partition,
+                from,
+                to = reached,
+                applied,
+                "restored state store"
+            );
+            restored.push(store);
+        }
+        instance.context.stores = restored;
+        Ok(instance)
     }
 
-    /// Exactly-once: the transaction (outputs, changelogs, input offsets) in one atomic write.
+    /// Exactly-once: outputs, changelogs and input offsets in one atomic write.
     /// At-least-once: outputs first, then offsets. Either way the stores are committed after the
     /// changelog records they hold, at the changelog offsets reached.
     async fn commit(
         &mut self,
         instance: &mut TaskInstance,
         time: &mut EventTime,
-        txn: &mut Transaction,
+        writer: &mut TaskWriter,
         progressed: &mut Progressed,
     ) -> Result<()> {
         let started = Instant::now();
@@ -441,31 +430,23 @@ impl Task {
         instance.log_store_writes();
         self.metrics
             .add_state_writes((instance.context.outputs.len() - before) as u64);
-        let processed = &progressed.offsets;
-        let exactly_once = self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce;
-        self.write_outputs(instance, exactly_once, txn).await?;
-        let group = &self.config.application_id.clone();
-        let offsets: Vec<(TopicPartition, u64)> = processed
+        self.write_outputs(instance, writer).await?;
+        let group = self.config.application_id.clone();
+        let offsets: Vec<(TopicPartition, u64)> = progressed
+            .offsets
             .iter()
-            .filter(|(tp, o)| self.broker.committed_offset(group, tp) != Some(**o))
+            .filter(|(tp, o)| progressed.committed.get(*tp) != Some(*o))
             .map(|(tp, o)| (tp.clone(), *o))
             .collect();
-        if self.config.processing_guarantee == ProcessingGuarantee::ExactlyOnce {
-            let mut full = std::mem::take(txn);
-            full.commit_offsets(group.clone(), offsets.clone());
-            self.broker.commit_transaction(full).await?;
-        } else {
-            self.producer.flush().await?;
-        }
-        let logs = (0..instance.store_names.len())
-            .map(|i| self.changelog(instance, i))
-            .collect::<Result<Vec<_>>>()?;
+        writer.commit(&group, offsets.clone()).await?;
+        let changelogs = self.changelogs(instance);
+        let ends = self.log.end_offsets(&changelogs).await?;
         let mut stores = std::mem::take(&mut instance.context.stores);
         let metrics = self.metrics.clone();
         let flushed = tokio::task::spawn_blocking(move || {
             let mut entries = 0;
-            for (store, log) in stores.iter_mut().zip(&logs) {
-                store.flush(log.high_watermark())?;
+            for (store, end) in stores.iter_mut().zip(ends) {
+                store.flush(end)?;
                 entries += store.committed_entries()?;
             }
             metrics.set_state_entries(entries);
@@ -474,9 +455,8 @@ impl Task {
         .await
         .map_err(|e| Error::Topology(format!("flushing state panicked: {e}")))?;
         instance.context.stores = flushed?;
-        if self.config.processing_guarantee == ProcessingGuarantee::AtLeastOnce {
-            self.broker.commit_offsets(group, &offsets).await?;
-        }
+        writer.commit_offsets(&group, &offsets).await?;
+        progressed.committed.extend(offsets);
         progressed.uncommitted = false;
         self.metrics.add_commit(started.elapsed());
         self.metrics.set_skipped(instance.skipped());

@@ -1,0 +1,183 @@
+//! The same pipeline on a Kafka-protocol cluster: a `logbrook serve` on loopback (in this
+//! process, over its own data dir), reached through `StreamsConfig::bootstrap_servers`.
+//! Repartitioning, a store with its changelog, exactly-once and at-least-once, and a restart
+//! that restores the store from the cluster's changelog.
+#![allow(clippy::unwrap_used)] // tests fail loudly by design
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use logbrook_core::{
+    Broker, CleanupPolicy, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
+    ProducerRecord, TopicConfig,
+};
+use logbrook_streams::serde::{Json, Str};
+use logbrook_streams::{
+    Grouped, ProcessingGuarantee, Produced, StreamsApp, StreamsBuilder, StreamsConfig,
+};
+use tokio_util::sync::CancellationToken;
+
+fn word_count() -> logbrook_streams::Topology {
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<Option<String>, String>("lines", Str, Str)
+        .flat_map_values(|line| {
+            line.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .group_by_with(|_, word| word.clone(), Grouped::with(Str, Str))
+        .count("counts")
+        .to_stream()
+        .to_with(
+            "word-counts",
+            Produced::with(Str, Json::<Option<u64>>::new()),
+        );
+    builder.build().unwrap()
+}
+
+/// A server on loopback in front of `broker`; cancel the token to stop it.
+async fn serve(broker: &Broker) -> (String, CancellationToken) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    tokio::spawn(logbrook_serve::serve(
+        listener,
+        None,
+        broker.clone(),
+        logbrook_serve::ServeConfig::new(addr),
+        shutdown.clone(),
+    ));
+    (addr.to_string(), shutdown)
+}
+
+/// The latest count per word in the output topic (read committed, from the log itself),
+/// once `updates` updates arrived; and how many there were.
+async fn latest_counts(broker: &Broker, updates: usize) -> (BTreeMap<String, u64>, usize) {
+    let mut consumer = Consumer::new(
+        broker.clone(),
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        },
+    );
+    consumer.subscribe(&["word-counts"]).unwrap();
+    let mut latest = BTreeMap::new();
+    let mut seen = 0;
+    loop {
+        let records = consumer.poll(Duration::from_secs(20)).await.unwrap();
+        if records.is_empty() {
+            assert!(
+                seen >= updates,
+                "only {seen} of {updates} count updates arrived"
+            );
+            return (latest, seen);
+        }
+        for r in records {
+            let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            latest.insert(
+                word,
+                serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
+            );
+            seen += 1;
+        }
+        if seen >= updates {
+            // Whatever else arrives within a moment counts too: duplicates must show.
+            let more = consumer.poll(Duration::from_millis(500)).await.unwrap();
+            for r in more {
+                let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                latest.insert(
+                    word,
+                    serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
+                );
+                seen += 1;
+            }
+            return (latest, seen);
+        }
+    }
+}
+
+async fn produce_lines(producer: &Producer, lines: &[&str]) {
+    for (i, line) in lines.iter().enumerate() {
+        producer
+            .send(ProducerRecord::new("lines", line.to_string()).with_partition(i as u32 % 3))
+            .await
+            .unwrap();
+    }
+    producer.flush().await.unwrap();
+}
+
+async fn counts_on_a_cluster_survive_a_restart_without_local_state(guarantee: ProcessingGuarantee) {
+    let dir = tempfile::tempdir().unwrap();
+    let state_dir = dir.path().join("state");
+    let broker = Broker::open(dir.path().join("data")).await.unwrap();
+    for topic in ["lines", "word-counts"] {
+        let config = TopicConfig {
+            partitions: 3,
+            ..TopicConfig::default()
+        };
+        broker.create_topic(topic, config).unwrap();
+    }
+    let (bootstrap, server) = serve(&broker).await;
+    let config = || StreamsConfig {
+        state_dir: Some(state_dir.clone()),
+        bootstrap_servers: Some(bootstrap.clone()),
+        processing_guarantee: guarantee,
+        ..StreamsConfig::new("wc")
+    };
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    // Lines land on different partitions; equal words must still meet in one task.
+    produce_lines(&producer, &["a b a", "b a", "c a"]).await;
+
+    let app = StreamsApp::connect(word_count(), config()).await.unwrap();
+    // Created on the cluster, the changelog compacted.
+    let changelog = broker.topic("wc-counts-changelog").unwrap();
+    assert_eq!(changelog.partition_count(), 3);
+    assert_eq!(changelog.config().cleanup_policy, CleanupPolicy::Compact);
+    assert_eq!(
+        broker
+            .topic("wc-counts-repartition")
+            .unwrap()
+            .partition_count(),
+        3
+    );
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+    let (counts, seen) = latest_counts(&broker, 7).await;
+    assert_eq!(
+        counts,
+        BTreeMap::from([("a".into(), 4), ("b".into(), 2), ("c".into(), 1)])
+    );
+    assert_eq!(seen, 7, "one update per input word");
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+
+    // Lose the local stores: the restart restores them from the cluster's changelog.
+    std::fs::remove_dir_all(&state_dir).unwrap();
+    produce_lines(&producer, &["a c"]).await;
+    let shutdown = CancellationToken::new();
+    let app = StreamsApp::connect(word_count(), config()).await.unwrap();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+    let (counts, seen) = latest_counts(&broker, 9).await;
+    assert_eq!(
+        counts,
+        BTreeMap::from([("a".into(), 5), ("b".into(), 2), ("c".into(), 2)])
+    );
+    assert_eq!(seen, 9, "the restart processes only the new line");
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    server.cancel();
+    broker.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_once_counts_on_a_cluster_survive_a_restart_without_local_state() {
+    counts_on_a_cluster_survive_a_restart_without_local_state(ProcessingGuarantee::ExactlyOnce)
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_counts_on_a_cluster_survive_a_restart_without_local_state() {
+    counts_on_a_cluster_survive_a_restart_without_local_state(ProcessingGuarantee::AtLeastOnce)
+        .await;
+}
