@@ -31,7 +31,7 @@ const TIMEOUT: Duration = Duration::from_secs(15);
 pub struct Cluster {
     bootstrap: Arc<str>,
     /// Extra librdkafka properties (security settings, ...) given to every client made here.
-    properties: Arc<[(String, String)]>,
+    pub(crate) properties: Arc<[(String, String)]>,
     admin: Arc<AdminClient<DefaultClientContext>>,
     /// A group-less consumer for metadata and offset lookups.
     lookups: Arc<BaseConsumer>,
@@ -410,7 +410,7 @@ impl Cluster {
             .create()
             .context(|| format!("joining group {group:?} on {}", self.bootstrap))?;
         Ok(GroupMember {
-            consumer,
+            consumer: MemberConsumer::Simple(consumer),
             group: group.to_string(),
         })
     }
@@ -534,10 +534,17 @@ pub(crate) async fn commit_with(
     .await
 }
 
-/// A consumer group's member, whose identity transactional offset commits carry.
+/// A consumer group's member, whose identity offset commits carry.
 pub struct GroupMember {
-    consumer: BaseConsumer,
+    consumer: MemberConsumer,
     group: String,
+}
+
+enum MemberConsumer {
+    /// Outside the group's membership (generation -1): partitions assigned by the caller.
+    Simple(BaseConsumer),
+    /// A member of the group ([`crate::Membership`]): its commits carry its generation.
+    Joined(Arc<BaseConsumer<crate::membership::MembershipContext>>),
 }
 
 impl std::fmt::Debug for GroupMember {
@@ -545,6 +552,50 @@ impl std::fmt::Debug for GroupMember {
         f.debug_struct("GroupMember")
             .field("group", &self.group)
             .finish_non_exhaustive()
+    }
+}
+
+impl GroupMember {
+    pub(crate) fn joined(
+        consumer: Arc<BaseConsumer<crate::membership::MembershipContext>>,
+        group: &str,
+    ) -> Self {
+        Self {
+            consumer: MemberConsumer::Joined(consumer),
+            group: group.to_string(),
+        }
+    }
+
+    fn metadata(&self) -> Option<rdkafka::consumer::ConsumerGroupMetadata> {
+        match &self.consumer {
+            MemberConsumer::Simple(c) => c.group_metadata(),
+            MemberConsumer::Joined(c) => c.group_metadata(),
+        }
+    }
+
+    /// Commits `offsets` for the group as this member.
+    ///
+    /// # Errors
+    /// The coordinator refused (e.g. the member was fenced by a rebalance).
+    pub async fn commit(self: &Arc<Self>, offsets: &[(TopicPartition, u64)]) -> Result<()> {
+        let mut list = TopicPartitionList::new();
+        for (tp, offset) in offsets {
+            list.add_partition_offset(
+                &tp.topic,
+                tp.partition as i32,
+                Offset::Offset(*offset as i64),
+            )
+            .context(|| format!("committing {tp}"))?;
+        }
+        let this = self.clone();
+        blocking(move || {
+            let committed = match &this.consumer {
+                MemberConsumer::Simple(c) => c.commit(&list, CommitMode::Sync),
+                MemberConsumer::Joined(c) => c.commit(&list, CommitMode::Sync),
+            };
+            committed.context(|| format!("committing group {:?}'s offsets", this.group))
+        })
+        .await
     }
 }
 
@@ -774,7 +825,7 @@ impl ClusterProducer {
             )
             .context(|| format!("committing {tp} in a transaction"))?;
         }
-        let Some(metadata) = member.consumer.group_metadata() else {
+        let Some(metadata) = member.metadata() else {
             return Err(Error::Refused(format!(
                 "group {:?} has no metadata to commit offsets in a transaction with",
                 member.group

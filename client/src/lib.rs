@@ -10,11 +10,13 @@ mod client;
 mod cluster;
 mod consumer;
 mod error;
+mod membership;
 
 pub use client::{Client, PartitionOffsets, TopicInfo};
 pub use cluster::{Cluster, ClusterProducer, GroupMember, ProducerSettings, Unacknowledged};
 pub use consumer::Consumer;
 pub use error::{Error, Result};
+pub use membership::{GroupChange, Membership};
 
 #[doc(no_inline)]
 pub use logbrook_core::Broker;

@@ -220,7 +220,11 @@ async fn batches_over_64_mib_are_refused_at_append() {
     builder.push(1, None, Some(&vec![7u8; 65 << 20]), &[]);
     let partition = broker.topic("t").unwrap().partition(0).unwrap().clone();
     let err = partition.append(builder.finish()).await.unwrap_err();
-    assert!(err.to_string().contains("64 MiB"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("larger than its max.message.bytes (67108864)"),
+        "{err}"
+    );
     assert_eq!(partition.log().high_watermark(), 0);
     broker.close().await.unwrap();
 }

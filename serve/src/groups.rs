@@ -613,6 +613,25 @@ impl Coordinator {
         }
     }
 
+    /// As [`Coordinator::check_commit`] for TxnOffsetCommit (KIP-447), which Kafka checks by
+    /// member and generation only: a rebalance that has begun does not refuse it, since the
+    /// generation the member commits under is still the group's until the rebalance ends.
+    pub(crate) fn check_txn_commit(
+        &self,
+        group_id: &str,
+        member_id: &str,
+        instance_id: Option<&str>,
+        generation: i32,
+    ) -> i16 {
+        if generation < 0 {
+            return 0;
+        }
+        let groups = self.lock();
+        check(groups.get(group_id), member_id, instance_id, generation)
+            .err()
+            .unwrap_or(0)
+    }
+
     /// What DescribeGroups shows of a group.
     pub(crate) fn describe(&self, group_id: &str) -> Option<GroupView> {
         let groups = self.lock();

@@ -181,3 +181,122 @@ async fn at_least_once_counts_on_a_cluster_survive_a_restart_without_local_state
     counts_on_a_cluster_survive_a_restart_without_local_state(ProcessingGuarantee::AtLeastOnce)
         .await;
 }
+
+/// Every count update in the output topic so far (read committed), in order per word.
+async fn all_updates(broker: &Broker, expected: usize) -> Vec<(String, u64)> {
+    let mut consumer = Consumer::new(
+        broker.clone(),
+        ConsumerConfig {
+            auto_offset_reset: OffsetReset::Earliest,
+            ..ConsumerConfig::default()
+        },
+    );
+    consumer.subscribe(&["word-counts"]).unwrap();
+    let mut updates = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while updates.len() < expected && std::time::Instant::now() < deadline {
+        for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
+            let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+            updates.push((
+                word,
+                serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
+            ));
+        }
+    }
+    // Anything more within a moment is a duplicate and must show.
+    for r in consumer.poll(Duration::from_millis(1_000)).await.unwrap() {
+        let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+        updates.push((
+            word,
+            serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
+        ));
+    }
+    updates
+}
+
+/// Each word's updates must count 1, 2, 3, ... with none missing or repeated.
+fn assert_counts_step_by_one(updates: &[(String, u64)]) {
+    let mut last: BTreeMap<&str, u64> = BTreeMap::new();
+    for (word, count) in updates {
+        let previous = last.insert(word, *count).unwrap_or(0);
+        assert_eq!(*count, previous + 1, "{word}: {updates:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path().join("data")).await.unwrap();
+    for topic in ["lines", "word-counts"] {
+        let config = TopicConfig {
+            partitions: 3,
+            ..TopicConfig::default()
+        };
+        broker.create_topic(topic, config).unwrap();
+    }
+    let (bootstrap, server) = serve(&broker).await;
+    let config = |instance: &str| StreamsConfig {
+        state_dir: Some(dir.path().join(instance)),
+        bootstrap_servers: Some(bootstrap.clone()),
+        client_properties: std::env::var("TEST_RDKAFKA_DEBUG")
+            .map(|d| vec![("debug".to_string(), d)])
+            .unwrap_or_default(),
+        ..StreamsConfig::new("shared")
+    };
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    let start = |instance: &'static str| {
+        let config = config(instance);
+        async move {
+            let app = StreamsApp::connect(word_count(), config).await.unwrap();
+            let metrics = app.metrics();
+            let shutdown = CancellationToken::new();
+            let running = tokio::spawn(app.run(shutdown.clone()));
+            (shutdown, running, metrics)
+        }
+    };
+    let (stop_a, running_a, metrics_a) = start("a").await;
+    produce_lines(&producer, &["x y", "y z", "z x"]).await;
+    assert_counts_step_by_one(&all_updates(&broker, 6).await);
+
+    // A second instance joins: the group moves some tasks to it, with their state.
+    let (stop_b, running_b, metrics_b) = start("b").await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while metrics_b.running_tasks().is_empty() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (on_a, on_b) = (metrics_a.running_tasks(), metrics_b.running_tasks());
+    assert!(!on_b.is_empty(), "the second instance got no task");
+    let mut all: Vec<u32> = on_a.iter().chain(&on_b).copied().collect();
+    all.sort_unstable();
+    assert_eq!(
+        all,
+        [0, 1, 2],
+        "each task runs once: a {on_a:?}, b {on_b:?}"
+    );
+    produce_lines(&producer, &["x y z", "x y z", "x y z"]).await;
+    let updates = all_updates(&broker, 15).await;
+    assert_counts_step_by_one(&updates);
+    assert_eq!(updates.len(), 15);
+
+    // The first stops: its tasks go to the second, which goes on from their committed state.
+    stop_a.cancel();
+    running_a.await.unwrap().unwrap();
+    produce_lines(&producer, &["x", "y", "z"]).await;
+    let updates = all_updates(&broker, 18).await;
+    assert_counts_step_by_one(&updates);
+    assert_eq!(updates.len(), 18, "{updates:?}");
+    let latest: BTreeMap<String, u64> = updates.into_iter().collect();
+    assert_eq!(
+        latest,
+        BTreeMap::from([("x".into(), 6), ("y".into(), 6), ("z".into(), 6)])
+    );
+    assert_eq!(metrics_b.running_tasks(), [0, 1, 2]);
+    stop_b.cancel();
+    running_b.await.unwrap().unwrap();
+    server.cancel();
+    broker.close().await.unwrap();
+}

@@ -149,7 +149,7 @@ pub(super) async fn txn_offset_commit(
 ) -> TxnOffsetCommitResponse {
     // KIP-447: a commit from a member of an older generation is refused, so a zombie that
     // lost its partitions cannot commit offsets for them.
-    let mut code = shared.coordinator.check_commit(
+    let mut code = shared.coordinator.check_txn_commit(
         &request.group_id,
         &request.member_id,
         request.group_instance_id.as_deref(),

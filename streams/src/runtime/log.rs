@@ -214,19 +214,21 @@ pub(crate) enum TaskWriter {
 }
 
 pub(crate) struct ClusterWriter {
-    cluster: Cluster,
     producer: Arc<ClusterProducer>,
-    /// `Some` when exactly-once: the identity the offsets are committed under.
-    member: Option<GroupMember>,
+    /// The identity the offsets are committed under.
+    member: Arc<GroupMember>,
+    exactly_once: bool,
     in_transaction: bool,
     sent: u64,
 }
 
 impl TaskWriter {
-    /// The writer of task `task` of `application_id`.
+    /// The writer of task `task` of `application_id`; on a cluster its offsets are committed
+    /// as `member` (the instance's group membership), or outside the group's membership.
     pub(crate) async fn new(
         log: &AppLog,
         shared_producer: Option<&Producer>,
+        member: Option<GroupMember>,
         application_id: &str,
         task: u32,
         exactly_once: bool,
@@ -249,16 +251,18 @@ impl TaskWriter {
                     ..ProducerSettings::default()
                 };
                 let producer = Arc::new(cluster.producer(&settings)?);
-                let member = if exactly_once {
+                if exactly_once {
+                    // Fences the task's previous owner, and aborts what it left open.
                     producer.init_transactions(CLUSTER_TIMEOUT).await?;
-                    Some(cluster.group_member(application_id)?)
-                } else {
-                    None
+                }
+                let member = match member {
+                    Some(member) => member,
+                    None => cluster.group_member(application_id)?,
                 };
                 Self::Cluster(Box::new(ClusterWriter {
-                    cluster: cluster.clone(),
                     producer,
-                    member,
+                    member: Arc::new(member),
+                    exactly_once,
                     in_transaction: false,
                     sent: 0,
                 }))
@@ -305,7 +309,7 @@ impl TaskWriter {
                     .await?;
             }
             Self::Cluster(w) => {
-                if w.member.is_some() && !w.in_transaction {
+                if w.exactly_once && !w.in_transaction {
                     w.producer.begin_transaction()?;
                     w.in_transaction = true;
                 }
@@ -335,34 +339,32 @@ impl TaskWriter {
                 broker.commit_transaction(full).await?;
             }
             Self::EmbeddedProducer { producer, .. } => producer.flush().await?,
-            Self::Cluster(w) => match &w.member {
-                Some(member) => {
-                    if !w.in_transaction && offsets.is_empty() {
-                        return Ok(());
-                    }
-                    if !w.in_transaction {
-                        w.producer.begin_transaction()?;
-                        w.in_transaction = true;
-                    }
-                    if !offsets.is_empty() {
-                        w.producer
-                            .send_offsets_to_transaction(&offsets, member, CLUSTER_TIMEOUT)
-                            .await?;
-                    }
-                    w.producer.commit_transaction(CLUSTER_TIMEOUT).await?;
-                    w.in_transaction = false;
+            Self::Cluster(w) if w.exactly_once => {
+                if !w.in_transaction && offsets.is_empty() {
+                    return Ok(());
                 }
-                None => {
-                    w.producer.flush(CLUSTER_TIMEOUT).await?;
-                    if let Some(failure) = w.producer.first_failure() {
-                        return Err(logbrook_client::Error::Refused(format!(
-                            "an output record was not acknowledged: {}",
-                            failure.error
-                        ))
-                        .into());
-                    }
+                if !w.in_transaction {
+                    w.producer.begin_transaction()?;
+                    w.in_transaction = true;
                 }
-            },
+                if !offsets.is_empty() {
+                    w.producer
+                        .send_offsets_to_transaction(&offsets, &w.member, CLUSTER_TIMEOUT)
+                        .await?;
+                }
+                w.producer.commit_transaction(CLUSTER_TIMEOUT).await?;
+                w.in_transaction = false;
+            }
+            Self::Cluster(w) => {
+                w.producer.flush(CLUSTER_TIMEOUT).await?;
+                if let Some(failure) = w.producer.first_failure() {
+                    return Err(logbrook_client::Error::Refused(format!(
+                        "an output record was not acknowledged: {}",
+                        failure.error
+                    ))
+                    .into());
+                }
+            }
         }
         Ok(())
     }
@@ -381,7 +383,7 @@ impl TaskWriter {
             Self::EmbeddedProducer { broker, .. } => {
                 Ok(broker.commit_offsets(group, offsets).await?)
             }
-            Self::Cluster(w) if w.member.is_none() => Ok(w.cluster.commit(group, offsets).await?),
+            Self::Cluster(w) if !w.exactly_once => Ok(w.member.commit(offsets).await?),
             Self::Cluster(_) => Ok(()),
         }
     }

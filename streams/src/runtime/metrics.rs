@@ -130,6 +130,8 @@ impl TaskMetrics {
 pub struct StreamsMetrics {
     application_id: Arc<str>,
     tasks: Arc<Mutex<BTreeMap<u32, Arc<TaskMetrics>>>>,
+    /// The tasks running in this instance now.
+    running: Arc<Mutex<std::collections::BTreeSet<u32>>>,
 }
 
 impl StreamsMetrics {
@@ -137,6 +139,22 @@ impl StreamsMetrics {
         Self {
             application_id: application_id.into(),
             tasks: Arc::default(),
+            running: Arc::default(),
+        }
+    }
+
+    /// The tasks (by partition) running in this instance now: all of them on the embedded
+    /// log, those the application's group assigned it on a cluster.
+    pub fn running_tasks(&self) -> Vec<u32> {
+        lock(&self.running).iter().copied().collect()
+    }
+
+    pub(crate) fn set_running(&self, partition: u32, running: bool) {
+        let mut set = lock(&self.running);
+        if running {
+            set.insert(partition);
+        } else {
+            set.remove(&partition);
         }
     }
 

@@ -20,11 +20,12 @@ mod log;
 mod metrics;
 mod task_loop;
 
+use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use logbrook_client::Cluster;
+use logbrook_client::{Cluster, GroupChange};
 use logbrook_core::{Broker, Producer, ProducerConfig, TopicPartition};
 use tokio_util::sync::CancellationToken;
 
@@ -36,6 +37,11 @@ use crate::topology::Topology;
 use input::InputRange;
 use log::{AppLog, PartitionCounts};
 use task_loop::Task;
+
+/// How often a task on a cluster may fail within [`RESTART_WINDOW`] and be started again
+/// before its error stops the instance.
+const MAX_TASK_RESTARTS: u32 = 5;
+const RESTART_WINDOW: Duration = Duration::from_secs(60);
 
 /// Delivery guarantee of a [`StreamsApp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -331,32 +337,87 @@ impl StreamsApp {
             None => None,
         };
         let stop = shutdown.child_token();
+        let runtime = own_runtime.as_ref().map(tokio::runtime::Runtime::handle);
+        let result = match &self.log {
+            AppLog::Cluster(cluster) if bounds.is_none() => {
+                self.run_as_member(cluster, producer.as_ref(), runtime, &stop)
+                    .await
+            }
+            _ => {
+                self.run_every_task(bounds, producer.as_ref(), runtime, &stop)
+                    .await
+            }
+        };
+        if let Some(runtime) = own_runtime {
+            runtime.shutdown_background();
+        }
+        result
+    }
+
+    /// Starts task `partition`; it stops when `stop` is cancelled (after a final commit), or
+    /// on an error, which cancels `fail` (the application) too.
+    #[allow(clippy::too_many_arguments)]
+    async fn spawn_task(
+        &self,
+        partition: u32,
+        bounds: Option<InputBounds>,
+        producer: Option<&Producer>,
+        member: Option<logbrook_client::GroupMember>,
+        runtime: Option<&tokio::runtime::Handle>,
+        stop: CancellationToken,
+        fail: CancellationToken,
+    ) -> Result<tokio::task::JoinHandle<Result<()>>> {
+        let task = Task {
+            partition,
+            tasks: self.partitions,
+            log: self.log.clone(),
+            topology: self.topology.clone(),
+            config: self.config.clone(),
+            producer: producer.cloned(),
+            member,
+            partition_counts: PartitionCounts::default(),
+            metrics: self.metrics.task(partition),
+            inputs: self.input_ranges(partition, bounds).await?,
+            bounds,
+        };
+        let metrics = self.metrics.clone();
+        metrics.set_running(partition, true);
+        let work = async move {
+            let result = task.run(stop).await;
+            metrics.set_running(partition, false);
+            if result.is_err() {
+                fail.cancel(); // one failed task stops the application
+            }
+            result
+        };
+        Ok(match runtime {
+            Some(runtime) => runtime.spawn(work),
+            None => tokio::spawn(work),
+        })
+    }
+
+    /// Runs every task in this process (the embedded log, or a bounded run).
+    async fn run_every_task(
+        &self,
+        bounds: Option<InputBounds>,
+        producer: Option<&Producer>,
+        runtime: Option<&tokio::runtime::Handle>,
+        stop: &CancellationToken,
+    ) -> Result<()> {
         let mut tasks = Vec::new();
         for partition in 0..self.partitions {
-            let task = Task {
-                partition,
-                tasks: self.partitions,
-                log: self.log.clone(),
-                topology: self.topology.clone(),
-                config: self.config.clone(),
-                producer: producer.clone(),
-                partition_counts: PartitionCounts::default(),
-                metrics: self.metrics.task(partition),
-                inputs: self.input_ranges(partition, bounds).await?,
-                bounds,
-            };
-            let stop = stop.clone();
-            let work = async move {
-                let result = task.run(stop.clone()).await;
-                if result.is_err() {
-                    stop.cancel(); // one failed task stops the application
-                }
-                result
-            };
-            tasks.push(match &own_runtime {
-                Some(runtime) => runtime.spawn(work),
-                None => tokio::spawn(work),
-            });
+            let task = self
+                .spawn_task(
+                    partition,
+                    bounds,
+                    producer,
+                    None,
+                    runtime,
+                    stop.clone(),
+                    stop.clone(),
+                )
+                .await?;
+            tasks.push(task);
         }
         tracing::info!(
             application = %self.config.application_id,
@@ -367,15 +428,134 @@ impl StreamsApp {
         );
         let mut first_error = None;
         for joined in futures::future::join_all(tasks).await {
-            let result = joined.map_err(|e| Error::Topology(format!("a task panicked: {e}")))?;
-            if let Err(e) = result {
+            if let Err(e) = joined_result(joined) {
                 first_error.get_or_insert(e);
             }
         }
-        if let Some(runtime) = own_runtime {
-            runtime.shutdown_background();
-        }
         first_error.map_or(Ok(()), Err)
+    }
+
+    /// Runs the tasks the application's consumer group assigns this instance, as they come
+    /// and go: instances of one application id share the tasks, and a rebalance stops (after
+    /// a final commit) only the tasks that move.
+    async fn run_as_member(
+        &self,
+        cluster: &Cluster,
+        producer: Option<&Producer>,
+        runtime: Option<&tokio::runtime::Handle>,
+        stop: &CancellationToken,
+    ) -> Result<()> {
+        let application = self.config.application_id.clone();
+        // Task p reads partition p of every source (co-partitioned): the partitions of one
+        // source stand for the tasks.
+        let Some(task_topic) = self.topology.source_topics().first().map(|t| t.to_string()) else {
+            return Ok(());
+        };
+        let mut membership = cluster.join_group(&application, &task_topic)?;
+        tracing::info!(application = %application, guarantee = ?self.config.processing_guarantee, "streams application joined its group");
+        let mut running: BTreeMap<u32, (CancellationToken, tokio::task::JoinHandle<Result<()>>)> =
+            BTreeMap::new();
+        let mut failure = None;
+        let mut restarts: HashMap<u32, (u32, std::time::Instant)> = HashMap::new();
+        let mut check = tokio::time::interval(Duration::from_millis(200));
+        while failure.is_none() {
+            tokio::select! {
+                () = stop.cancelled() => break,
+                change = membership.next() => match change {
+                    None => break,
+                    Some(GroupChange::Assigned(tasks)) => {
+                        tracing::info!(application = %application, ?tasks, "tasks assigned");
+                        for partition in tasks {
+                            if running.contains_key(&partition) {
+                                continue;
+                            }
+                            let token = stop.child_token();
+                            let handle = self
+                                .spawn_task(
+                                    partition,
+                                    None,
+                                    producer,
+                                    Some(membership.member()),
+                                    runtime,
+                                    token.clone(),
+                                    CancellationToken::new(),
+                                )
+                                .await?;
+                            running.insert(partition, (token, handle));
+                        }
+                    }
+                    Some(GroupChange::Revoked { partitions, done }) => {
+                        tracing::info!(application = %application, tasks = ?partitions, "tasks revoked; committing them");
+                        for partition in partitions {
+                            if let Some((token, handle)) = running.remove(&partition) {
+                                token.cancel();
+                                // The task moves anyway: its error is not the instance's.
+                                if let Err(e) = joined_result(handle.await) {
+                                    tracing::warn!(application = %application, partition, error = %e, "a revoked task failed");
+                                }
+                            }
+                        }
+                        let _ = done.send(());
+                    }
+                },
+                _ = check.tick() => {
+                    let ended: Vec<u32> = running
+                        .iter()
+                        .filter(|(_, (_, handle))| handle.is_finished())
+                        .map(|(partition, _)| *partition)
+                        .collect();
+                    for partition in ended {
+                        let Some((_, handle)) = running.remove(&partition) else {
+                            continue;
+                        };
+                        let Err(e) = joined_result(handle.await) else {
+                            continue;
+                        };
+                        // A commit refused in a rebalance (the group moved on, the producer
+                        // was fenced) aborts the task's transaction: start it again from its
+                        // last commit. An error that repeats is the instance's.
+                        let (count, since) = restarts
+                            .entry(partition)
+                            .or_insert((0, std::time::Instant::now()));
+                        if since.elapsed() > RESTART_WINDOW {
+                            (*count, *since) = (0, std::time::Instant::now());
+                        }
+                        *count += 1;
+                        if *count > MAX_TASK_RESTARTS {
+                            failure.get_or_insert(e);
+                            break;
+                        }
+                        tracing::warn!(application = %application, partition, error = %e, "task failed; starting it again from its last commit");
+                        let token = stop.child_token();
+                        let handle = self
+                            .spawn_task(
+                                partition,
+                                None,
+                                producer,
+                                Some(membership.member()),
+                                runtime,
+                                token.clone(),
+                                CancellationToken::new(),
+                            )
+                            .await?;
+                        running.insert(partition, (token, handle));
+                    }
+                }
+            }
+        }
+        // Every task commits, then the group hears that this instance left.
+        for (token, _) in running.values() {
+            token.cancel();
+        }
+        for (_, (_, handle)) in running {
+            if let Err(e) = joined_result(handle.await) {
+                failure.get_or_insert(e);
+            }
+        }
+        tokio::task::spawn_blocking(move || membership.leave())
+            .await
+            .map_err(|e| Error::Topology(format!("leaving the group panicked: {e}")))?;
+        failure.map_or(Ok(()), Err)
     }
 
     /// Runs until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully: every task finishes its
@@ -393,6 +573,11 @@ impl StreamsApp {
         });
         self.run(shutdown).await
     }
+}
+
+/// A task's outcome; a panic is an error.
+fn joined_result(joined: std::result::Result<Result<()>, tokio::task::JoinError>) -> Result<()> {
+    joined.map_err(|e| Error::Topology(format!("a task panicked: {e}")))?
 }
 
 #[cfg(unix)]

@@ -34,6 +34,8 @@ pub(super) struct Task {
     pub(super) config: StreamsConfig,
     /// At-least-once on the embedded log: the producer the app's tasks share.
     pub(super) producer: Option<Producer>,
+    /// On a cluster: the instance's group membership, whose identity commits carry.
+    pub(super) member: Option<logbrook_client::GroupMember>,
     /// Partition counts of the topics the task writes, looked up once.
     pub(super) partition_counts: PartitionCounts,
     pub(super) metrics: Arc<TaskMetrics>,
@@ -96,6 +98,7 @@ impl Task {
         let mut txn = TaskWriter::new(
             &self.log,
             self.producer.as_ref(),
+            self.member.take(),
             &application_id,
             self.partition,
             exactly_once,
