@@ -78,6 +78,13 @@ fn windowed_queries_drop_nothing_when_input_is_out_of_order_within_the_grace_per
     windowed_queries_on("2", &["--disorder-ms", "500"]);
 }
 
+/// The same queries through the Kafka protocol: each app a client of an in-process
+/// `logbrook serve` (exactly-once through Kafka transactions, disordered input, a join).
+#[test]
+fn windowed_queries_write_exactly_the_expected_rows_as_clients_of_a_server() {
+    windowed_queries_on("2", &["--serve", "--disorder-ms", "500"]);
+}
+
 /// 3 s of disorder spans more than one read batch: with no grace period this run drops records
 /// as late and writes wrong rows (500 ms of disorder is absorbed within a batch).
 #[test]

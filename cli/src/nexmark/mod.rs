@@ -51,16 +51,39 @@ pub struct NexmarkArgs {
     /// Print one JSON object per query instead of a table.
     #[arg(long)]
     json: bool,
+    /// Run each query's app as a Kafka client of a `logbrook serve` on loopback, in this
+    /// process (its CPU counts too), instead of on the embedded log.
+    #[arg(long)]
+    serve: bool,
 }
 
-/// Runs the query's app until it has read its input to the end and closed every window.
-/// Returns the records it dropped as late.
-async fn run_streams(broker: &Broker, query: Query, grace: Duration) -> Result<u64> {
-    let app = StreamsApp::new(
-        broker.clone(),
-        queries::topology(query, grace)?,
-        StreamsConfig::new(format!("nexmark-{}", query.name())),
-    )?;
+/// Runs the query's app until it has read its input to the end and closed every window: on
+/// the embedded log, or as a client of the server at `bootstrap`. Returns the records it
+/// dropped as late.
+async fn run_streams(
+    broker: &Broker,
+    bootstrap: Option<&str>,
+    query: Query,
+    grace: Duration,
+) -> Result<u64> {
+    let topology = queries::topology(query, grace)?;
+    let config = StreamsConfig::new(format!("nexmark-{}", query.name()));
+    let app = match bootstrap {
+        None => StreamsApp::new(broker.clone(), topology, config)?,
+        Some(bootstrap) => {
+            let config = StreamsConfig {
+                bootstrap_servers: Some(bootstrap.to_string()),
+                state_dir: Some(
+                    broker
+                        .data_dir()
+                        .join("streams-state")
+                        .join(&config.application_id),
+                ),
+                ..config
+            };
+            StreamsApp::connect(topology, config).await?
+        }
+    };
     let metrics = app.metrics();
     app.run_to_end(CancellationToken::new())
         .await
@@ -129,6 +152,21 @@ pub async fn run(data_dir: &Path, args: NexmarkArgs) -> Result<()> {
     }
     events::generate(&broker, args.events, args.disorder_ms).await?;
     let grace = Duration::from_millis(args.disorder_ms);
+    let server = CancellationToken::new();
+    let bootstrap = if args.serve {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        tokio::spawn(logbrook_serve::serve(
+            listener,
+            None,
+            broker.clone(),
+            logbrook_serve::ServeConfig::new(addr),
+            server.clone(),
+        ));
+        Some(addr.to_string())
+    } else {
+        None
+    };
     let mut results = Vec::new();
     for &query in &args.queries {
         for topic in [query.output_topic(), query.hand_topic()] {
@@ -139,7 +177,7 @@ pub async fn run(data_dir: &Path, args: NexmarkArgs) -> Result<()> {
             broker.create_topic(&topic, config)?;
         }
         let (cpu, wall) = (cpu_time(), Instant::now());
-        let late = run_streams(&broker, query, grace).await?;
+        let late = run_streams(&broker, bootstrap.as_deref(), query, grace).await?;
         let (cpu_s, wall_s) = (
             (cpu_time() - cpu).as_secs_f64(),
             wall.elapsed().as_secs_f64(),
@@ -205,6 +243,7 @@ pub async fn run(data_dir: &Path, args: NexmarkArgs) -> Result<()> {
         }
         results.push(result);
     }
+    server.cancel();
     broker.close().await?;
     if !args.json {
         crate::output::print(&table(&results))?;
