@@ -1,10 +1,10 @@
-//! Exactly-once on a cluster under `kill -9`: two instances of an application (separate OS
+//! Exactly-once on a cluster under `kill -9`: three instances of an application (separate OS
 //! processes: this test's own binary, selected by an environment variable) share the tasks of
 //! a pipeline whose topics live on a `logbrook serve` (in this process). Instances are killed
 //! with SIGKILL and started again while data flows; the group moves their tasks, and a task's
 //! next owner fences the killed one's producer. Once every input is processed, the output
 //! topics hold exactly what a clean run on the embedded log writes: stateless, counted,
-//! repartitioned and windowed (suppressed) outputs, record for record.
+//! repartitioned, joined (with a table) and windowed (suppressed) outputs, record for record.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 use std::path::{Path, PathBuf};
@@ -24,7 +24,15 @@ const CHILD_BOOTSTRAP: &str = "LOGBROOK_CLUSTER_CHILD_BOOTSTRAP";
 const CHILD_STATE: &str = "LOGBROOK_CLUSTER_CHILD_STATE";
 const APP: &str = "cluster-crash";
 const EVENTS: u64 = 6_000;
-const OUTPUTS: [&str; 4] = ["doubled", "user-counts", "bucket-counts", "window-finals"];
+const OUTPUTS: [&str; 5] = [
+    "doubled",
+    "user-counts",
+    "bucket-counts",
+    "window-finals",
+    "enriched",
+];
+/// Users with a profile row (the table the events are joined with).
+const USERS: u64 = 41;
 
 /// Stateless, stateful, repartitioned and windowed outputs; a short sleep per record keeps the
 /// run long enough for kills to land in the middle of it.
@@ -53,6 +61,10 @@ fn topology() -> Topology {
         .count("bucket-count-store")
         .to_stream()
         .to_with("bucket-counts", Produced::with(Str, Json::new()));
+    let profiles = builder.table_with::<String, u64>("profiles", "profile-store", Str, Json::new());
+    events
+        .join_table(&profiles, |_, value, tier| value * 10 + tier)
+        .to_with("enriched", Produced::with(Str, Json::new()));
     builder.build().unwrap()
 }
 
@@ -68,7 +80,7 @@ fn config(bootstrap: Option<&str>, state_dir: PathBuf) -> StreamsConfig {
 }
 
 async fn create_input(broker: &Broker) {
-    for topic in std::iter::once("events").chain(OUTPUTS) {
+    for topic in ["events", "profiles"].into_iter().chain(OUTPUTS) {
         let config = TopicConfig {
             partitions: 3,
             ..TopicConfig::default()
@@ -76,10 +88,17 @@ async fn create_input(broker: &Broker) {
         broker.create_topic(topic, config).unwrap();
     }
     let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    // Profiles come first in event time, so every event meets its user's row.
+    for user in 0..USERS {
+        let record = ProducerRecord::new("profiles", (user % 3).to_string())
+            .with_key(format!("user-{user}"))
+            .with_timestamp(0);
+        producer.send(record).await.unwrap();
+    }
     for i in 0..EVENTS {
         let record = ProducerRecord::new("events", i.to_string())
-            .with_key(format!("user-{}", i % 41))
-            .with_timestamp(i as i64);
+            .with_key(format!("user-{}", i % USERS))
+            .with_timestamp(1_000 + i as i64);
         producer.send(record).await.unwrap();
     }
     producer.flush().await.unwrap();
@@ -88,7 +107,11 @@ async fn create_input(broker: &Broker) {
 /// How many input records (events and repartitioned) are committed and how many exist.
 fn progress(broker: &Broker) -> (u64, u64) {
     let (mut committed, mut total) = (0, 0);
-    for topic in ["events", &format!("{APP}-bucket-count-store-repartition")] {
+    for topic in [
+        "events",
+        "profiles",
+        &format!("{APP}-bucket-count-store-repartition"),
+    ] {
         for p in 0..3 {
             let tp = TopicPartition::new(topic, p);
             committed += broker.committed_offset(APP, &tp).unwrap_or(0);
@@ -111,7 +134,7 @@ async fn run_to_completion(broker: &Broker, app: StreamsApp) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (committed, total) = progress(broker);
-        if committed == total && total >= EVENTS * 2 {
+        if committed == total && total >= EVENTS * 2 + USERS {
             break;
         }
         assert!(Instant::now() < deadline, "stuck at {committed} of {total}");
@@ -203,7 +226,11 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
     });
 
     let exe = std::env::current_exe().unwrap();
-    let states = [dir.path().join("state-a"), dir.path().join("state-b")];
+    let states = [
+        dir.path().join("state-a"),
+        dir.path().join("state-b"),
+        dir.path().join("state-c"),
+    ];
     let mut instances: Vec<Child> = states
         .iter()
         .map(|state| start_instance(&exe, &bootstrap, state))
@@ -219,7 +246,7 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
             7_000 + 700 * (round as u64 % 3)
         };
         std::thread::sleep(Duration::from_millis(pause));
-        let victim = round % 2;
+        let victim = round % states.len();
         instances[victim].kill().unwrap(); // SIGKILL
         instances[victim].wait().unwrap();
         let (committed, total) = progress(&broker);
@@ -227,7 +254,7 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
         if committed > 0 && committed < total {
             kills_mid_run += 1;
         }
-        if kills_mid_run >= 3 || (committed == total && total >= EVENTS * 2) {
+        if kills_mid_run >= 3 || (committed == total && total >= EVENTS * 2 + USERS) {
             break;
         }
         instances[victim] = start_instance(&exe, &bootstrap, &states[victim]);
@@ -267,6 +294,11 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
     });
     let doubled = expected.iter().filter(|(t, ..)| t == "doubled").count() as u64;
     assert_eq!(doubled, EVENTS, "clean run is incomplete");
+    let enriched = expected.iter().filter(|(t, ..)| t == "enriched").count() as u64;
+    assert_eq!(
+        enriched, EVENTS,
+        "every event meets its profile in the clean run"
+    );
     let count = |v: &[(String, u32, String, u64)], topic: &str| {
         v.iter().filter(|(t, ..)| t == topic).count()
     };
