@@ -509,12 +509,8 @@ pub(crate) async fn committed_with(
     .await
 }
 
-pub(crate) async fn commit_with(
-    client: &Arc<BaseConsumer>,
-    bootstrap: Arc<str>,
-    group: &str,
-    offsets: &[(TopicPartition, u64)],
-) -> Result<()> {
+/// Offsets to commit, as librdkafka takes them.
+fn offset_list(offsets: &[(TopicPartition, u64)]) -> Result<TopicPartitionList> {
     let mut list = TopicPartitionList::new();
     for (tp, offset) in offsets {
         list.add_partition_offset(
@@ -524,6 +520,16 @@ pub(crate) async fn commit_with(
         )
         .context(|| format!("committing {tp}"))?;
     }
+    Ok(list)
+}
+
+pub(crate) async fn commit_with(
+    client: &Arc<BaseConsumer>,
+    bootstrap: Arc<str>,
+    group: &str,
+    offsets: &[(TopicPartition, u64)],
+) -> Result<()> {
+    let list = offset_list(offsets)?;
     let client = client.clone();
     let group = group.to_string();
     blocking(move || {
@@ -578,15 +584,7 @@ impl GroupMember {
     /// # Errors
     /// The coordinator refused (e.g. the member was fenced by a rebalance).
     pub async fn commit(self: &Arc<Self>, offsets: &[(TopicPartition, u64)]) -> Result<()> {
-        let mut list = TopicPartitionList::new();
-        for (tp, offset) in offsets {
-            list.add_partition_offset(
-                &tp.topic,
-                tp.partition as i32,
-                Offset::Offset(*offset as i64),
-            )
-            .context(|| format!("committing {tp}"))?;
-        }
+        let list = offset_list(offsets)?;
         let this = self.clone();
         blocking(move || {
             let committed = match &this.consumer {
@@ -816,15 +814,7 @@ impl ClusterProducer {
         member: &GroupMember,
         timeout: Duration,
     ) -> Result<()> {
-        let mut list = TopicPartitionList::new();
-        for (tp, offset) in offsets {
-            list.add_partition_offset(
-                &tp.topic,
-                tp.partition as i32,
-                Offset::Offset(*offset as i64),
-            )
-            .context(|| format!("committing {tp} in a transaction"))?;
-        }
+        let list = offset_list(offsets)?;
         let Some(metadata) = member.metadata() else {
             return Err(Error::Refused(format!(
                 "group {:?} has no metadata to commit offsets in a transaction with",

@@ -599,17 +599,16 @@ impl Coordinator {
         instance_id: Option<&str>,
         generation: i32,
     ) -> i16 {
-        if generation < 0 {
-            return 0;
-        }
-        let groups = self.lock();
-        let group = groups.get(group_id);
-        match check(group, member_id, instance_id, generation) {
-            Err(code) => code,
-            Ok(()) if group.is_some_and(|g| g.state == State::PreparingRebalance) => {
+        match self.check_txn_commit(group_id, member_id, instance_id, generation) {
+            0 if generation >= 0
+                && self
+                    .lock()
+                    .get(group_id)
+                    .is_some_and(|g| g.state == State::PreparingRebalance) =>
+            {
                 ResponseError::RebalanceInProgress.code()
             }
-            Ok(()) => 0,
+            code => code,
         }
     }
 

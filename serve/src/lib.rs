@@ -139,3 +139,21 @@ pub async fn serve(
     connections.wait().await;
     Ok(())
 }
+
+/// Serves `broker` on an ephemeral loopback port, on a task of this process's runtime (for
+/// tests and benchmarks that run clients against it): the address, and the token that stops
+/// the server.
+///
+/// # Errors
+/// No loopback port could be bound.
+pub async fn spawn_on_loopback(
+    broker: Broker,
+    configure: impl FnOnce(ServeConfig) -> ServeConfig,
+) -> std::io::Result<(SocketAddr, CancellationToken)> {
+    let listener = TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let shutdown = CancellationToken::new();
+    let config = configure(ServeConfig::new(addr));
+    tokio::spawn(serve(listener, None, broker, config, shutdown.clone()));
+    Ok((addr, shutdown))
+}

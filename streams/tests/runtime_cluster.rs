@@ -4,6 +4,9 @@
 //! that restores the store from the cluster's changelog.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
+use common::word_count;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -11,44 +14,24 @@ use logbrook_core::{
     Broker, CleanupPolicy, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
     ProducerRecord, TopicConfig,
 };
-use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{
-    Grouped, ProcessingGuarantee, Produced, StreamsApp, StreamsBuilder, StreamsConfig,
-};
+use logbrook_streams::{ProcessingGuarantee, StreamsApp, StreamsConfig};
 use tokio_util::sync::CancellationToken;
-
-fn word_count() -> logbrook_streams::Topology {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream_with::<Option<String>, String>("lines", Str, Str)
-        .flat_map_values(|line| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by_with(|_, word| word.clone(), Grouped::with(Str, Str))
-        .count("counts")
-        .to_stream()
-        .to_with(
-            "word-counts",
-            Produced::with(Str, Json::<Option<u64>>::new()),
-        );
-    builder.build().unwrap()
-}
 
 /// A server on loopback in front of `broker`; cancel the token to stop it.
 async fn serve(broker: &Broker) -> (String, CancellationToken) {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    tokio::spawn(logbrook_serve::serve(
-        listener,
-        None,
-        broker.clone(),
-        logbrook_serve::ServeConfig::new(addr),
-        shutdown.clone(),
-    ));
+    let (addr, shutdown) = logbrook_serve::spawn_on_loopback(broker.clone(), |config| config)
+        .await
+        .unwrap();
     (addr.to_string(), shutdown)
+}
+
+/// A count update: the word and its count.
+fn update(record: logbrook_core::ConsumerRecord) -> (String, u64) {
+    let word = String::from_utf8(record.key.unwrap().to_vec()).unwrap();
+    (
+        word,
+        serde_json::from_slice(&record.value.unwrap()).unwrap(),
+    )
 }
 
 /// The latest count per word in the output topic (read committed, from the log itself),
@@ -74,22 +57,16 @@ async fn latest_counts(broker: &Broker, updates: usize) -> (BTreeMap<String, u64
             return (latest, seen);
         }
         for r in records {
-            let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-            latest.insert(
-                word,
-                serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
-            );
+            let (word, count) = update(r);
+            latest.insert(word, count);
             seen += 1;
         }
         if seen >= updates {
             // Whatever else arrives within a moment counts too: duplicates must show.
             let more = consumer.poll(Duration::from_millis(500)).await.unwrap();
             for r in more {
-                let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-                latest.insert(
-                    word,
-                    serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
-                );
+                let (word, count) = update(r);
+                latest.insert(word, count);
                 seen += 1;
             }
             return (latest, seen);

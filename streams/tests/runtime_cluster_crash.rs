@@ -7,6 +7,8 @@
 //! repartitioned, joined (with a table) and windowed (suppressed) outputs, record for record.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -15,9 +17,7 @@ use logbrook_core::{
     Broker, Producer, ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
 };
 use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{
-    Produced, StreamsApp, StreamsBuilder, StreamsConfig, TimeWindows, Topology,
-};
+use logbrook_streams::{Produced, StreamsApp, StreamsBuilder, StreamsConfig, Topology};
 use tokio_util::sync::CancellationToken;
 
 const CHILD_BOOTSTRAP: &str = "LOGBROOK_CLUSTER_CHILD_BOOTSTRAP";
@@ -41,26 +41,7 @@ fn topology() -> Topology {
     let events = builder
         .stream_with::<String, u64>("events", Str, Json::new())
         .peek(|_, _| std::thread::sleep(Duration::from_millis(3)));
-    events
-        .map_values(|v| v * 2)
-        .to_with("doubled", Produced::with(Str, Json::new()));
-    events
-        .group_by_key()
-        .count("user-count-store")
-        .to_stream()
-        .to_with("user-counts", Produced::with(Str, Json::new()));
-    events
-        .group_by_key()
-        .windowed_by(TimeWindows::of(Duration::from_millis(500)))
-        .count("window-count-store")
-        .suppress_until_window_closes("window-final-store")
-        .map(|window, count| (format!("{}@{}", window.key, window.start), count))
-        .to_with("window-finals", Produced::with(Str, Json::new()));
-    events
-        .group_by(|_, v| format!("bucket-{}", v % 7))
-        .count("bucket-count-store")
-        .to_stream()
-        .to_with("bucket-counts", Produced::with(Str, Json::new()));
+    common::crash_test_outputs(&events);
     let profiles = builder.table_with::<String, u64>("profiles", "profile-store", Str, Json::new());
     events
         .join_table(&profiles, |_, value, tier| value * 10 + tier)
@@ -209,19 +190,14 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
     let (broker, bootstrap, server) = rt.block_on(async {
         let broker = Broker::open(dir.path().join("cluster")).await.unwrap();
         create_input(&broker).await;
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let server = CancellationToken::new();
-        tokio::spawn(logbrook_serve::serve(
-            listener,
-            None,
-            broker.clone(),
+        let (addr, server) = logbrook_serve::spawn_on_loopback(broker.clone(), |config| {
             logbrook_serve::ServeConfig {
                 group_initial_rebalance_delay: Duration::ZERO,
-                ..logbrook_serve::ServeConfig::new(addr)
-            },
-            server.clone(),
-        ));
+                ..config
+            }
+        })
+        .await
+        .unwrap();
         (broker, addr.to_string(), server)
     });
 

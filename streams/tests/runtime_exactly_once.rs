@@ -7,6 +7,8 @@
 //! child is the real runtime in a separate process.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -16,9 +18,7 @@ use logbrook_core::{
     Broker, Producer, ProducerConfig, ProducerRecord, TopicConfig, TopicPartition,
 };
 use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{
-    Produced, StreamsApp, StreamsBuilder, StreamsConfig, TimeWindows, Topology,
-};
+use logbrook_streams::{StreamsApp, StreamsBuilder, StreamsConfig, Topology};
 use tokio_util::sync::CancellationToken;
 
 const CHILD_DIR: &str = "LOGBROOK_EOS_CHILD_DIR";
@@ -33,26 +33,7 @@ fn topology() -> Topology {
     let events = builder
         .stream_with::<String, u64>("events", Str, Json::new())
         .peek(|_, _| std::thread::sleep(Duration::from_micros(200)));
-    events
-        .map_values(|v| v * 2)
-        .to_with("doubled", Produced::with(Str, Json::new()));
-    events
-        .group_by_key()
-        .count("user-count-store")
-        .to_stream()
-        .to_with("user-counts", Produced::with(Str, Json::new()));
-    events
-        .group_by_key()
-        .windowed_by(TimeWindows::of(Duration::from_millis(500)))
-        .count("window-count-store")
-        .suppress_until_window_closes("window-final-store")
-        .map(|window, count| (format!("{}@{}", window.key, window.start), count))
-        .to_with("window-finals", Produced::with(Str, Json::new()));
-    events
-        .group_by(|_, v| format!("bucket-{}", v % 7))
-        .count("bucket-count-store")
-        .to_stream()
-        .to_with("bucket-counts", Produced::with(Str, Json::new()));
+    common::crash_test_outputs(&events);
     builder.build().unwrap()
 }
 

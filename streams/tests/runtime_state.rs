@@ -1,6 +1,9 @@
 //! State through the runtime: stores, changelogs, repartitioning and restore after a restart.
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
+mod common;
+
+use common::word_count;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -8,28 +11,8 @@ use logbrook_core::{
     Broker, BrokerConfig, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
     ProducerRecord, TopicConfig,
 };
-use logbrook_streams::serde::{Json, Str};
-use logbrook_streams::{Grouped, Produced, StreamsApp, StreamsBuilder, StreamsConfig};
+use logbrook_streams::{StreamsApp, StreamsConfig};
 use tokio_util::sync::CancellationToken;
-
-fn word_count() -> logbrook_streams::Topology {
-    let builder = StreamsBuilder::new();
-    builder
-        .stream_with::<Option<String>, String>("lines", Str, Str)
-        .flat_map_values(|line| {
-            line.split_whitespace()
-                .map(str::to_lowercase)
-                .collect::<Vec<_>>()
-        })
-        .group_by_with(|_, word| word.clone(), Grouped::with(Str, Str))
-        .count("counts")
-        .to_stream()
-        .to_with(
-            "word-counts",
-            Produced::with(Str, Json::<Option<u64>>::new()),
-        );
-    builder.build().unwrap()
-}
 
 /// The latest count per word in the output topic, once `total` updates arrived.
 async fn latest_counts(broker: &Broker, updates: usize) -> BTreeMap<String, u64> {

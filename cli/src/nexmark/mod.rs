@@ -152,20 +152,12 @@ pub async fn run(data_dir: &Path, args: NexmarkArgs) -> Result<()> {
     }
     events::generate(&broker, args.events, args.disorder_ms).await?;
     let grace = Duration::from_millis(args.disorder_ms);
-    let server = CancellationToken::new();
-    let bootstrap = if args.serve {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let addr = listener.local_addr()?;
-        tokio::spawn(logbrook_serve::serve(
-            listener,
-            None,
-            broker.clone(),
-            logbrook_serve::ServeConfig::new(addr),
-            server.clone(),
-        ));
-        Some(addr.to_string())
+    let (bootstrap, server) = if args.serve {
+        let (addr, server) =
+            logbrook_serve::spawn_on_loopback(broker.clone(), |config| config).await?;
+        (Some(addr.to_string()), server)
     } else {
-        None
+        (None, CancellationToken::new())
     };
     let mut results = Vec::new();
     for &query in &args.queries {

@@ -88,11 +88,7 @@ impl AppLog {
     ) -> Result<(Option<u64>, u64)> {
         match self {
             Self::Embedded(broker) => {
-                let log = broker
-                    .topic(&tp.topic)?
-                    .partition(tp.partition)?
-                    .log()
-                    .clone();
+                let log = embedded_log(broker, tp)?;
                 let end = log.last_stable_offset();
                 let start = match start_time {
                     Some(time) => Some(
@@ -141,10 +137,7 @@ impl AppLog {
         match self {
             Self::Embedded(broker) => partitions
                 .iter()
-                .map(|tp| {
-                    let partition = broker.topic(&tp.topic)?.partition(tp.partition)?.clone();
-                    Ok(partition.log().high_watermark())
-                })
+                .map(|tp| Ok(embedded_log(broker, tp)?.high_watermark()))
                 .collect(),
             Self::Cluster(cluster) => Ok(cluster
                 .offsets(partitions, -1)
@@ -176,11 +169,7 @@ impl AppLog {
     ) -> Result<(T, u64)> {
         match self {
             Self::Embedded(broker) => {
-                let log = broker
-                    .topic(&tp.topic)?
-                    .partition(tp.partition)?
-                    .log()
-                    .clone();
+                let log = embedded_log(broker, tp)?;
                 tokio::task::spawn_blocking(move || {
                     let from = from.max(log.log_start_offset());
                     let end = log.last_stable_offset();
@@ -205,6 +194,15 @@ impl AppLog {
             }
         }
     }
+}
+
+/// The embedded log's partition `tp`.
+fn embedded_log(broker: &Broker, tp: &TopicPartition) -> Result<Arc<logbrook_core::Log>> {
+    Ok(broker
+        .topic(&tp.topic)?
+        .partition(tp.partition)?
+        .log()
+        .clone())
 }
 
 /// How a task's outputs reach the log and its offsets get committed.

@@ -396,6 +396,31 @@ impl StreamsApp {
         })
     }
 
+    /// Starts task `partition` as this group member's: stopped by the returned token (or the
+    /// application's `stop`); its error is the caller's to judge, not the application's.
+    async fn spawn_member_task(
+        &self,
+        partition: u32,
+        producer: Option<&Producer>,
+        membership: &logbrook_client::Membership,
+        runtime: Option<&tokio::runtime::Handle>,
+        stop: &CancellationToken,
+    ) -> Result<(CancellationToken, tokio::task::JoinHandle<Result<()>>)> {
+        let token = stop.child_token();
+        let handle = self
+            .spawn_task(
+                partition,
+                None,
+                producer,
+                Some(membership.member()),
+                runtime,
+                token.clone(),
+                CancellationToken::new(),
+            )
+            .await?;
+        Ok((token, handle))
+    }
+
     /// Runs every task in this process (the embedded log, or a bounded run).
     async fn run_every_task(
         &self,
@@ -469,19 +494,10 @@ impl StreamsApp {
                             if running.contains_key(&partition) {
                                 continue;
                             }
-                            let token = stop.child_token();
-                            let handle = self
-                                .spawn_task(
-                                    partition,
-                                    None,
-                                    producer,
-                                    Some(membership.member()),
-                                    runtime,
-                                    token.clone(),
-                                    CancellationToken::new(),
-                                )
+                            let task = self
+                                .spawn_member_task(partition, producer, &membership, runtime, stop)
                                 .await?;
-                            running.insert(partition, (token, handle));
+                            running.insert(partition, task);
                         }
                     }
                     Some(GroupChange::Revoked { partitions, done }) => {
@@ -526,19 +542,10 @@ impl StreamsApp {
                             break;
                         }
                         tracing::warn!(application = %application, partition, error = %e, "task failed; starting it again from its last commit");
-                        let token = stop.child_token();
-                        let handle = self
-                            .spawn_task(
-                                partition,
-                                None,
-                                producer,
-                                Some(membership.member()),
-                                runtime,
-                                token.clone(),
-                                CancellationToken::new(),
-                            )
+                        let task = self
+                            .spawn_member_task(partition, producer, &membership, runtime, stop)
                             .await?;
-                        running.insert(partition, (token, handle));
+                        running.insert(partition, task);
                     }
                 }
             }

@@ -2,6 +2,7 @@
 #![allow(clippy::unwrap_used)] // tests fail loudly by design
 
 /// Compares `actual` with `tests/golden/{name}.txt`; `LOGBROOK_BLESS=1` rewrites the file first.
+#[allow(dead_code)] // golden tests only
 pub fn check_golden(name: &str, actual: &str) {
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden")
@@ -12,4 +13,58 @@ pub fn check_golden(name: &str, actual: &str) {
     let expected =
         std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(actual, expected, "output differs from {}", path.display());
+}
+
+/// Word count: lines split into words, re-keyed by word (a repartition), counted in store
+/// `counts`, every count update written to `word-counts`.
+#[allow(dead_code)] // not every test file counts words
+pub fn word_count() -> logbrook_streams::Topology {
+    use logbrook_streams::serde::{Json, Str};
+    use logbrook_streams::{Grouped, Produced, StreamsBuilder};
+    let builder = StreamsBuilder::new();
+    builder
+        .stream_with::<Option<String>, String>("lines", Str, Str)
+        .flat_map_values(|line| {
+            line.split_whitespace()
+                .map(str::to_lowercase)
+                .collect::<Vec<_>>()
+        })
+        .group_by_with(|_, word| word.clone(), Grouped::with(Str, Str))
+        .count("counts")
+        .to_stream()
+        .to_with(
+            "word-counts",
+            Produced::with(Str, Json::<Option<u64>>::new()),
+        );
+    builder.build().unwrap()
+}
+
+/// The outputs the `kill -9` tests check, over `events` (user -> number): doubled values
+/// (stateless), counts per user (a store), counts per bucket (a repartition and a store), and
+/// final counts of 500 ms windows (suppressed until the window closes).
+#[allow(dead_code)] // the crash tests only
+pub fn crash_test_outputs(events: &logbrook_streams::KStream<String, u64>) {
+    use logbrook_streams::serde::{Json, Str};
+    use logbrook_streams::{Produced, TimeWindows};
+    use std::time::Duration;
+    events
+        .map_values(|v| v * 2)
+        .to_with("doubled", Produced::with(Str, Json::new()));
+    events
+        .group_by_key()
+        .count("user-count-store")
+        .to_stream()
+        .to_with("user-counts", Produced::with(Str, Json::new()));
+    events
+        .group_by_key()
+        .windowed_by(TimeWindows::of(Duration::from_millis(500)))
+        .count("window-count-store")
+        .suppress_until_window_closes("window-final-store")
+        .map(|window, count| (format!("{}@{}", window.key, window.start), count))
+        .to_with("window-finals", Produced::with(Str, Json::new()));
+    events
+        .group_by(|_, v| format!("bucket-{}", v % 7))
+        .count("bucket-count-store")
+        .to_stream()
+        .to_with("bucket-counts", Produced::with(Str, Json::new()));
 }
