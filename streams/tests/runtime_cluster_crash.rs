@@ -127,35 +127,7 @@ async fn run_to_completion(broker: &Broker, app: StreamsApp) {
 
 /// Every committed output record as (topic, partition, key, value), sorted.
 fn outputs(broker: &Broker) -> Vec<(String, u32, String, u64)> {
-    let mut all = Vec::new();
-    for topic in OUTPUTS {
-        for p in 0..3 {
-            let log = broker
-                .topic(topic)
-                .unwrap()
-                .partition(p)
-                .unwrap()
-                .log()
-                .clone();
-            let mut offset = 0;
-            loop {
-                let chunk = log.read_committed(offset, 1 << 20).unwrap();
-                if chunk.is_empty() {
-                    break;
-                }
-                let mut records = Vec::new();
-                chunk.records(offset, &mut records).unwrap();
-                for r in records {
-                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-                    let value: u64 = serde_json::from_slice(&r.value.unwrap()).unwrap();
-                    all.push((topic.to_string(), p, key, value));
-                }
-                offset = chunk.next_offset;
-            }
-        }
-    }
-    all.sort();
-    all
+    common::committed_outputs(broker, &OUTPUTS, 3)
 }
 
 fn start_instance(exe: &Path, bootstrap: &str, state: &Path) -> Child {

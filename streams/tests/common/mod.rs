@@ -68,3 +68,42 @@ pub fn crash_test_outputs(events: &logbrook_streams::KStream<String, u64>) {
         .to_stream()
         .to_with("bucket-counts", Produced::with(Str, Json::new()));
 }
+
+/// Every committed record of `topics` (each with `partitions` partitions, JSON numbers for
+/// values) as (topic, partition, key, value), sorted.
+#[allow(dead_code)] // the crash tests only
+pub fn committed_outputs(
+    broker: &logbrook_core::Broker,
+    topics: &[&str],
+    partitions: u32,
+) -> Vec<(String, u32, String, u64)> {
+    let mut all = Vec::new();
+    for topic in topics {
+        for p in 0..partitions {
+            let log = broker
+                .topic(topic)
+                .unwrap()
+                .partition(p)
+                .unwrap()
+                .log()
+                .clone();
+            let mut offset = 0;
+            loop {
+                let chunk = log.read_committed(offset, 1 << 20).unwrap();
+                if chunk.is_empty() {
+                    break;
+                }
+                let mut records = Vec::new();
+                chunk.records(offset, &mut records).unwrap();
+                for r in records {
+                    let key = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
+                    let value: u64 = serde_json::from_slice(&r.value.unwrap()).unwrap();
+                    all.push((topic.to_string(), p, key, value));
+                }
+                offset = chunk.next_offset;
+            }
+        }
+    }
+    all.sort();
+    all
+}
