@@ -277,3 +277,66 @@ async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops()
     server.cancel();
     broker.close().await.unwrap();
 }
+
+/// A producer that takes over a task's transactional id fences the task's producer (as a
+/// zombie's successor would): the task's next write or commit fails, the instance starts the
+/// task again from its last commit (fencing the intruder in turn), and no update is lost or
+/// written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_fenced_by_its_own_transactional_id_restarts_from_its_last_commit() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Broker::open(dir.path().join("data")).await.unwrap();
+    for topic in ["lines", "word-counts"] {
+        let config = TopicConfig {
+            partitions: 3,
+            ..TopicConfig::default()
+        };
+        broker.create_topic(topic, config).unwrap();
+    }
+    let (bootstrap, server) = serve(&broker).await;
+    let config = StreamsConfig {
+        state_dir: Some(dir.path().join("state")),
+        bootstrap_servers: Some(bootstrap.clone()),
+        ..StreamsConfig::new("fenced")
+    };
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    produce_lines(&producer, &["p q", "q r", "r p"]).await;
+    let app = StreamsApp::connect(word_count(), config).await.unwrap();
+    let metrics = app.metrics();
+    let shutdown = CancellationToken::new();
+    let running = tokio::spawn(app.run(shutdown.clone()));
+    assert_counts_step_by_one(&all_updates(&broker, 6).await);
+
+    // Every task's transactional id, initialised elsewhere: the tasks are zombies now.
+    let cluster = logbrook_client::Cluster::connect(&bootstrap, Vec::new())
+        .await
+        .unwrap();
+    for task in 0..3 {
+        let settings = logbrook_client::ProducerSettings {
+            transactional_id: Some(format!("fenced-{task}")),
+            ..logbrook_client::ProducerSettings::default()
+        };
+        let intruder = std::sync::Arc::new(cluster.producer(&settings).unwrap());
+        intruder
+            .init_transactions(Duration::from_secs(30))
+            .await
+            .unwrap();
+    }
+    produce_lines(&producer, &["p q r", "p q r", "p q r"]).await;
+    let updates = all_updates(&broker, 15).await;
+    assert_counts_step_by_one(&updates);
+    assert_eq!(updates.len(), 15, "{updates:?}");
+    assert!(
+        !running.is_finished(),
+        "the instance goes on after its tasks were fenced"
+    );
+    assert_eq!(metrics.running_tasks(), [0, 1, 2]);
+    shutdown.cancel();
+    running.await.unwrap().unwrap();
+    server.cancel();
+    broker.close().await.unwrap();
+}
