@@ -49,10 +49,10 @@ pub use join::JoinWindows;
 pub use record::Record;
 pub use reset::{ResetReport, reset_application};
 pub use runtime::{
-    InputBounds, ProcessingGuarantee, StreamsApp, StreamsConfig, StreamsMetrics, TaskMetrics,
-    default_state_dir,
+    InputBounds, KeyLookup, LocalStores, ProcessingGuarantee, StreamsApp, StreamsConfig,
+    StreamsMetrics, TaskMetrics, default_state_dir,
 };
-pub use state::KeyValueStore;
+pub use state::{KeyValueStore, StoreReader};
 pub use task::event_time::{MARKER_HEADER, is_event_time_marker};
 pub use task::{OnError, TaskContext};
 /// Re-exported so users can stop an app without adding `tokio-util` themselves.

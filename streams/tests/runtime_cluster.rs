@@ -14,7 +14,7 @@ use logbrook_core::{
     Broker, CleanupPolicy, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
     ProducerRecord, TopicConfig,
 };
-use logbrook_streams::{ProcessingGuarantee, StreamsApp, StreamsConfig};
+use logbrook_streams::{KeyLookup, LocalStores, ProcessingGuarantee, StreamsApp, StreamsConfig};
 use tokio_util::sync::CancellationToken;
 
 /// A server on loopback in front of `broker`; cancel the token to stop it.
@@ -191,6 +191,23 @@ async fn all_updates(broker: &Broker, expected: usize) -> Vec<(String, u64)> {
     updates
 }
 
+/// `key`'s lookup in store `counts` once it is `expected` here or held elsewhere (a task
+/// commits its store just after its outputs, so a lookup may trail them for a moment).
+fn wait_for_committed(stores: &LocalStores, key: &[u8], expected: &[u8]) -> KeyLookup {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let lookup = stores.get("counts", key).unwrap();
+        let settled = match &lookup {
+            KeyLookup::Local(value) => value.as_deref() == Some(expected),
+            KeyLookup::Elsewhere { .. } => true,
+        };
+        if settled || std::time::Instant::now() > deadline {
+            return lookup;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Each word's updates must count 1, 2, 3, ... with none missing or repeated.
 fn assert_counts_step_by_one(updates: &[(String, u64)]) {
     let mut last: BTreeMap<&str, u64> = BTreeMap::new();
@@ -229,18 +246,18 @@ async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops()
         let config = config(instance);
         async move {
             let app = StreamsApp::connect(word_count(), config).await.unwrap();
-            let metrics = app.metrics();
+            let (metrics, stores) = (app.metrics(), app.local_stores());
             let shutdown = CancellationToken::new();
             let running = tokio::spawn(app.run(shutdown.clone()));
-            (shutdown, running, metrics)
+            (shutdown, running, metrics, stores)
         }
     };
-    let (stop_a, running_a, metrics_a) = start("a").await;
+    let (stop_a, running_a, metrics_a, stores_a) = start("a").await;
     produce_lines(&producer, &["x y", "y z", "z x"]).await;
     assert_counts_step_by_one(&all_updates(&broker, 6).await);
 
     // A second instance joins: the group moves some tasks to it, with their state.
-    let (stop_b, running_b, metrics_b) = start("b").await;
+    let (stop_b, running_b, metrics_b, stores_b) = start("b").await;
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
     while metrics_b.running_tasks().is_empty() && std::time::Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(200)).await;
@@ -258,6 +275,24 @@ async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops()
     let updates = all_updates(&broker, 15).await;
     assert_counts_step_by_one(&updates);
     assert_eq!(updates.len(), 15);
+    // Interactive queries: each word's count is in exactly one instance's stores.
+    for word in ["x", "y", "z"] {
+        let answers = [&stores_a, &stores_b]
+            .map(|stores| wait_for_committed(stores, word.as_bytes(), b"5".as_slice()));
+        let task = stores_a.task_for_key(word.as_bytes());
+        let local = answers
+            .iter()
+            .filter(|a| matches!(a, KeyLookup::Local(_)))
+            .count();
+        assert_eq!(local, 1, "{word}: {answers:?}");
+        assert!(
+            answers
+                .iter()
+                .all(|a| *a == KeyLookup::Local(Some("5".into()))
+                    || *a == KeyLookup::Elsewhere { task }),
+            "{word}: {answers:?}"
+        );
+    }
 
     // The first stops: its tasks go to the second, which goes on from their committed state.
     stop_a.cancel();
@@ -272,6 +307,18 @@ async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops()
         BTreeMap::from([("x".into(), 6), ("y".into(), 6), ("z".into(), 6)])
     );
     assert_eq!(metrics_b.running_tasks(), [0, 1, 2]);
+    for word in ["x", "y", "z"] {
+        assert_eq!(
+            wait_for_committed(&stores_b, word.as_bytes(), b"6"),
+            KeyLookup::Local(Some("6".into()))
+        );
+        let task = stores_a.task_for_key(word.as_bytes());
+        assert_eq!(
+            stores_a.get("counts", word.as_bytes()).unwrap(),
+            KeyLookup::Elsewhere { task },
+            "a stopped instance holds nothing"
+        );
+    }
     stop_b.cancel();
     running_b.await.unwrap().unwrap();
     server.cancel();

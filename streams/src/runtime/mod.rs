@@ -18,6 +18,7 @@
 mod input;
 mod log;
 mod metrics;
+mod queries;
 mod task_loop;
 
 use std::collections::{BTreeMap, HashMap};
@@ -30,6 +31,7 @@ use logbrook_core::{Broker, Producer, ProducerConfig, TopicPartition};
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::{StreamsMetrics, TaskMetrics};
+pub use queries::{KeyLookup, LocalStores};
 
 use crate::error::{Error, Result};
 use crate::task::OnError;
@@ -140,6 +142,7 @@ pub struct StreamsApp {
     config: StreamsConfig,
     partitions: u32,
     metrics: StreamsMetrics,
+    stores: LocalStores,
 }
 
 impl StreamsApp {
@@ -229,9 +232,16 @@ impl StreamsApp {
             log,
             topology: Arc::new(topology),
             metrics: StreamsMetrics::new(&config.application_id),
+            stores: LocalStores::new(partitions),
             config,
             partitions,
         })
+    }
+
+    /// Read-only lookups in the stores of the tasks this instance runs (interactive
+    /// queries): a handle that stays valid after `run` consumed the app.
+    pub fn local_stores(&self) -> LocalStores {
+        self.stores.clone()
     }
 
     /// The app's metrics: a handle that stays valid after `run` consumed the app.
@@ -377,6 +387,7 @@ impl StreamsApp {
             member,
             partition_counts: PartitionCounts::default(),
             metrics: self.metrics.task(partition),
+            stores: self.stores.clone(),
             inputs: self.input_ranges(partition, bounds).await?,
             bounds,
         };

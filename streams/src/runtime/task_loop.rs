@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use super::input::{InputRange, TaskInputs};
 use super::log::{AppLog, PartitionCounts, TaskWriter};
 use super::metrics::TaskMetrics;
+use super::queries::LocalStores;
 use super::{InputBounds, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Error, Result};
 use crate::state::KeyValueStore;
@@ -39,6 +40,8 @@ pub(super) struct Task {
     /// Partition counts of the topics the task writes, looked up once.
     pub(super) partition_counts: PartitionCounts,
     pub(super) metrics: Arc<TaskMetrics>,
+    /// Where interactive queries find this task's stores while it runs.
+    pub(super) stores: LocalStores,
     pub(super) inputs: Vec<InputRange>,
     /// `Some` for a bounded run: the task stops once every input has ended.
     pub(super) bounds: Option<InputBounds>,
@@ -83,7 +86,24 @@ impl Task {
         instance.open_stores(|name| {
             KeyValueStore::open(name, &state_dir.join(format!("{name}.redb")))
         })?;
-        let mut instance = self.restore(instance).await?;
+        let instance = self.restore(instance).await?;
+        self.stores.register(
+            self.partition,
+            instance.context.stores.iter().map(KeyValueStore::reader),
+        );
+        let result = self.process(instance, &mut inputs, stop).await;
+        self.stores.unregister(self.partition);
+        result
+    }
+
+    /// Processes records and commits until `stop` (or a bounded run's end).
+    async fn process(
+        &mut self,
+        mut instance: TaskInstance,
+        inputs: &mut TaskInputs,
+        stop: CancellationToken,
+    ) -> Result<()> {
+        let application_id = self.config.application_id.clone();
         let repartitions: Vec<Arc<str>> = self
             .topology
             .repartition_topics(&application_id)

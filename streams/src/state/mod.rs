@@ -13,6 +13,7 @@ mod handle;
 use std::collections::BTreeMap;
 use std::ops::Bound;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use redb::{Database, ReadableDatabase, ReadableTableMetadata, TableDefinition};
@@ -28,12 +29,54 @@ const CHECKPOINT: &str = "changelog_offset";
 /// One task's key-value store.
 pub struct KeyValueStore {
     name: String,
-    db: Database,
+    db: Arc<Database>,
     /// Writes since the last flush (`None` deletes), read before the database.
     dirty: BTreeMap<Bytes, Option<Bytes>>,
     /// Keys written since their last changelog record: a key written many times between two
     /// commits is logged once, with its latest value (as Kafka Streams' caching does).
     unlogged: std::collections::BTreeSet<Bytes>,
+}
+
+/// What a store committed (at the task's last commit), read from any thread while the task
+/// goes on writing.
+#[derive(Clone)]
+pub struct StoreReader {
+    name: String,
+    db: Arc<Database>,
+}
+
+impl std::fmt::Debug for StoreReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StoreReader")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StoreReader {
+    /// The store's name.
+    #[must_use]
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The committed value of `key` (its bytes as the store's key serde wrote them).
+    ///
+    /// # Errors
+    /// [`Error::State`] if the database cannot be read.
+    pub fn get(&self, key: &[u8]) -> Result<Option<Bytes>> {
+        let read = self
+            .db
+            .begin_read()
+            .map_err(|e| state_error(&self.name, e))?;
+        let table = match read.open_table(DATA) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(state_error(&self.name, e)),
+        };
+        let value = table.get(key).map_err(|e| state_error(&self.name, e))?;
+        Ok(value.map(|v| Bytes::copy_from_slice(v.value())))
+    }
 }
 
 impl std::fmt::Debug for KeyValueStore {
@@ -54,7 +97,7 @@ impl KeyValueStore {
         let db = Database::create(path).map_err(|e| state_error(name, e))?;
         Ok(Self {
             name: name.to_string(),
-            db,
+            db: Arc::new(db),
             dirty: BTreeMap::new(),
             unlogged: std::collections::BTreeSet::new(),
         })
@@ -67,7 +110,7 @@ impl KeyValueStore {
             .map_err(|e| state_error(name, e))?;
         Ok(Self {
             name: name.to_string(),
-            db,
+            db: Arc::new(db),
             dirty: BTreeMap::new(),
             unlogged: std::collections::BTreeSet::new(),
         })
@@ -86,17 +129,15 @@ impl KeyValueStore {
         if let Some(value) = self.dirty.get(key) {
             return Ok(value.clone());
         }
-        let read = self
-            .db
-            .begin_read()
-            .map_err(|e| state_error(&self.name, e))?;
-        let table = match read.open_table(DATA) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
-            Err(e) => return Err(state_error(&self.name, e)),
-        };
-        let value = table.get(key).map_err(|e| state_error(&self.name, e))?;
-        Ok(value.map(|v| Bytes::copy_from_slice(v.value())))
+        self.reader().get(key)
+    }
+
+    /// A read-only view of what the store committed, for other threads (interactive queries).
+    pub(crate) fn reader(&self) -> StoreReader {
+        StoreReader {
+            name: self.name.clone(),
+            db: self.db.clone(),
+        }
     }
 
     /// Sets (or with `None` deletes) `key`; durable at the next flush.
