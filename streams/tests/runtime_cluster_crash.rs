@@ -250,13 +250,27 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
     let count = |v: &[(String, u32, String, u64)], topic: &str| {
         v.iter().filter(|(t, ..)| t == topic).count()
     };
+    // On a difference, show which records: a few missing and a few unexpected, per topic.
+    let missing: Vec<_> = expected
+        .iter()
+        .filter(|r| !actual.contains(r))
+        .take(5)
+        .collect();
+    let extra: Vec<_> = actual
+        .iter()
+        .filter(|r| !expected.contains(r))
+        .take(5)
+        .collect();
     for topic in OUTPUTS {
         assert_eq!(
             count(&actual, topic),
             count(&expected, topic),
-            "{topic}: records differ after kills at {seen:?}"
+            "{topic}: records differ after kills at {seen:?}; missing {missing:?}, unexpected {extra:?}"
         );
     }
-    assert!(actual == expected, "outputs differ from the clean run");
+    assert!(
+        actual == expected,
+        "outputs differ from the clean run; missing {missing:?}, unexpected {extra:?}"
+    );
     rt.block_on(broker.close()).unwrap();
 }

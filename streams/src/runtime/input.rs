@@ -17,6 +17,9 @@ use crate::topology::TimestampExtractors;
 
 /// Bytes read from a partition at a time.
 const FETCH_BYTES: usize = 1 << 20;
+/// How long a task reading a cluster waits for a partition known to have records before it
+/// picks the oldest record among the others.
+const BEHIND_WAIT: Duration = Duration::from_secs(1);
 /// How often a task reading a cluster looks up how far its inputs go, while read to the end.
 const END_LOOKUP_INTERVAL: Duration = Duration::from_millis(200);
 
@@ -262,6 +265,21 @@ impl TaskInputs {
     /// `None` when every partition is read to its end.
     pub(crate) async fn next(&mut self) -> Result<Option<ConsumerRecord>> {
         self.fill().await?;
+        // On a cluster a partition's committed records may not have been fetched yet: wait for
+        // them (up to BEHIND_WAIT, as Kafka Streams' max.task.idle.ms) so the oldest record is
+        // chosen among every partition's, not only among those fetched first (a table row
+        // must be there before the events it is joined with).
+        if self.cluster.is_some() {
+            let started = Instant::now();
+            while started.elapsed() < BEHIND_WAIT
+                && self
+                    .partitions
+                    .iter()
+                    .any(|p| p.buffered.is_empty() && p.fetch_position < p.limit())
+            {
+                self.poll_cluster(Duration::from_millis(10)).await?;
+            }
+        }
         let oldest = self
             .partitions
             .iter_mut()

@@ -176,7 +176,7 @@ impl Task {
                     }
                 }
             }
-            self.follow_inputs(&inputs, &mut time, &repartitions);
+            self.follow_inputs(inputs, &mut time, &repartitions);
             instance.advance_event_time(&mut time)?;
             instance.punctuate_stream_time()?;
             instance.punctuate_wall_clock(now_ms())?;
