@@ -17,12 +17,21 @@ use logbrook_core::{
 use logbrook_streams::{KeyLookup, LocalStores, ProcessingGuarantee, StreamsApp, StreamsConfig};
 use tokio_util::sync::CancellationToken;
 
-/// A server on loopback in front of `broker`; cancel the token to stop it.
-async fn serve(broker: &Broker) -> (String, CancellationToken) {
-    let (addr, shutdown) = logbrook_serve::spawn_on_loopback(broker.clone(), |config| config)
+/// A log in `dir` with word count's topics (3 partitions each) and a server on loopback in
+/// front of it: the log, the server's address, and the token that stops it.
+async fn word_count_cluster(dir: &std::path::Path) -> (Broker, String, CancellationToken) {
+    let broker = Broker::open(dir.join("data")).await.unwrap();
+    for topic in ["lines", "word-counts"] {
+        let config = TopicConfig {
+            partitions: 3,
+            ..TopicConfig::default()
+        };
+        broker.create_topic(topic, config).unwrap();
+    }
+    let (addr, server) = logbrook_serve::spawn_on_loopback(broker.clone(), |config| config)
         .await
         .unwrap();
-    (addr.to_string(), shutdown)
+    (broker, addr.to_string(), server)
 }
 
 /// A count update: the word and its count.
@@ -87,15 +96,7 @@ async fn produce_lines(producer: &Producer, lines: &[&str]) {
 async fn counts_on_a_cluster_survive_a_restart_without_local_state(guarantee: ProcessingGuarantee) {
     let dir = tempfile::tempdir().unwrap();
     let state_dir = dir.path().join("state");
-    let broker = Broker::open(dir.path().join("data")).await.unwrap();
-    for topic in ["lines", "word-counts"] {
-        let config = TopicConfig {
-            partitions: 3,
-            ..TopicConfig::default()
-        };
-        broker.create_topic(topic, config).unwrap();
-    }
-    let (bootstrap, server) = serve(&broker).await;
+    let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
     let config = || StreamsConfig {
         state_dir: Some(state_dir.clone()),
         bootstrap_servers: Some(bootstrap.clone()),
@@ -224,15 +225,7 @@ async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops()
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(dir.path().join("data")).await.unwrap();
-    for topic in ["lines", "word-counts"] {
-        let config = TopicConfig {
-            partitions: 3,
-            ..TopicConfig::default()
-        };
-        broker.create_topic(topic, config).unwrap();
-    }
-    let (bootstrap, server) = serve(&broker).await;
+    let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
     let config = |instance: &str| StreamsConfig {
         state_dir: Some(dir.path().join(instance)),
         bootstrap_servers: Some(bootstrap.clone()),
@@ -336,15 +329,7 @@ async fn a_task_fenced_by_its_own_transactional_id_restarts_from_its_last_commit
         .with_test_writer()
         .try_init();
     let dir = tempfile::tempdir().unwrap();
-    let broker = Broker::open(dir.path().join("data")).await.unwrap();
-    for topic in ["lines", "word-counts"] {
-        let config = TopicConfig {
-            partitions: 3,
-            ..TopicConfig::default()
-        };
-        broker.create_topic(topic, config).unwrap();
-    }
-    let (bootstrap, server) = serve(&broker).await;
+    let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
     let config = StreamsConfig {
         state_dir: Some(dir.path().join("state")),
         bootstrap_servers: Some(bootstrap.clone()),
