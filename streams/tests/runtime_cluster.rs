@@ -46,41 +46,13 @@ fn update(record: logbrook_core::ConsumerRecord) -> (String, u64) {
 /// The latest count per word in the output topic (read committed, from the log itself),
 /// once `updates` updates arrived; and how many there were.
 async fn latest_counts(broker: &Broker, updates: usize) -> (BTreeMap<String, u64>, usize) {
-    let mut consumer = Consumer::new(
-        broker.clone(),
-        ConsumerConfig {
-            auto_offset_reset: OffsetReset::Earliest,
-            ..ConsumerConfig::default()
-        },
+    let all = all_updates(broker, updates).await;
+    let seen = all.len();
+    assert!(
+        seen >= updates,
+        "only {seen} of {updates} count updates arrived"
     );
-    consumer.subscribe(&["word-counts"]).unwrap();
-    let mut latest = BTreeMap::new();
-    let mut seen = 0;
-    loop {
-        let records = consumer.poll(Duration::from_secs(20)).await.unwrap();
-        if records.is_empty() {
-            assert!(
-                seen >= updates,
-                "only {seen} of {updates} count updates arrived"
-            );
-            return (latest, seen);
-        }
-        for r in records {
-            let (word, count) = update(r);
-            latest.insert(word, count);
-            seen += 1;
-        }
-        if seen >= updates {
-            // Whatever else arrives within a moment counts too: duplicates must show.
-            let more = consumer.poll(Duration::from_millis(500)).await.unwrap();
-            for r in more {
-                let (word, count) = update(r);
-                latest.insert(word, count);
-                seen += 1;
-            }
-            return (latest, seen);
-        }
-    }
+    (all.into_iter().collect(), seen)
 }
 
 async fn produce_lines(producer: &Producer, lines: &[&str]) {
@@ -173,22 +145,12 @@ async fn all_updates(broker: &Broker, expected: usize) -> Vec<(String, u64)> {
     let mut updates = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(60);
     while updates.len() < expected && std::time::Instant::now() < deadline {
-        for r in consumer.poll(Duration::from_millis(500)).await.unwrap() {
-            let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-            updates.push((
-                word,
-                serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
-            ));
-        }
+        let polled = consumer.poll(Duration::from_millis(500)).await.unwrap();
+        updates.extend(polled.into_iter().map(update));
     }
     // Anything more within a moment is a duplicate and must show.
-    for r in consumer.poll(Duration::from_millis(1_000)).await.unwrap() {
-        let word = String::from_utf8(r.key.unwrap().to_vec()).unwrap();
-        updates.push((
-            word,
-            serde_json::from_slice::<u64>(&r.value.unwrap()).unwrap(),
-        ));
-    }
+    let more = consumer.poll(Duration::from_millis(1_000)).await.unwrap();
+    updates.extend(more.into_iter().map(update));
     updates
 }
 
