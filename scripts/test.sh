@@ -38,12 +38,14 @@ export LOGBROOK_TEST_S3_SECRET_KEY="$(scripts/s3-server.sh secret-key)"
 export AWS_EC2_METADATA_DISABLED=true
 # The `logbrook serve` tests drive real Kafka clients: kcat from apt, confluent-kafka and
 # kafka-python in a venv in the tools cache dir (installed on first use; later runs only check).
-if [ -z "${LOGBROOK_TEST_KCAT:-}" ] || [ -z "${LOGBROOK_TEST_PYTHON:-}" ]; then
-  echo "==> Kafka clients (kcat, confluent-kafka, kafka-python)"
+# The same venv holds Tansu's broker binary: the streams tests start it on loopback themselves.
+if [ -z "${LOGBROOK_TEST_KCAT:-}" ] || [ -z "${LOGBROOK_TEST_PYTHON:-}" ] || [ -z "${LOGBROOK_TEST_TANSU:-}" ]; then
+  echo "==> Kafka clients (kcat, confluent-kafka, kafka-python) and Tansu"
   scripts/kafka-clients.sh install
 fi
 export LOGBROOK_TEST_KCAT="${LOGBROOK_TEST_KCAT:-$(scripts/kafka-clients.sh kcat)}"
 export LOGBROOK_TEST_PYTHON="${LOGBROOK_TEST_PYTHON:-$(scripts/kafka-clients.sh python)}"
+export LOGBROOK_TEST_TANSU="${LOGBROOK_TEST_TANSU:-$(scripts/kafka-clients.sh tansu)}"
 # librdkafka's own test suite (its test-runner, built once into the tools cache dir) runs against
 # `logbrook serve` after the cargo tests: the tests of scripts/librdkafka-allowlist.txt must pass.
 echo "==> librdkafka test-runner (scripts/librdkafka-tests.sh build)"

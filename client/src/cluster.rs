@@ -345,6 +345,14 @@ impl Cluster {
     /// # Errors
     /// The request failed.
     pub async fn group_members(&self, group: &str) -> Result<usize> {
+        Ok(self.describe_group_members(group).await?.len())
+    }
+
+    /// Each member of `group`: its client id and its assignment's bytes.
+    pub(crate) async fn describe_group_members(
+        &self,
+        group: &str,
+    ) -> Result<Vec<(String, Option<Vec<u8>>)>> {
         let this = self.clone();
         let group = group.to_string();
         blocking(move || {
@@ -356,8 +364,14 @@ impl Cluster {
                 .groups()
                 .iter()
                 .filter(|g| g.name() == group)
-                .map(|g| g.members().len())
-                .sum())
+                .flat_map(|g| g.members())
+                .map(|m| {
+                    (
+                        m.client_id().to_string(),
+                        m.assignment().map(<[u8]>::to_vec),
+                    )
+                })
+                .collect())
         })
         .await
     }

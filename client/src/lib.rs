@@ -16,7 +16,7 @@ pub use client::{Client, PartitionOffsets, TopicInfo};
 pub use cluster::{Cluster, ClusterProducer, GroupMember, ProducerSettings, Unacknowledged};
 pub use consumer::Consumer;
 pub use error::{Error, Result};
-pub use membership::{GroupChange, Membership};
+pub use membership::{GroupChange, MemberPartitions, Membership};
 
 #[doc(no_inline)]
 pub use logbrook_core::Broker;

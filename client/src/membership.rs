@@ -98,14 +98,16 @@ impl std::fmt::Debug for Membership {
 impl Cluster {
     /// Joins `group` for the partitions of `topic`, spread over its members by librdkafka's
     /// cooperative-sticky assignor (a rebalance moves only the partitions that change owner).
+    /// The other members see this one as `client_id` in [`Cluster::group_assignments`].
     ///
     /// # Errors
     /// librdkafka refused the configuration or the subscription.
-    pub fn join_group(&self, group: &str, topic: &str) -> Result<Membership> {
+    pub fn join_group(&self, group: &str, topic: &str, client_id: &str) -> Result<Membership> {
         let (sender, changes) = mpsc::unbounded_channel();
         let mut config = self.client_config();
         config
             .set("group.id", group)
+            .set("client.id", client_id)
             .set("enable.auto.commit", "false")
             .set("partition.assignment.strategy", "cooperative-sticky")
             .set("session.timeout.ms", "10000")
@@ -146,6 +148,76 @@ impl Cluster {
     }
 }
 
+/// What the group coordinator says one member owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberPartitions {
+    /// The client id the member joined with.
+    pub client_id: String,
+    /// Its partitions of the topic asked about, sorted.
+    pub partitions: Vec<u32>,
+}
+
+impl Cluster {
+    /// `group`'s members and the partitions of `topic` each was assigned, by the group's
+    /// coordinator (DescribeGroups), sorted by client id. Empty while the group rebalances or
+    /// has no members.
+    ///
+    /// # Errors
+    /// The coordinator did not answer.
+    pub async fn group_assignments(
+        &self,
+        group: &str,
+        topic: &str,
+    ) -> Result<Vec<MemberPartitions>> {
+        let list = self.describe_group_members(group).await?;
+        let mut members: Vec<MemberPartitions> = list
+            .into_iter()
+            .map(|(client_id, assignment)| MemberPartitions {
+                client_id,
+                partitions: assignment
+                    .as_deref()
+                    .map(|bytes| assigned_partitions(bytes, topic))
+                    .unwrap_or_default(),
+            })
+            .collect();
+        members.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        Ok(members)
+    }
+}
+
+/// The partitions of `topic` in a consumer protocol assignment (version, then an array of
+/// topic name and partition array; the user data after it is not read). Undecodable bytes
+/// (another protocol's) hold none.
+fn assigned_partitions(bytes: &[u8], topic: &str) -> Vec<u32> {
+    fn take<'a>(bytes: &mut &'a [u8], n: usize) -> Option<&'a [u8]> {
+        let (head, rest) = bytes.split_at_checked(n)?;
+        *bytes = rest;
+        Some(head)
+    }
+    fn int(bytes: &mut &[u8]) -> Option<i32> {
+        Some(i32::from_be_bytes(take(bytes, 4)?.try_into().ok()?))
+    }
+    fn decode(mut bytes: &[u8], topic: &str) -> Option<Vec<u32>> {
+        let bytes = &mut bytes;
+        take(bytes, 2)?; // version
+        let mut found = Vec::new();
+        for _ in 0..int(bytes)?.max(0) {
+            let len = i16::from_be_bytes(take(bytes, 2)?.try_into().ok()?);
+            let name = take(bytes, usize::try_from(len).ok()?)?;
+            let count = int(bytes)?.max(0);
+            for _ in 0..count {
+                let partition = int(bytes)?;
+                if name == topic.as_bytes() {
+                    found.push(u32::try_from(partition).ok()?);
+                }
+            }
+        }
+        found.sort_unstable();
+        Some(found)
+    }
+    decode(bytes, topic).unwrap_or_default()
+}
+
 impl Membership {
     /// The next change of this member's partitions; `None` once it left.
     pub async fn next(&mut self) -> Option<GroupChange> {
@@ -183,5 +255,45 @@ impl Membership {
 impl Drop for Membership {
     fn drop(&mut self) {
         self.stop_polling();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::assigned_partitions;
+
+    fn assignment(topics: &[(&str, &[i32])]) -> Vec<u8> {
+        let mut bytes = vec![0, 1];
+        bytes.extend((topics.len() as i32).to_be_bytes());
+        for (name, partitions) in topics {
+            bytes.extend((name.len() as i16).to_be_bytes());
+            bytes.extend(name.as_bytes());
+            bytes.extend((partitions.len() as i32).to_be_bytes());
+            for p in *partitions {
+                bytes.extend(p.to_be_bytes());
+            }
+        }
+        bytes.extend((-1i32).to_be_bytes()); // no user data
+        bytes
+    }
+
+    #[test]
+    fn reads_the_partitions_of_one_topic_from_an_assignment() {
+        let bytes = assignment(&[("other", &[0, 1]), ("lines", &[2, 0])]);
+        assert_eq!(assigned_partitions(&bytes, "lines"), [0, 2]);
+        assert_eq!(assigned_partitions(&bytes, "other"), [0, 1]);
+        assert!(assigned_partitions(&bytes, "missing").is_empty());
+    }
+
+    #[test]
+    fn truncated_or_foreign_bytes_hold_no_partitions() {
+        let bytes = assignment(&[("lines", &[2, 0])]);
+        for cut in 0..bytes.len() - 4 {
+            assert!(
+                assigned_partitions(&bytes[..cut], "lines").is_empty(),
+                "cut at {cut}"
+            );
+        }
+        assert!(assigned_partitions(&[0xff; 7], "lines").is_empty());
     }
 }

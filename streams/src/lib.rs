@@ -49,8 +49,8 @@ pub use join::JoinWindows;
 pub use record::Record;
 pub use reset::{ResetReport, reset_application};
 pub use runtime::{
-    InputBounds, KeyLookup, LocalStores, ProcessingGuarantee, StreamsApp, StreamsConfig,
-    StreamsMetrics, TaskMetrics, default_state_dir,
+    InputBounds, KeyLookup, KeyQueryMetadata, LocalStores, ProcessingGuarantee, StreamsApp,
+    StreamsConfig, StreamsMetrics, TaskMetrics, default_state_dir,
 };
 pub use state::{KeyValueStore, StoreReader};
 pub use task::event_time::{MARKER_HEADER, is_event_time_marker};

@@ -14,7 +14,9 @@ use logbrook_core::{
     Broker, CleanupPolicy, Consumer, ConsumerConfig, OffsetReset, Producer, ProducerConfig,
     ProducerRecord, TopicConfig,
 };
-use logbrook_streams::{KeyLookup, LocalStores, ProcessingGuarantee, StreamsApp, StreamsConfig};
+use logbrook_streams::{
+    KeyLookup, KeyQueryMetadata, LocalStores, ProcessingGuarantee, StreamsApp, StreamsConfig,
+};
 use tokio_util::sync::CancellationToken;
 
 /// A log in `dir` with word count's topics (3 partitions each) and a server on loopback in
@@ -331,6 +333,166 @@ async fn a_task_fenced_by_its_own_transactional_id_restarts_from_its_last_commit
     assert_eq!(metrics.running_tasks(), [0, 1, 2]);
     shutdown.cancel();
     running.await.unwrap().unwrap();
+    server.cancel();
+    broker.close().await.unwrap();
+}
+
+/// Committed records in partition `partition` of `topic`.
+fn records_in(broker: &Broker, topic: &str, partition: u32) -> u64 {
+    let topic = broker.topic(topic).unwrap();
+    let mut records = 0;
+    let partition = topic.partition(partition).unwrap();
+    partition
+        .log()
+        .for_each_record(0, |_| records += 1)
+        .unwrap();
+    records
+}
+
+/// Waits until `condition` holds, up to 30 s; `what` names it when it never does.
+async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !condition() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standby_replicas_keep_moving_tasks_warm_and_every_instance_knows_where_a_key_is() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+    let dir = tempfile::tempdir().unwrap();
+    let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
+    let host = |instance: &str| format!("{instance}.example:8080");
+    let start = |instance: &'static str| {
+        let config = StreamsConfig {
+            state_dir: Some(dir.path().join(instance)),
+            bootstrap_servers: Some(bootstrap.clone()),
+            application_server: Some(host(instance)),
+            num_standby_replicas: 1,
+            ..StreamsConfig::new("standby")
+        };
+        async move {
+            let app = StreamsApp::connect(word_count(), config).await.unwrap();
+            let (metrics, stores) = (app.metrics(), app.local_stores());
+            let shutdown = CancellationToken::new();
+            let running = tokio::spawn(app.run(shutdown.clone()));
+            (shutdown, running, metrics, stores)
+        }
+    };
+    let words = ["w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"];
+    let line = words.join(" ");
+    let producer = Producer::new(broker.clone(), ProducerConfig::default());
+    let (stop_a, running_a, metrics_a, stores_a) = start("a").await;
+    let (stop_b, running_b, metrics_b, stores_b) = start("b").await;
+    produce_lines(&producer, &[&line, &line]).await;
+    assert_counts_step_by_one(&all_updates(&broker, 18).await);
+    eventually("both instances run tasks", || {
+        !metrics_a.running_tasks().is_empty() && !metrics_b.running_tasks().is_empty()
+    })
+    .await;
+    let on_a = metrics_a.running_tasks();
+    let mut all: Vec<u32> = on_a
+        .iter()
+        .chain(&metrics_b.running_tasks())
+        .copied()
+        .collect();
+    all.sort_unstable();
+    assert_eq!(all, [0, 1, 2], "each task runs once");
+
+    // Both instances say the same: a key's task runs on one, the other keeps its standby.
+    for word in words {
+        let task = stores_a.task_for_key(word.as_bytes());
+        let (active, standby) = if on_a.contains(&task) {
+            (host("a"), host("b"))
+        } else {
+            (host("b"), host("a"))
+        };
+        let expected = KeyQueryMetadata {
+            task,
+            active_host: Some(active),
+            standby_hosts: vec![standby],
+        };
+        for stores in [&stores_a, &stores_b] {
+            assert_eq!(
+                stores
+                    .query_metadata_for_key(word.as_bytes())
+                    .await
+                    .unwrap(),
+                expected,
+                "{word}"
+            );
+        }
+    }
+
+    // b's standbys of a's tasks apply every changelog record a's tasks committed.
+    let changelog = "standby-counts-changelog";
+    let moving: u64 = on_a
+        .iter()
+        .map(|p| records_in(&broker, changelog, *p))
+        .sum();
+    assert!(moving > 0, "a's tasks hold counts");
+    let standby_progress = || {
+        on_a.iter()
+            .map(|p| {
+                (
+                    metrics_b.task(*p).standby_records(),
+                    records_in(&broker, changelog, *p),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !standby_progress()
+        .iter()
+        .all(|(applied, written)| applied == written)
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "b's standbys of a's tasks {on_a:?} applied, of the changelog records: {:?}",
+            standby_progress()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // a stops: b takes its tasks over from the warm stores, replaying nothing.
+    stop_a.cancel();
+    running_a.await.unwrap().unwrap();
+    eventually("b runs every task", || {
+        metrics_b.running_tasks() == [0, 1, 2]
+    })
+    .await;
+    for p in &on_a {
+        assert_eq!(
+            metrics_b.task(*p).records_restored(),
+            0,
+            "task {p} restored from its changelog despite its standby"
+        );
+    }
+    // The counts go on from the standby's state: none restarts or repeats.
+    produce_lines(&producer, &[&line]).await;
+    let updates = all_updates(&broker, 27).await;
+    assert_counts_step_by_one(&updates);
+    assert_eq!(updates.len(), 27);
+    for word in words {
+        let metadata = stores_b
+            .query_metadata_for_key(word.as_bytes())
+            .await
+            .unwrap();
+        assert_eq!(metadata.active_host, Some(host("b")), "{word}");
+        assert!(
+            metadata.standby_hosts.is_empty(),
+            "a lone instance keeps no standbys"
+        );
+        assert_eq!(
+            wait_for_committed(&stores_b, word.as_bytes(), b"3"),
+            KeyLookup::Local(Some("3".into()))
+        );
+    }
+    stop_b.cancel();
+    running_b.await.unwrap().unwrap();
     server.cancel();
     broker.close().await.unwrap();
 }

@@ -20,6 +20,8 @@ pub struct TaskMetrics {
     event_time: AtomicI64,
     state_entries_written: AtomicU64,
     state_entries: AtomicU64,
+    records_restored: AtomicU64,
+    standby_records: AtomicU64,
     late_by_operator: Mutex<BTreeMap<String, u64>>,
     lag_by_partition: Mutex<BTreeMap<String, u64>>,
 }
@@ -36,6 +38,8 @@ impl Default for TaskMetrics {
             event_time: AtomicI64::new(i64::MIN),
             state_entries_written: AtomicU64::new(0),
             state_entries: AtomicU64::new(0),
+            records_restored: AtomicU64::new(0),
+            standby_records: AtomicU64::new(0),
             late_by_operator: Mutex::new(BTreeMap::new()),
             lag_by_partition: Mutex::new(BTreeMap::new()),
         }
@@ -78,6 +82,24 @@ impl TaskMetrics {
     /// Entries in the task's state stores at its last commit.
     pub fn state_entries(&self) -> u64 {
         self.state_entries.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_restored(&self, n: u64) {
+        self.records_restored.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Changelog records replayed into the task's stores when it started here.
+    pub fn records_restored(&self) -> u64 {
+        self.records_restored.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn add_standby_records(&self, n: u64) {
+        self.standby_records.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Changelog records a standby replica of the task applied here.
+    pub fn standby_records(&self) -> u64 {
+        self.standby_records.load(Ordering::Relaxed)
     }
 
     pub(crate) fn set_late(&self, by_operator: impl Iterator<Item = (String, u64)>) {
@@ -187,6 +209,16 @@ impl StreamsMetrics {
         self.sum(TaskMetrics::commits)
     }
 
+    /// Changelog records replayed into stores by tasks starting here.
+    pub fn records_restored(&self) -> u64 {
+        self.sum(TaskMetrics::records_restored)
+    }
+
+    /// Changelog records applied by the standby replicas here.
+    pub fn standby_records(&self) -> u64 {
+        self.sum(TaskMetrics::standby_records)
+    }
+
     /// Records not yet processed, over every input partition.
     pub fn lag(&self) -> u64 {
         self.sum(|t| t.lag().values().sum())
@@ -215,7 +247,7 @@ impl StreamsMetrics {
             &'static str,
             fn(&TaskMetrics) -> i64,
         );
-        let families: [Family; 9] = [
+        let families: [Family; 11] = [
             (
                 "records_in_total",
                 "counter",
@@ -266,6 +298,18 @@ impl StreamsMetrics {
                 "counter",
                 "State store entries written (one per key per commit).",
                 |t| t.state_entries_written.load(Ordering::Relaxed) as i64,
+            ),
+            (
+                "records_restored_total",
+                "counter",
+                "Changelog records replayed into the task's stores when it started here.",
+                |t| t.records_restored() as i64,
+            ),
+            (
+                "standby_records_total",
+                "counter",
+                "Changelog records a standby replica of the task applied here.",
+                |t| t.standby_records() as i64,
             ),
         ];
         for (name, kind, help, value) in families {

@@ -19,6 +19,7 @@ mod input;
 mod log;
 mod metrics;
 mod queries;
+mod standby;
 mod task_loop;
 
 use std::collections::{BTreeMap, HashMap};
@@ -31,19 +32,26 @@ use logbrook_core::{Broker, Producer, ProducerConfig, TopicPartition};
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::{StreamsMetrics, TaskMetrics};
-pub use queries::{KeyLookup, LocalStores};
+pub use queries::{KeyLookup, KeyQueryMetadata, LocalStores};
 
 use crate::error::{Error, Result};
 use crate::task::OnError;
 use crate::topology::Topology;
 use input::InputRange;
 use log::{AppLog, PartitionCounts};
+use queries::{GroupView, member_client_id};
+use standby::{Standby, standby_placement};
 use task_loop::Task;
 
 /// How often a task on a cluster may fail within [`RESTART_WINDOW`] and be started again
 /// before its error stops the instance.
 const MAX_TASK_RESTARTS: u32 = 5;
 const RESTART_WINDOW: Duration = Duration::from_secs(60);
+/// How often an instance with standby replicas checks where the group placed them.
+const STANDBY_PLACEMENT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// A task running as this group member's: the token that stops it, and its outcome.
+type RunningTask = (CancellationToken, tokio::task::JoinHandle<Result<()>>);
 
 /// Delivery guarantee of a [`StreamsApp`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -87,6 +95,13 @@ pub struct StreamsConfig {
     /// The embedded log's data directory, for [`StreamsApp::connect`] without
     /// `bootstrap_servers`; default `./logbrook-data`.
     pub data_dir: Option<PathBuf>,
+    /// `HOST:PORT` where this instance serves interactive queries (Kafka's
+    /// `application.server`): what [`LocalStores::query_metadata_for_key`] answers for the
+    /// tasks running here.
+    pub application_server: Option<String>,
+    /// On a cluster: how many other instances keep a warm copy of each task's stores (Kafka's
+    /// `num.standby.replicas`), so a task that moves restores only what it missed.
+    pub num_standby_replicas: u32,
 }
 
 impl StreamsConfig {
@@ -105,7 +120,16 @@ impl StreamsConfig {
             bootstrap_servers: None,
             client_properties: Vec::new(),
             data_dir: None,
+            application_server: None,
+            num_standby_replicas: 0,
         }
+    }
+
+    /// Where task stores live: `state_dir`, or the log's default for the application.
+    pub(crate) fn state_dir_on(&self, log: &AppLog) -> PathBuf {
+        self.state_dir
+            .clone()
+            .unwrap_or_else(|| log.default_state_dir(&self.application_id))
     }
 }
 
@@ -143,6 +167,8 @@ pub struct StreamsApp {
     partitions: u32,
     metrics: StreamsMetrics,
     stores: LocalStores,
+    /// The client id this instance joins its group with, on a cluster.
+    member_id: String,
 }
 
 impl StreamsApp {
@@ -228,11 +254,24 @@ impl StreamsApp {
                 Some(_) => {}
             }
         }
+        let group = match (&log, topology.source_topics().first()) {
+            (AppLog::Cluster(cluster), Some(task_topic)) => Some(GroupView {
+                cluster: cluster.clone(),
+                group: config.application_id.clone(),
+                task_topic: task_topic.to_string(),
+                standby_replicas: config.num_standby_replicas,
+            }),
+            _ => None,
+        };
         Ok(Self {
+            member_id: member_client_id(
+                &config.application_id,
+                config.application_server.as_deref(),
+            ),
+            stores: LocalStores::new(partitions, config.application_server.clone(), group),
             log,
             topology: Arc::new(topology),
             metrics: StreamsMetrics::new(&config.application_id),
-            stores: LocalStores::new(partitions),
             config,
             partitions,
         })
@@ -487,13 +526,14 @@ impl StreamsApp {
         let Some(task_topic) = self.topology.source_topics().first().map(|t| t.to_string()) else {
             return Ok(());
         };
-        let mut membership = cluster.join_group(&application, &task_topic)?;
+        let mut membership = cluster.join_group(&application, &task_topic, &self.member_id)?;
         tracing::info!(application = %application, guarantee = ?self.config.processing_guarantee, "streams application joined its group");
-        let mut running: BTreeMap<u32, (CancellationToken, tokio::task::JoinHandle<Result<()>>)> =
-            BTreeMap::new();
+        let mut running: BTreeMap<u32, RunningTask> = BTreeMap::new();
         let mut failure = None;
         let mut restarts: HashMap<u32, (u32, std::time::Instant)> = HashMap::new();
         let mut check = tokio::time::interval(Duration::from_millis(200));
+        let mut standbys: BTreeMap<u32, Standby> = BTreeMap::new();
+        let mut place_standbys = tokio::time::interval(STANDBY_PLACEMENT_INTERVAL);
         while failure.is_none() {
             tokio::select! {
                 () = stop.cancelled() => break,
@@ -504,6 +544,10 @@ impl StreamsApp {
                         for partition in tasks {
                             if running.contains_key(&partition) {
                                 continue;
+                            }
+                            // The active copy opens the stores the standby holds open.
+                            if let Some(standby) = standbys.remove(&partition) {
+                                standby.stop(partition).await;
                             }
                             let task = self
                                 .spawn_member_task(partition, producer, &membership, runtime, stop)
@@ -525,6 +569,9 @@ impl StreamsApp {
                         let _ = done.send(());
                     }
                 },
+                _ = place_standbys.tick(), if self.config.num_standby_replicas > 0 => {
+                    self.place_standbys(cluster, &task_topic, &running, &mut standbys).await;
+                }
                 _ = check.tick() => {
                     let ended: Vec<u32> = running
                         .iter()
@@ -561,6 +608,9 @@ impl StreamsApp {
                 }
             }
         }
+        for (partition, standby) in standbys {
+            standby.stop(partition).await;
+        }
         // Every task commits, then the group hears that this instance left.
         for (token, _) in running.values() {
             token.cancel();
@@ -574,6 +624,64 @@ impl StreamsApp {
             .await
             .map_err(|e| Error::Topology(format!("leaving the group panicked: {e}")))?;
         failure.map_or(Ok(()), Err)
+    }
+
+    /// Starts the standbys the group's current assignment places here and stops the others.
+    /// A failed lookup keeps what runs: standbys are an optimisation.
+    async fn place_standbys(
+        &self,
+        cluster: &Cluster,
+        task_topic: &str,
+        running: &BTreeMap<u32, RunningTask>,
+        standbys: &mut BTreeMap<u32, Standby>,
+    ) {
+        let application = &self.config.application_id;
+        let members = match cluster.group_assignments(application, task_topic).await {
+            Ok(members) => members,
+            Err(e) => {
+                tracing::debug!(application = %application, error = %e, "no group view for standbys");
+                return;
+            }
+        };
+        let wanted: Vec<u32> = standby_placement(&members, self.config.num_standby_replicas)
+            .into_iter()
+            .filter(|(task, hosts)| {
+                hosts.contains(&self.member_id.as_str()) && !running.contains_key(task)
+            })
+            .map(|(task, _)| task)
+            .collect();
+        let unwanted: Vec<u32> = standbys
+            .keys()
+            .filter(|t| !wanted.contains(t))
+            .copied()
+            .collect();
+        for partition in unwanted {
+            if let Some(standby) = standbys.remove(&partition) {
+                standby.stop(partition).await;
+            }
+        }
+        let state_dir = self.config.state_dir_on(&self.log);
+        let store_names: Vec<String> = self
+            .topology
+            .store_names()
+            .into_iter()
+            .map(String::from)
+            .collect();
+        if store_names.is_empty() {
+            return;
+        }
+        for partition in wanted {
+            standbys.entry(partition).or_insert_with(|| {
+                Standby::spawn(
+                    cluster,
+                    application,
+                    store_names.clone(),
+                    &state_dir,
+                    partition,
+                    self.metrics.task(partition),
+                )
+            });
+        }
     }
 
     /// Runs until SIGINT (Ctrl-C) or SIGTERM, then stops gracefully: every task finishes its

@@ -2,7 +2,6 @@
 //! and commit outputs, store changelogs, event-time markers and input offsets together.
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -15,12 +14,13 @@ use super::input::{InputRange, TaskInputs};
 use super::log::{AppLog, PartitionCounts, TaskWriter};
 use super::metrics::TaskMetrics;
 use super::queries::LocalStores;
+use super::standby::{changelog_partitions, open_task_store};
 use super::{InputBounds, ProcessingGuarantee, StreamsConfig};
 use crate::error::{Error, Result};
 use crate::state::KeyValueStore;
 use crate::task::event_time::MARKER_HEADER;
 use crate::task::{Channel, EventTime, OutputRecord, Progress, TaskInstance};
-use crate::topology::{Topology, changelog_topic};
+use crate::topology::Topology;
 
 /// A transaction is committed early once its records reach this size.
 const MAX_TRANSACTION_BYTES: usize = 16 << 20;
@@ -82,10 +82,8 @@ impl Task {
                     .insert(topic.to_string(), count);
             }
         }
-        let state_dir = self.state_dir().join(format!("task-{}", self.partition));
-        instance.open_stores(|name| {
-            KeyValueStore::open(name, &state_dir.join(format!("{name}.redb")))
-        })?;
+        let state_dir = self.config.state_dir_on(&self.log);
+        instance.open_stores(|name| open_task_store(&state_dir, self.partition, name))?;
         let instance = self.restore(instance).await?;
         self.stores.register(
             self.partition,
@@ -370,23 +368,13 @@ impl Task {
         })
     }
 
-    fn state_dir(&self) -> PathBuf {
-        self.config
-            .state_dir
-            .clone()
-            .unwrap_or_else(|| self.log.default_state_dir(&self.config.application_id))
-    }
-
     /// The partitions holding this task's store changelogs, in store order.
     fn changelogs(&self, instance: &TaskInstance) -> Vec<TopicPartition> {
-        instance
-            .store_names
-            .iter()
-            .map(|name| {
-                let topic = changelog_topic(&self.config.application_id, name);
-                TopicPartition::new(topic, self.partition)
-            })
-            .collect()
+        changelog_partitions(
+            &self.config.application_id,
+            &instance.store_names,
+            self.partition,
+        )
     }
 
     /// Replays each store's changelog from the store's checkpoint to the end.
@@ -421,6 +409,7 @@ impl Task {
                 })
                 .await?;
             store.flush(reached)?;
+            self.metrics.add_restored(applied);
             tracing::info!(
                 store = store.name(),
                 partition,
