@@ -611,6 +611,25 @@ impl GroupMember {
     }
 }
 
+/// Runs a transaction call again while librdkafka says its error is retriable (a request timed
+/// out, the coordinator is loading or moved) and `deadline` has not passed; each run gets the
+/// time left. Retrying is what librdkafka documents for these errors: giving up instead aborts
+/// a transaction the cluster may yet commit.
+fn retried<T>(
+    deadline: Instant,
+    mut call: impl FnMut(Duration) -> rdkafka::error::KafkaResult<T>,
+) -> rdkafka::error::KafkaResult<T> {
+    loop {
+        match call(deadline.saturating_duration_since(Instant::now())) {
+            Err(KafkaError::Transaction(e)) if e.is_retriable() && Instant::now() < deadline => {
+                tracing::debug!(error = %e, "retrying a transaction call");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// How a [`ClusterProducer`] batches and acknowledges.
 #[derive(Debug, Clone)]
 pub struct ProducerSettings {
@@ -798,9 +817,9 @@ impl ClusterProducer {
     /// No transactional id was set, or the cluster refused.
     pub async fn init_transactions(self: &Arc<Self>, timeout: Duration) -> Result<()> {
         let this = self.clone();
+        let deadline = Instant::now() + timeout;
         blocking(move || {
-            this.producer
-                .init_transactions(timeout)
+            retried(deadline, |left| this.producer.init_transactions(left))
                 .context(|| format!("initialising transactions on {}", this.bootstrap))
         })
         .await
@@ -837,15 +856,18 @@ impl ClusterProducer {
         };
         let this = self.clone();
         let group = member.group.clone();
+        let deadline = Instant::now() + timeout;
         blocking(move || {
-            this.producer
-                .send_offsets_to_transaction(&list, &metadata, timeout)
-                .context(|| {
-                    format!(
-                        "committing group {group:?}'s offsets in a transaction on {}",
-                        this.bootstrap
-                    )
-                })
+            retried(deadline, |left| {
+                this.producer
+                    .send_offsets_to_transaction(&list, &metadata, left)
+            })
+            .context(|| {
+                format!(
+                    "committing group {group:?}'s offsets in a transaction on {}",
+                    this.bootstrap
+                )
+            })
         })
         .await
     }
@@ -857,9 +879,9 @@ impl ClusterProducer {
     /// The cluster refused (the producer was fenced).
     pub async fn abort_transaction(self: &Arc<Self>, timeout: Duration) -> Result<()> {
         let this = self.clone();
+        let deadline = Instant::now() + timeout;
         blocking(move || {
-            this.producer
-                .abort_transaction(timeout)
+            retried(deadline, |left| this.producer.abort_transaction(left))
                 .context(|| format!("aborting a transaction on {}", this.bootstrap))
         })
         .await
@@ -874,8 +896,7 @@ impl ClusterProducer {
         self.drained(deadline).await;
         let this = self.clone();
         blocking(move || {
-            this.producer
-                .commit_transaction(deadline.saturating_duration_since(Instant::now()))
+            retried(deadline, |left| this.producer.commit_transaction(left))
                 .context(|| format!("committing a transaction on {}", this.bootstrap))
         })
         .await

@@ -241,6 +241,20 @@ impl Consumer {
     }
 }
 
+/// Errors a consumer's poll reports while librdkafka goes on by itself (a broker connection
+/// dropped or timed out, every broker down for now): not the caller's to act on.
+fn connection_trouble(error: &rdkafka::error::KafkaError) -> bool {
+    use rdkafka::error::RDKafkaErrorCode::{
+        AllBrokersDown, BrokerTransportFailure, OperationTimedOut, RequestTimedOut, Resolve,
+    };
+    matches!(
+        error.rdkafka_error_code(),
+        Some(
+            AllBrokersDown | BrokerTransportFailure | OperationTimedOut | RequestTimedOut | Resolve
+        )
+    )
+}
+
 impl ClusterConsumer {
     /// As the embedded consumer, answers empty only when nothing is readable: a poll that
     /// times out while a partition is behind its end (librdkafka still fetching, e.g. after a
@@ -323,7 +337,18 @@ impl ClusterConsumer {
                     }
                     break;
                 };
-                let message = message.context(|| format!("reading from {bootstrap}"))?;
+                let message = match message {
+                    Ok(message) => message,
+                    // librdkafka reconnects and fetches on by itself: these only inform.
+                    Err(e) if connection_trouble(&e) => {
+                        tracing::warn!(error = %e, "reading from {bootstrap}; retrying");
+                        if wait.is_zero() {
+                            break;
+                        }
+                        continue;
+                    }
+                    Err(e) => return Err(e).context(|| format!("reading from {bootstrap}")),
+                };
                 let topic = topics
                     .entry(message.topic().to_string())
                     .or_insert_with(|| message.topic().into())

@@ -22,6 +22,39 @@ pub enum Error {
     Refused(String),
 }
 
+impl Error {
+    /// Whether the cluster may answer if asked again shortly: a broker connection dropped, a
+    /// partition between leaders, a coordinator moving or loading. An unknown partition is one
+    /// of these only for partitions known to exist (its leader is down).
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        use rdkafka::error::RDKafkaErrorCode::{
+            AllBrokersDown, BrokerTransportFailure, CoordinatorLoadInProgress,
+            CoordinatorNotAvailable, LeaderNotAvailable, NotCoordinator, NotLeaderForPartition,
+            OperationTimedOut, RequestTimedOut, Resolve, UnknownPartition,
+        };
+        let Self::Kafka { source, .. } = self else {
+            return false;
+        };
+        matches!(
+            source.rdkafka_error_code(),
+            Some(
+                AllBrokersDown
+                    | BrokerTransportFailure
+                    | CoordinatorLoadInProgress
+                    | CoordinatorNotAvailable
+                    | LeaderNotAvailable
+                    | NotCoordinator
+                    | NotLeaderForPartition
+                    | OperationTimedOut
+                    | RequestTimedOut
+                    | Resolve
+                    | UnknownPartition
+            )
+        )
+    }
+}
+
 /// A client result.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 

@@ -101,9 +101,11 @@ impl AppLog {
             }
             Self::Cluster(cluster) => {
                 let one = std::slice::from_ref(tp);
-                let end = cluster.offsets(one, -1).await?[0].unwrap_or(0);
+                let end = riding_out_outages(|| cluster.offsets(one, -1)).await?[0].unwrap_or(0);
                 let start = match start_time {
-                    Some(time) => Some(cluster.offsets(one, time).await?[0].unwrap_or(end)),
+                    Some(time) => Some(
+                        riding_out_outages(|| cluster.offsets(one, time)).await?[0].unwrap_or(end),
+                    ),
                     None => None,
                 };
                 Ok((start, end))
@@ -125,7 +127,9 @@ impl AppLog {
                 .iter()
                 .map(|tp| broker.committed_offset(group, tp))
                 .collect()),
-            Self::Cluster(cluster) => Ok(cluster.committed(group, partitions).await?),
+            Self::Cluster(cluster) => {
+                Ok(riding_out_outages(|| cluster.committed(group, partitions)).await?)
+            }
         }
     }
 
@@ -139,8 +143,7 @@ impl AppLog {
                 .iter()
                 .map(|tp| Ok(embedded_log(broker, tp)?.high_watermark()))
                 .collect(),
-            Self::Cluster(cluster) => Ok(cluster
-                .offsets(partitions, -1)
+            Self::Cluster(cluster) => Ok(riding_out_outages(|| cluster.offsets(partitions, -1))
                 .await?
                 .into_iter()
                 .map(|end| end.unwrap_or(0))
@@ -192,6 +195,25 @@ impl AppLog {
                 }
                 Ok((target, end))
             }
+        }
+    }
+}
+
+/// Runs a cluster lookup again while it fails for a while only (a partition leader or
+/// coordinator down or moving), up to [`CLUSTER_TIMEOUT`]: a broker restart must not fail the
+/// tasks, whose partitions are known to exist.
+async fn riding_out_outages<T, F>(mut lookup: impl FnMut() -> F) -> logbrook_client::Result<T>
+where
+    F: std::future::Future<Output = logbrook_client::Result<T>>,
+{
+    let deadline = std::time::Instant::now() + CLUSTER_TIMEOUT;
+    loop {
+        match lookup().await {
+            Err(e) if e.is_transient() && std::time::Instant::now() < deadline => {
+                tracing::debug!(error = %e, "cluster lookup failed; asking again");
+                tokio::time::sleep(Duration::from_millis(200)).await;
+            }
+            outcome => return outcome,
         }
     }
 }
