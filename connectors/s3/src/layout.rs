@@ -452,7 +452,7 @@ mod tests {
     fn the_logs_bytes_come_back_exactly_whatever_they_are() {
         let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
         type KeyAndValue<'a> = (Option<&'a [u8]>, Option<&'a [u8]>);
-        let cases: [KeyAndValue; 10] = [
+        let cases: [KeyAndValue<'_>; 10] = [
             (Some(b"o-1"), Some(br#"{"id": 0, "amount": 0.0}"#)),
             (Some(b"42"), Some(b"plain text, not JSON")),
             (Some(br#""quoted""#), Some(b"{\n  \"pretty\": true\n}")),
