@@ -85,6 +85,27 @@ fn windowed_queries_write_exactly_the_expected_rows_as_clients_of_a_server() {
     windowed_queries_on("2", &["--serve", "--disorder-ms", "500"]);
 }
 
+/// Two instances on the server split each query's tasks (one task each of 3): repartitioned
+/// records and end-of-input markers cross between them through the server.
+#[test]
+fn two_instances_splitting_the_tasks_write_exactly_the_expected_rows() {
+    let rows = nexmark(&[
+        "--events",
+        "20000",
+        "--queries",
+        "q5,q7,count,q8",
+        "--partitions",
+        "3",
+        "--serve",
+        "--instances",
+        "2",
+        "--disorder-ms",
+        "500",
+    ]);
+    assert_checked(&rows, &WINDOWED);
+    assert!(rows.iter().all(|r| r["instances"] == 2), "{rows:?}");
+}
+
 /// 3 s of disorder spans more than one read batch: with no grace period this run drops records
 /// as late and writes wrong rows (500 ms of disorder is absorbed within a batch).
 #[test]

@@ -55,40 +55,65 @@ pub struct NexmarkArgs {
     /// process (its CPU counts too), instead of on the embedded log.
     #[arg(long)]
     serve: bool,
+    /// Run each query as this many app instances of one worker thread each (Kafka Streams'
+    /// default of one stream thread), splitting the tasks (`StreamsApp::with_task_share`);
+    /// without it, one instance runs every task on the process's threads.
+    #[arg(long)]
+    instances: Option<u32>,
 }
 
 /// Runs the query's app until it has read its input to the end and closed every window: on
-/// the embedded log, or as a client of the server at `bootstrap`. Returns the records it
-/// dropped as late.
+/// the embedded log, or as a client of the server at `bootstrap`; as one instance, or as
+/// `instances` of one worker thread each, splitting the tasks. Returns the records it dropped
+/// as late.
 async fn run_streams(
     broker: &Broker,
     bootstrap: Option<&str>,
     query: Query,
     grace: Duration,
+    instances: Option<u32>,
 ) -> Result<u64> {
-    let topology = queries::topology(query, grace)?;
-    let config = StreamsConfig::new(format!("nexmark-{}", query.name()));
-    let app = match bootstrap {
-        None => StreamsApp::new(broker.clone(), topology, config)?,
-        Some(bootstrap) => {
-            let config = StreamsConfig {
-                bootstrap_servers: Some(bootstrap.to_string()),
-                state_dir: Some(
-                    broker
-                        .data_dir()
-                        .join("streams-state")
-                        .join(&config.application_id),
-                ),
-                ..config
-            };
-            StreamsApp::connect(topology, config).await?
-        }
-    };
-    let metrics = app.metrics();
-    app.run_to_end(CancellationToken::new())
-        .await
-        .with_context(|| format!("streams app of {}", query.name()))?;
-    Ok(metrics.late_records_dropped())
+    let application_id = format!("nexmark-{}", query.name());
+    let mut runs = Vec::new();
+    for index in 0..instances.unwrap_or(1) {
+        let topology = queries::topology(query, grace)?;
+        let config = StreamsConfig {
+            worker_threads: instances.map(|_| 1),
+            ..StreamsConfig::new(application_id.clone())
+        };
+        let app = match bootstrap {
+            None => StreamsApp::new(broker.clone(), topology, config)?,
+            Some(bootstrap) => {
+                let config = StreamsConfig {
+                    bootstrap_servers: Some(bootstrap.to_string()),
+                    state_dir: Some(
+                        broker
+                            .data_dir()
+                            .join("streams-state")
+                            .join(&application_id)
+                            .join(format!("instance-{index}")),
+                    ),
+                    ..config
+                };
+                StreamsApp::connect(topology, config).await?
+            }
+        };
+        let app = match instances {
+            Some(of) => app.with_task_share(index, of)?,
+            None => app,
+        };
+        let metrics = app.metrics();
+        let run = tokio::spawn(app.run_to_end(CancellationToken::new()));
+        runs.push((run, metrics));
+    }
+    let mut late = 0;
+    for (run, metrics) in runs {
+        run.await
+            .context("a streams instance panicked")?
+            .with_context(|| format!("streams app of {}", query.name()))?;
+        late += metrics.late_records_dropped();
+    }
+    Ok(late)
 }
 
 /// Whether a query's output was right.
@@ -110,10 +135,14 @@ struct QueryResult {
     events: u64,
     partitions: u32,
     disorder_ms: u64,
+    /// App instances (one worker thread each), when not one app on every thread.
+    instances: Option<u32>,
     /// Rows the streams app wrote.
     outputs: u64,
     wall_s: f64,
     cpu_s: f64,
+    /// All generated events over the wall time of the run.
+    events_per_s: f64,
     events_per_s_per_core: f64,
     /// Records the streams app dropped as late.
     late_records_dropped: u64,
@@ -169,7 +198,7 @@ pub async fn run(data_dir: &Path, args: NexmarkArgs) -> Result<()> {
             broker.create_topic(&topic, config)?;
         }
         let (cpu, wall) = (cpu_time(), Instant::now());
-        let late = run_streams(&broker, bootstrap.as_deref(), query, grace).await?;
+        let late = run_streams(&broker, bootstrap.as_deref(), query, grace, args.instances).await?;
         let (cpu_s, wall_s) = (
             (cpu_time() - cpu).as_secs_f64(),
             wall.elapsed().as_secs_f64(),
@@ -213,9 +242,11 @@ pub async fn run(data_dir: &Path, args: NexmarkArgs) -> Result<()> {
             events: args.events,
             partitions: args.partitions,
             disorder_ms: args.disorder_ms,
+            instances: args.instances,
             outputs,
             wall_s,
             cpu_s,
+            events_per_s: args.events as f64 / wall_s.max(1e-9),
             events_per_s_per_core: per_core,
             late_records_dropped: late,
             hand_outputs,
@@ -270,6 +301,7 @@ fn table(results: &[QueryResult]) -> String {
         "EVENTS",
         "OUTPUTS",
         "WALL S",
+        "EV/S",
         "CPU S",
         "EV/S/CORE",
         "LATE",
@@ -285,6 +317,7 @@ fn table(results: &[QueryResult]) -> String {
             r.events.to_string(),
             r.outputs.to_string(),
             format!("{:.2}", r.wall_s),
+            format!("{:.0}", r.events_per_s),
             format!("{:.2}", r.cpu_s),
             format!("{:.0}", r.events_per_s_per_core),
             r.late_records_dropped.to_string(),

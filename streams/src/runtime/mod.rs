@@ -169,6 +169,8 @@ pub struct StreamsApp {
     stores: LocalStores,
     /// The client id this instance joins its group with, on a cluster.
     member_id: String,
+    /// A bounded run's share of the tasks: `(index, of)` runs tasks `p % of == index`.
+    task_share: Option<(u32, u32)>,
 }
 
 impl StreamsApp {
@@ -269,6 +271,7 @@ impl StreamsApp {
                 config.application_server.as_deref(),
             ),
             stores: LocalStores::new(partitions, config.application_server.clone(), group),
+            task_share: None,
             log,
             topology: Arc::new(topology),
             metrics: StreamsMetrics::new(&config.application_id),
@@ -326,6 +329,24 @@ impl StreamsApp {
     /// As [`StreamsApp::run_to_end`].
     pub async fn run_bounded(self, bounds: InputBounds, shutdown: CancellationToken) -> Result<()> {
         self.run_with(Some(bounds), shutdown).await
+    }
+
+    /// Makes a bounded run ([`StreamsApp::run_to_end`], [`StreamsApp::run_bounded`]) run only
+    /// share `index` of `of` of the tasks (tasks `p` with `p % of == index`), so `of`
+    /// instances on a cluster split one reprocessing job. Repartitioned records reach the
+    /// instance running their task through the cluster, and each task ends once every task
+    /// writing to it, in any instance, has ended. Live runs share tasks through the group.
+    ///
+    /// # Errors
+    /// `index` is not below `of`.
+    pub fn with_task_share(mut self, index: u32, of: u32) -> Result<Self> {
+        if index >= of {
+            return Err(Error::Topology(format!(
+                "task share {index} of {of}: the index must be below the number of shares"
+            )));
+        }
+        self.task_share = Some((index, of));
+        Ok(self)
     }
 
     /// The input ranges of task `partition`: every source partition, bounded by the end offsets
@@ -480,7 +501,8 @@ impl StreamsApp {
         stop: &CancellationToken,
     ) -> Result<()> {
         let mut tasks = Vec::new();
-        for partition in 0..self.partitions {
+        let mine = |p: &u32| self.task_share.is_none_or(|(index, of)| p % of == index);
+        for partition in (0..self.partitions).filter(mine) {
             let task = self
                 .spawn_task(
                     partition,
@@ -496,7 +518,7 @@ impl StreamsApp {
         }
         tracing::info!(
             application = %self.config.application_id,
-            tasks = self.partitions,
+            tasks = tasks.len(),
             guarantee = ?self.config.processing_guarantee,
             bounded = bounds.is_some(),
             "streams application running"
