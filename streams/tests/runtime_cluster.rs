@@ -184,10 +184,7 @@ fn assert_counts_step_by_one(updates: &[(String, u64)]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
     let config = |instance: &str| StreamsConfig {
@@ -288,10 +285,7 @@ async fn two_instances_share_the_tasks_and_one_takes_over_when_the_other_stops()
 /// written twice.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_task_fenced_by_its_own_transactional_id_restarts_from_its_last_commit() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
     let config = StreamsConfig {
@@ -360,10 +354,7 @@ async fn eventually(what: &str, mut condition: impl FnMut() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn standby_replicas_keep_moving_tasks_warm_and_every_instance_knows_where_a_key_is() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let dir = tempfile::tempdir().unwrap();
     let (broker, bootstrap, server) = word_count_cluster(dir.path()).await;
     let host = |instance: &str| format!("{instance}.example:8080");

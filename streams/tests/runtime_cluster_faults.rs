@@ -13,31 +13,17 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::word_count;
-use logbrook_client::{Client, Cluster, ProducerSettings};
-use logbrook_core::{ProducerRecord, TopicPartition};
+use logbrook_client::{Client, Cluster};
+use logbrook_core::TopicPartition;
 use logbrook_streams::{StreamsApp, StreamsConfig};
 use rdkafka::mocking::{MockCluster, MockCoordinator};
 use rdkafka::types::{RDKafkaApiKey, RDKafkaRespErr};
 use tokio_util::sync::CancellationToken;
 
 const APP: &str = "faults";
-
-async fn produce_lines(cluster: &Cluster, lines: &[String]) {
-    let producer = Arc::new(cluster.producer(&ProducerSettings::default()).unwrap());
-    for (i, line) in lines.iter().enumerate() {
-        let record = ProducerRecord::new("lines", line.clone()).with_partition(i as u32 % 3);
-        producer.send(&record, i as u64).await.unwrap();
-    }
-    producer.flush(Duration::from_secs(60)).await.unwrap();
-    assert!(
-        producer.first_failure().is_none(),
-        "a line was not acknowledged"
-    );
-}
 
 /// Reads `word-counts` (read_committed) on: the updates so far, in order per word.
 struct Updates {
@@ -95,10 +81,7 @@ impl Updates {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exactly_once_word_count_rides_out_coordinator_moves_errors_and_a_broker_restart() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    common::init_tracing();
     let mock = MockCluster::new(3).unwrap();
     // The mock has no CreateTopics: every topic, internal ones too, exists up front.
     for topic in [
@@ -125,7 +108,7 @@ async fn exactly_once_word_count_rides_out_coordinator_moves_errors_and_a_broker
     let app = StreamsApp::connect(word_count(), config).await.unwrap();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(app.run(shutdown.clone()));
-    produce_lines(&cluster, &round(3)).await;
+    common::produce_lines_to(&cluster, &round(3)).await;
     updates.reach(3, &words, "a clean start").await;
 
     // The group's and every task's transaction coordinator move to other brokers.
@@ -135,7 +118,7 @@ async fn exactly_once_word_count_rides_out_coordinator_moves_errors_and_a_broker
         mock.coordinator(MockCoordinator::Transaction(format!("{APP}-{task}")), 3)
             .unwrap();
     }
-    produce_lines(&cluster, &round(3)).await;
+    common::produce_lines_to(&cluster, &round(3)).await;
     updates.reach(6, &words, "coordinators moved").await;
 
     // Retriable errors and time-outs on the requests a task's commit makes.
@@ -165,13 +148,13 @@ async fn exactly_once_word_count_rides_out_coordinator_moves_errors_and_a_broker
         RDKafkaApiKey::Fetch,
         &errors(RD_KAFKA_RESP_ERR_NOT_LEADER_FOR_PARTITION, 3),
     );
-    produce_lines(&cluster, &round(3)).await;
+    common::produce_lines_to(&cluster, &round(3)).await;
     updates.reach(9, &words, "requests failing").await;
 
     // A slow broker: every answer from the transaction coordinator takes 1.5 s.
     mock.broker_round_trip_time(3, Duration::from_millis(1500))
         .unwrap();
-    produce_lines(&cluster, &round(2)).await;
+    common::produce_lines_to(&cluster, &round(2)).await;
     updates.reach(11, &words, "a slow coordinator").await;
     mock.broker_round_trip_time(3, Duration::ZERO).unwrap();
 
@@ -180,7 +163,7 @@ async fn exactly_once_word_count_rides_out_coordinator_moves_errors_and_a_broker
     mock.broker_down(1).unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
     mock.broker_up(1).unwrap();
-    produce_lines(&cluster, &round(3)).await;
+    common::produce_lines_to(&cluster, &round(3)).await;
     updates.reach(14, &words, "a broker down and up").await;
 
     assert!(!running.is_finished(), "the app rode out every fault");

@@ -13,8 +13,8 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::word_count;
-use logbrook_client::{Client, Cluster, ProducerSettings};
-use logbrook_core::{ProducerRecord, SeekTo, TopicPartition};
+use logbrook_client::{Client, Cluster};
+use logbrook_core::{SeekTo, TopicPartition};
 use logbrook_streams::{ProcessingGuarantee, StreamsApp, StreamsConfig};
 use tokio_util::sync::CancellationToken;
 
@@ -83,19 +83,6 @@ async fn word_count_on_tansu() -> Option<(Tansu, Cluster)> {
     Some((tansu, cluster))
 }
 
-async fn produce_lines(cluster: &Cluster, lines: &[&str]) {
-    let producer = std::sync::Arc::new(cluster.producer(&ProducerSettings::default()).unwrap());
-    for (i, line) in lines.iter().enumerate() {
-        let record = ProducerRecord::new("lines", line.to_string()).with_partition(i as u32 % 3);
-        producer.send(&record, i as u64).await.unwrap();
-    }
-    producer.flush(Duration::from_secs(30)).await.unwrap();
-    assert!(
-        producer.first_failure().is_none(),
-        "a line was not acknowledged"
-    );
-}
-
 /// The latest count per word in `word-counts`, once every word in `expected` reached its
 /// count there (at-least-once: an update may come twice, a count may not stop short).
 async fn wait_for_counts(cluster: &Cluster, expected: &BTreeMap<String, u64>) {
@@ -139,7 +126,7 @@ async fn word_count_runs_at_least_once_on_tansu_and_restores_its_store_from_the_
         processing_guarantee: ProcessingGuarantee::AtLeastOnce,
         ..StreamsConfig::new("wc")
     };
-    produce_lines(&cluster, &["a b a", "b a", "c a"]).await;
+    common::produce_lines_to(&cluster, &["a b a", "b a", "c a"]).await;
     let app = StreamsApp::connect(word_count(), config()).await.unwrap();
     // The internal topics were created on Tansu, with the input's partition count.
     for topic in ["wc-counts-changelog", "wc-counts-repartition"] {
@@ -154,7 +141,7 @@ async fn word_count_runs_at_least_once_on_tansu_and_restores_its_store_from_the_
     // Without local stores the restart restores the counts from Tansu's changelog and goes on
     // from the committed offsets: a count that started over would stop short of these.
     std::fs::remove_dir_all(state_dir.path()).unwrap();
-    produce_lines(&cluster, &["a c"]).await;
+    common::produce_lines_to(&cluster, &["a c"]).await;
     let app = StreamsApp::connect(word_count(), config()).await.unwrap();
     let shutdown = CancellationToken::new();
     let running = tokio::spawn(app.run(shutdown.clone()));
@@ -185,7 +172,7 @@ async fn two_instances_share_the_tasks_on_tansu_and_one_takes_over_when_the_othe
         }
     };
     let (stop_a, running_a, metrics_a) = start("a").await;
-    produce_lines(&cluster, &["x y", "y z", "z x"]).await;
+    common::produce_lines_to(&cluster, &["x y", "y z", "z x"]).await;
     wait_for_counts(&cluster, &counts(&[("x", 2), ("y", 2), ("z", 2)])).await;
 
     let (stop_b, running_b, metrics_b) = start("b").await;
@@ -199,12 +186,12 @@ async fn two_instances_share_the_tasks_on_tansu_and_one_takes_over_when_the_othe
     all.extend(metrics_b.running_tasks());
     all.sort_unstable();
     assert_eq!(all, [0, 1, 2], "each task runs once");
-    produce_lines(&cluster, &["x y z", "x y z", "x y z"]).await;
+    common::produce_lines_to(&cluster, &["x y z", "x y z", "x y z"]).await;
     wait_for_counts(&cluster, &counts(&[("x", 5), ("y", 5), ("z", 5)])).await;
 
     stop_a.cancel();
     running_a.await.unwrap().unwrap();
-    produce_lines(&cluster, &["x", "y", "z"]).await;
+    common::produce_lines_to(&cluster, &["x", "y", "z"]).await;
     wait_for_counts(&cluster, &counts(&[("x", 6), ("y", 6), ("z", 6)])).await;
     assert_eq!(metrics_b.running_tasks(), [0, 1, 2]);
     stop_b.cancel();

@@ -107,3 +107,34 @@ pub fn committed_outputs(
     all.sort();
     all
 }
+
+/// Logs to the test's output, filtered by `RUST_LOG`.
+#[allow(dead_code)] // not every test file logs
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// Sends `lines` to topic `lines` of a cluster (line `i` to partition `i % 3`) and waits until
+/// every one is acknowledged.
+#[allow(dead_code)] // the cluster tests only
+pub async fn produce_lines_to(cluster: &logbrook_client::Cluster, lines: &[impl AsRef<str>]) {
+    use logbrook_core::ProducerRecord;
+    let settings = logbrook_client::ProducerSettings::default();
+    let producer = std::sync::Arc::new(cluster.producer(&settings).unwrap());
+    for (i, line) in lines.iter().enumerate() {
+        let record =
+            ProducerRecord::new("lines", line.as_ref().to_string()).with_partition(i as u32 % 3);
+        producer.send(&record, i as u64).await.unwrap();
+    }
+    producer
+        .flush(std::time::Duration::from_secs(60))
+        .await
+        .unwrap();
+    assert!(
+        producer.first_failure().is_none(),
+        "a line was not acknowledged"
+    );
+}
