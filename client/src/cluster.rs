@@ -491,6 +491,24 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .unwrap_or_else(|e| Err(Error::Refused(format!("a librdkafka call panicked: {e}"))))
 }
 
+/// As [`blocking`], for a transaction call given `timeout`: librdkafka has been seen to wait
+/// on past its timeout (a send of offsets after the group coordinator's broker restarted, on
+/// its mock cluster), so the caller stops waiting a little after it, with an error that lets it
+/// start over (a new producer with the same transactional id fences the stuck one).
+async fn blocking_transaction_call<T: Send + 'static>(
+    what: &str,
+    timeout: Duration,
+    call: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
+    let patience = timeout + Duration::from_secs(10);
+    match tokio::time::timeout(patience, blocking(call)).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(Error::Refused(format!(
+            "{what}: librdkafka did not return within {patience:?}"
+        ))),
+    }
+}
+
 pub(crate) async fn committed_with(
     client: &Arc<BaseConsumer>,
     bootstrap: Arc<str>,
@@ -857,7 +875,8 @@ impl ClusterProducer {
         let this = self.clone();
         let group = member.group.clone();
         let deadline = Instant::now() + timeout;
-        blocking(move || {
+        let what = format!("committing group {group:?}'s offsets in a transaction");
+        blocking_transaction_call(&what, timeout, move || {
             retried(deadline, |left| {
                 this.producer
                     .send_offsets_to_transaction(&list, &metadata, left)
@@ -895,7 +914,7 @@ impl ClusterProducer {
         let deadline = Instant::now() + timeout;
         self.drained(deadline).await;
         let this = self.clone();
-        blocking(move || {
+        blocking_transaction_call("committing a transaction", timeout, move || {
             retried(deadline, |left| this.producer.commit_transaction(left))
                 .context(|| format!("committing a transaction on {}", this.bootstrap))
         })
