@@ -96,16 +96,18 @@ fn progress(broker: &Broker) -> (u64, u64) {
         for p in 0..3 {
             let tp = TopicPartition::new(topic, p);
             committed += broker.committed_offset(APP, &tp).unwrap_or(0);
-            total += broker
-                .topic(topic)
-                .unwrap()
-                .partition(p)
-                .unwrap()
-                .log()
-                .last_stable_offset();
+            // The repartition topic exists once an instance created it.
+            if let Ok(topic) = broker.topic(topic) {
+                total += topic.partition(p).unwrap().log().last_stable_offset();
+            }
         }
     }
     (committed, total)
+}
+
+/// Every input record (events, profiles and the repartitioned events) is committed.
+fn finished(committed: u64, total: u64) -> bool {
+    committed == total && total >= EVENTS * 2 + USERS
 }
 
 /// Runs `app` until every input record is committed.
@@ -115,7 +117,7 @@ async fn run_to_completion(broker: &Broker, app: StreamsApp) {
     let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (committed, total) = progress(broker);
-        if committed == total && total >= EVENTS * 2 + USERS {
+        if finished(committed, total) {
             break;
         }
         assert!(Instant::now() < deadline, "stuck at {committed} of {total}");
@@ -184,16 +186,27 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
         .map(|state| start_instance(&exe, &bootstrap, state))
         .collect();
     let mut kills_mid_run = 0;
-    let mut seen = Vec::new();
+    let mut seen: Vec<u64> = Vec::new();
     for round in 0..12usize {
-        // After the first, longer than a session timeout: the group has moved the last
-        // victim's tasks and they made progress.
-        let pause = if round == 0 {
-            1_500
-        } else {
-            7_000 + 700 * (round as u64 % 3)
-        };
-        std::thread::sleep(Duration::from_millis(pause));
+        // Kill once the instances made progress since the last kill: the first time once
+        // anything is committed, later once the group moved the last victim's tasks (after
+        // its session timeout) and they went on. Progress, not a clock, so a slow machine's
+        // kills still land mid-run; a varying delay after it varies the point in a transaction.
+        let step = if round == 0 { 1 } else { 800 };
+        let last = seen.last().copied().unwrap_or(0);
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let (committed, total) = progress(&broker);
+            if committed >= last + step || finished(committed, total) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no progress before kill {round}: {committed} of {total} inputs committed"
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(Duration::from_millis(40 * (round as u64 % 5)));
         let victim = round % states.len();
         instances[victim].kill().unwrap(); // SIGKILL
         instances[victim].wait().unwrap();
@@ -202,7 +215,7 @@ fn instances_killed_while_data_flows_write_what_a_clean_run_writes() {
         if committed > 0 && committed < total {
             kills_mid_run += 1;
         }
-        if kills_mid_run >= 3 || (committed == total && total >= EVENTS * 2 + USERS) {
+        if kills_mid_run >= 3 || finished(committed, total) {
             break;
         }
         instances[victim] = start_instance(&exe, &bootstrap, &states[victim]);
