@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
+use logbrook_connect::runtime::ConnectorOffsets;
 use logbrook_connect::{ConfigOrigin, Worker, WorkerConfig};
 use logbrook_core::Broker;
 use serde_json::{Value, json};
@@ -170,12 +171,7 @@ async fn run_connectors(dir: &Path, input: &Path, records: u64, bytes: u64) -> R
             &worker,
             "perf-source",
             &bar,
-            |offsets| {
-                offsets
-                    .first()
-                    .and_then(|o| o["offset"]["position"].as_u64())
-                    .unwrap_or(0)
-            },
+            |offsets| offsets.source_position("position").unwrap_or(0),
             bytes,
         )
         .await?;
@@ -194,12 +190,7 @@ async fn run_connectors(dir: &Path, input: &Path, records: u64, bytes: u64) -> R
             &worker,
             "perf-sink",
             &bar,
-            |offsets| {
-                offsets
-                    .iter()
-                    .map(|o| o["offset"]["kafka_offset"].as_u64().unwrap_or(0))
-                    .sum()
-            },
+            ConnectorOffsets::sink_total,
             records,
         )
         .await?;
@@ -229,12 +220,12 @@ pub(crate) async fn wait(
     worker: &Worker,
     name: &str,
     bar: &indicatif::ProgressBar,
-    progress: impl Fn(&[Value]) -> u64,
+    progress: impl Fn(&ConnectorOffsets) -> u64,
     target: u64,
 ) -> Result<()> {
     loop {
         let offsets = worker.offsets(name).await?;
-        let done = progress(offsets["offsets"].as_array().map_or(&[][..], Vec::as_slice));
+        let done = progress(&offsets);
         bar.set_position(done);
         if done >= target {
             return Ok(());

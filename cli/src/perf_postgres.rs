@@ -8,9 +8,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
+use logbrook_connect::runtime::ConnectorOffsets;
 use logbrook_connect::{Worker, WorkerConfig};
 use logbrook_core::Broker;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::perf_connect::{start_connector, wait};
 use crate::plugins::registry;
@@ -164,12 +165,8 @@ async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64
         let bar = crate::perf::progress(rows, "postgres-source");
         let started = Instant::now();
         start_connector(&worker, source).await?;
-        let incrementing = |offsets: &[Value]| {
-            offsets
-                .first()
-                .and_then(|o| o["offset"]["incrementing"].as_u64())
-                .unwrap_or(0)
-        };
+        let incrementing =
+            |offsets: &ConnectorOffsets| offsets.source_position("incrementing").unwrap_or(0);
         wait(&worker, "perf-pg-source", &bar, incrementing, rows).await?;
         let source_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
@@ -182,13 +179,14 @@ async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64
         let bar = crate::perf::progress(rows, "postgres-sink");
         let started = Instant::now();
         start_connector(&worker, sink).await?;
-        let committed = |offsets: &[Value]| {
-            offsets
-                .iter()
-                .map(|o| o["offset"]["kafka_offset"].as_u64().unwrap_or(0))
-                .sum()
-        };
-        wait(&worker, "perf-pg-sink", &bar, committed, rows).await?;
+        wait(
+            &worker,
+            "perf-pg-sink",
+            &bar,
+            ConnectorOffsets::sink_total,
+            rows,
+        )
+        .await?;
         let sink_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok::<_, anyhow::Error>((source_seconds, sink_seconds))

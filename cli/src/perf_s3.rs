@@ -12,10 +12,11 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use clap::Args;
+use logbrook_connect::runtime::ConnectorOffsets;
 use logbrook_connect::{Worker, WorkerConfig};
 use logbrook_connector_s3::raw::RawBucket;
 use logbrook_core::{Broker, Producer, ProducerConfig, ProducerRecord, TopicConfig};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::perf_connect::{start_connector, wait};
 use crate::plugins::registry;
@@ -224,13 +225,14 @@ async fn run_sink(broker: &Broker, args: &PerfS3Args, prefix: &str) -> Result<f6
         let bar = crate::perf::progress(args.records, "s3-sink");
         let started = Instant::now();
         start_connector(&worker, sink).await?;
-        let committed = |offsets: &[Value]| {
-            offsets
-                .iter()
-                .map(|o| o["offset"]["kafka_offset"].as_u64().unwrap_or(0))
-                .sum()
-        };
-        wait(&worker, "perf-s3-sink", &bar, committed, args.records).await?;
+        wait(
+            &worker,
+            "perf-s3-sink",
+            &bar,
+            ConnectorOffsets::sink_total,
+            args.records,
+        )
+        .await?;
         let seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok::<_, anyhow::Error>(seconds)

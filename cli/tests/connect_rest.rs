@@ -106,12 +106,44 @@ fn rest_lifecycle_create_pause_offsets_restart_delete_and_survive_a_restart() {
         total == 20
     });
     // Changing offsets needs a pause.
-    let (code, _) = worker.call("DELETE", "/connectors/clicks-out/offsets", None);
+    let (code, body) = worker.call("DELETE", "/connectors/clicks-out/offsets", None);
     assert_eq!(code, 409);
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("PUT /connectors/clicks-out/pause"),
+        "{body}"
+    );
     let (code, _) = worker.call("PUT", "/connectors/clicks-out/pause", None);
     assert_eq!(code, 202);
     let status = worker.wait_for_tasks("clicks-out", "PAUSED");
     assert_eq!(status["connector"]["state"], "PAUSED");
+
+    // A source's offsets, or a topic the sink does not read, are refused with the reason.
+    let (code, body) = worker.call(
+        "PATCH",
+        "/connectors/clicks-out/offsets",
+        Some(json!({"offsets": [{"partition": {"path": "/in.txt"}, "offset": {"position": 1}}]})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"].as_str().unwrap().contains("kafka_topic"),
+        "{body}"
+    );
+    let (code, body) = worker.call(
+        "PATCH",
+        "/connectors/clicks-out/offsets",
+        Some(json!({"offsets": [{"partition": {"kafka_topic": "views", "kafka_partition": 0}, "offset": {"kafka_offset": 1}}]})),
+    );
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("does not read topic \"views\""),
+        "{body}"
+    );
 
     // Replay partition 0 from offset 5: five records are written again after resume.
     let partition0 = 0;

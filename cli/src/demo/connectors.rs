@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use indicatif::ProgressBar;
 use logbrook_connect::config::read_config_file;
-use logbrook_connect::runtime::TaskState;
+use logbrook_connect::runtime::{OffsetChange, TaskState};
 use logbrook_connect::{ConfigOrigin, Worker, WorkerConfig};
 use logbrook_core::{Broker, TopicPartition};
 
@@ -83,7 +83,9 @@ impl Connectors {
         let name = self.run(&format!("{name}.toml"), &toml).await?;
         self.worker.set_paused(&name, true).await?;
         // Kafka Connect's `DELETE /connectors/NAME/offsets`.
-        self.worker.alter_offsets(&name, None).await?;
+        self.worker
+            .alter_offsets(&name, OffsetChange::Reset)
+            .await?;
         Ok(name)
     }
 

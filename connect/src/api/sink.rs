@@ -21,6 +21,9 @@ pub trait SinkConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 's
     ///
     /// # Errors
     /// Retriable errors are retried by the runtime; others fail the task.
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime runs it to completion.
     async fn open(self, context: SinkContext) -> Result<Box<dyn Sink>>;
 }
 
@@ -38,12 +41,20 @@ pub trait Sink: Send {
     /// # Errors
     /// [`Error::Retriable`] is retried with the same batch (so writes should be idempotent or
     /// the sink at-least-once); others fail the task.
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime never drops a `put` midway, not even when the task stops (a
+    /// task stuck longer than 30 s at shutdown is abandoned with the process; its offsets were
+    /// not committed, so its records are delivered again).
     async fn put(&mut self, records: &[Record]) -> Result<Vec<Rejected>>;
 
     /// Makes everything put so far durable.
     ///
     /// # Errors
     /// As [`put`](Self::put).
+    ///
+    /// # Cancel safety
+    /// As [`put`](Self::put): always run to completion, also when the task is stopping.
     async fn flush(&mut self) -> Result<()>;
 
     /// The records that [`flush`](Self::flush) left buffered on purpose, for a sink that
@@ -63,6 +74,9 @@ pub trait Sink: Send {
     ///
     /// # Errors
     /// Logged.
+    ///
+    /// # Cancel safety
+    /// Needs none: run to completion.
     async fn close(&mut self) -> Result<()> {
         Ok(())
     }

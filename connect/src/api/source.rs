@@ -43,6 +43,9 @@ pub trait SourceConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 
     ///
     /// # Errors
     /// Logged; the connector is deleted anyway.
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime runs it to completion.
     async fn deleted(self, connector: String) -> Result<()> {
         let _ = connector;
         Ok(())
@@ -58,6 +61,9 @@ pub trait SourceConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 
     ///
     /// # Errors
     /// The connector fails to start (restart it once the cause is fixed).
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime runs it to completion.
     async fn partitions_needed(&self, topic: &str) -> Result<Vec<(String, u32)>> {
         let _ = topic;
         Ok(Vec::new())
@@ -67,6 +73,9 @@ pub trait SourceConnector: DeserializeOwned + Serialize + Clone + Send + Sync + 
     ///
     /// # Errors
     /// Retriable errors are retried by the runtime; others fail the task.
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime runs it to completion.
     async fn open(self, context: SourceContext) -> Result<Box<dyn Source>>;
 }
 
@@ -78,12 +87,23 @@ pub trait Source: Send {
     ///
     /// # Errors
     /// [`Error::Retriable`](crate::Error::Retriable) is retried with backoff; others fail the task.
+    ///
+    /// # Cancel safety
+    /// Must be cancel safe: a stopping task drops a pending `poll`, then calls
+    /// [`close`](Self::close). Records read but not yet returned are then lost to this task,
+    /// which is correct only because their offsets were never committed: the next task reads
+    /// them again from the committed offsets. A `poll` must not advance anything outside the
+    /// task (acknowledge a replication slot, delete a file) before it returns; that belongs in
+    /// [`commit`](Self::commit).
     async fn poll(&mut self) -> Result<Vec<SourceRecord>>;
 
     /// Called after the records returned so far, and their offsets, are durable in the log.
     ///
     /// # Errors
     /// Logged; the offsets are already stored.
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime runs it to completion.
     async fn commit(&mut self) -> Result<()> {
         Ok(())
     }
@@ -92,6 +112,9 @@ pub trait Source: Send {
     ///
     /// # Errors
     /// Logged.
+    ///
+    /// # Cancel safety
+    /// Needs none: the runtime runs it to completion.
     async fn close(&mut self) -> Result<()> {
         Ok(())
     }

@@ -13,7 +13,9 @@ use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
 use crate::error::{ConfigOrigin, Error};
-use crate::runtime::{TaskState, Worker};
+use crate::runtime::{OffsetChange, TaskState, Worker};
+
+mod offsets;
 
 type Shared = State<Arc<Worker>>;
 
@@ -174,7 +176,8 @@ async fn create(State(worker): Shared, body: axum::body::Bytes) -> ApiResult<Res
     if worker.connector_names().await.contains(&name) {
         return Err(Error::ConnectorExists(name).into());
     }
-    worker.put_connector(&name, config).await?;
+    let (w, n) = (worker.clone(), name.clone());
+    to_completion(async move { w.put_connector(&n, config).await }).await?;
     let info = connector_info(&worker, &name).await?;
     Ok((StatusCode::CREATED, axum::Json(info)).into_response())
 }
@@ -209,7 +212,8 @@ async fn put_config(
             "config name {inner:?} differs from connector name {name:?} in the path"
         )));
     }
-    let created = worker.put_connector(&name, config).await?;
+    let (w, n) = (worker.clone(), name.clone());
+    let created = to_completion(async move { w.put_connector(&n, config).await }).await?;
     let info = connector_info(&worker, &name).await?;
     let status = if created {
         StatusCode::CREATED
@@ -220,7 +224,7 @@ async fn put_config(
 }
 
 async fn delete(State(worker): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    worker.delete(&name).await?;
+    to_completion(async move { worker.delete(&name).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -264,22 +268,22 @@ async fn tasks(State(worker): Shared, Path(name): Path<String>) -> ApiResult<axu
 }
 
 async fn pause(State(worker): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    worker.set_paused(&name, true).await?;
+    to_completion(async move { worker.set_paused(&name, true).await }).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn resume(State(worker): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    worker.set_paused(&name, false).await?;
+    to_completion(async move { worker.set_paused(&name, false).await }).await?;
     Ok(StatusCode::ACCEPTED)
 }
 
 async fn restart(State(worker): Shared, Path(name): Path<String>) -> ApiResult<StatusCode> {
-    worker.restart(&name).await?;
+    to_completion(async move { worker.restart(&name).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn offsets(State(worker): Shared, Path(name): Path<String>) -> ApiResult<axum::Json<Value>> {
-    Ok(axum::Json(worker.offsets(&name).await?))
+    Ok(axum::Json(offsets::to_json(&worker.offsets(&name).await?)))
 }
 
 async fn alter_offsets(
@@ -287,24 +291,49 @@ async fn alter_offsets(
     Path(name): Path<String>,
     body: axum::body::Bytes,
 ) -> ApiResult<axum::Json<Value>> {
-    let mut body = json_body(&body)?;
-    // `{"to_timestamp": "RFC 3339"}` is read as `to_timestamp_ms`.
-    if let Some(text) = body.get("to_timestamp").and_then(Value::as_str) {
-        let ms = chrono::DateTime::parse_from_rfc3339(text)
-            .map_err(|e| bad_request(format!("to_timestamp {text:?} is not RFC 3339: {e}")))?
-            .timestamp_millis();
-        body = json!({"to_timestamp_ms": ms});
-    }
-    let message = worker.alter_offsets(&name, Some(&body)).await?;
-    Ok(axum::Json(json!({"message": message})))
+    let body = json_body(&body)?;
+    let (_, kind, _) = worker.connector_config(&name).await?;
+    let change = offsets::parse_change(kind, &body).map_err(bad_request)?;
+    let changed = alter(&worker, &name, change).await?;
+    Ok(axum::Json(
+        json!({"message": format!("changed the offsets of {changed} partitions")}),
+    ))
 }
 
 async fn reset_offsets(
     State(worker): Shared,
     Path(name): Path<String>,
 ) -> ApiResult<axum::Json<Value>> {
-    let message = worker.alter_offsets(&name, None).await?;
-    Ok(axum::Json(json!({"message": message})))
+    let changed = alter(&worker, &name, OffsetChange::Reset).await?;
+    Ok(axum::Json(
+        json!({"message": format!("reset the offsets of {changed} partitions")}),
+    ))
+}
+
+/// Changes offsets; a running connector's error names the route that pauses it.
+async fn alter(worker: &Arc<Worker>, name: &str, change: OffsetChange) -> ApiResult<usize> {
+    let (worker, owned) = (worker.clone(), name.to_string());
+    match to_completion(async move { worker.alter_offsets(&owned, change).await }).await {
+        Err(ApiError(status, message)) if status == StatusCode::CONFLICT => Err(ApiError(
+            status,
+            format!("{message} (PUT /connectors/{name}/pause)"),
+        )),
+        other => other,
+    }
+}
+
+/// Runs a change of the worker on a task of its own: the worker's changes are not cancel
+/// safe, and axum drops a handler whose client hung up.
+async fn to_completion<T: Send + 'static>(
+    change: impl Future<Output = crate::Result<T>> + Send + 'static,
+) -> ApiResult<T> {
+    match tokio::spawn(change).await {
+        Ok(outcome) => Ok(outcome?),
+        Err(e) => Err(ApiError(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the request's task failed: {e}"),
+        )),
+    }
 }
 
 async fn plugins(State(worker): Shared) -> axum::Json<Value> {

@@ -7,21 +7,23 @@
 
 mod errors;
 mod metrics;
+mod offsets;
 mod sink_task;
 mod source_task;
 mod stores;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use logbrook_core::{Broker, ResetTarget, TopicConfig, TopicPartition};
-use serde_json::{Map, Value, json};
+use logbrook_core::{Broker, TopicConfig, TopicPartition};
+use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 pub use metrics::{Metrics, TaskMetrics};
+pub use offsets::{ConnectorOffsets, OffsetChange, SinkOffset, SourceOffset};
 pub use sink_task::group_id;
 pub use stores::{CONFIGS_TOPIC, OFFSETS_TOPIC, OffsetStore};
 
@@ -207,6 +209,10 @@ impl Worker {
     ///
     /// # Errors
     /// Reading the internal topics failed.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, stored connectors it already restarted run on with no
+    /// worker to stop them. Await it to completion.
     pub async fn start(
         broker: Broker,
         registry: Registry,
@@ -282,6 +288,11 @@ impl Worker {
     ///
     /// # Errors
     /// Config errors naming the file and key.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, a connector it was replacing may be stopped and not started
+    /// again. Await it to completion (the REST layer runs it on a task of its own, so a client
+    /// hanging up does not drop it).
     pub async fn run_file(&self, raw: Map<String, Value>, origin: &ConfigOrigin) -> Result<String> {
         let config = self.validate(&raw, origin)?;
         let name = config.name.clone();
@@ -294,6 +305,11 @@ impl Worker {
     ///
     /// # Errors
     /// Config errors naming the connector and key.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, the stored config may be ahead of what runs until the next
+    /// restart. Await it to completion (the REST layer runs it on a task of its own, so a client
+    /// hanging up does not drop it).
     pub async fn put_connector(&self, name: &str, mut raw: Map<String, Value>) -> Result<bool> {
         raw.insert("name".into(), Value::String(name.to_string()));
         let origin = ConfigOrigin::Rest(name.to_string());
@@ -437,6 +453,9 @@ impl Worker {
     }
 
     /// Names of all connectors.
+    ///
+    /// # Cancel safety
+    /// Safe: it only reads.
     pub async fn connector_names(&self) -> Vec<String> {
         self.connectors.lock().await.keys().cloned().collect()
     }
@@ -445,6 +464,9 @@ impl Worker {
     ///
     /// # Errors
     /// [`Error::UnknownConnector`].
+    ///
+    /// # Cancel safety
+    /// Safe: it only reads.
     pub async fn connector_config(
         &self,
         name: &str,
@@ -460,6 +482,9 @@ impl Worker {
     ///
     /// # Errors
     /// [`Error::UnknownConnector`].
+    ///
+    /// # Cancel safety
+    /// Safe: it only reads.
     pub async fn status(&self, name: &str) -> Result<ConnectorStatus> {
         let connectors = self.connectors.lock().await;
         let c = connectors
@@ -486,6 +511,11 @@ impl Worker {
     ///
     /// # Errors
     /// [`Error::UnknownConnector`]; storing failed.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, the stored state may differ from the running one until the
+    /// next restart. Await it to completion (the REST layer runs it on a task of its own, so a
+    /// client hanging up does not drop it).
     pub async fn set_paused(&self, name: &str, paused: bool) -> Result<()> {
         let connectors = self.connectors.lock().await;
         let c = connectors
@@ -511,6 +541,11 @@ impl Worker {
     ///
     /// # Errors
     /// [`Error::UnknownConnector`].
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, the connector may be stopped and not started again. Await
+    /// it to completion (the REST layer runs it on a task of its own, so a client hanging up does
+    /// not drop it).
     pub async fn restart(&self, name: &str) -> Result<()> {
         let mut connectors = self.connectors.lock().await;
         let old = connectors
@@ -536,6 +571,11 @@ impl Worker {
     ///
     /// # Errors
     /// [`Error::UnknownConnector`]; storing failed.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe: dropped midway, the connector may be stopped but still listed, or removed
+    /// without its cleanup. Await it to completion (the REST layer runs it on a task of its own, so
+    /// a client hanging up does not drop it).
     pub async fn delete(&self, name: &str) -> Result<()> {
         let mut connectors = self.connectors.lock().await;
         let old = connectors
@@ -554,178 +594,11 @@ impl Worker {
         Ok(())
     }
 
-    /// A connector's offsets in Kafka Connect's format: `{"offsets": [{"partition", "offset"}]}`.
-    /// For sinks, partitions are `{"kafka_topic", "kafka_partition"}` and offsets
-    /// `{"kafka_offset"}` (the next offset to read).
-    ///
-    /// # Errors
-    /// [`Error::UnknownConnector`].
-    pub async fn offsets(&self, name: &str) -> Result<Value> {
-        let connectors = self.connectors.lock().await;
-        let c = connectors
-            .get(name)
-            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
-        let offsets: Vec<Value> = match c.config.plugin.kind() {
-            ConnectorKind::Source => self
-                .shared
-                .offsets
-                .get(name)
-                .into_iter()
-                .map(|(partition, offset)| json!({"partition": partition, "offset": offset}))
-                .collect(),
-            ConnectorKind::Sink => {
-                let group = group_id(name);
-                let mut out = Vec::new();
-                for topic in &c.config.topics {
-                    let count = self
-                        .shared
-                        .broker
-                        .topic(topic)
-                        .map_or(0, |t| t.partition_count());
-                    for p in 0..count {
-                        let tp = TopicPartition::new(topic.as_str(), p);
-                        if let Some(offset) = self.shared.broker.committed_offset(&group, &tp) {
-                            out.push(json!({
-                                "partition": {"kafka_topic": topic, "kafka_partition": p},
-                                "offset": {"kafka_offset": offset},
-                            }));
-                        }
-                    }
-                }
-                out
-            }
-        };
-        Ok(json!({ "offsets": offsets }))
-    }
-
-    /// Changes a paused connector's offsets, then restarts its tasks (still paused) so they
-    /// read them. `change` is Kafka Connect's `{"offsets": [...]}` body (a `null` offset removes
-    /// a partition's), `{"to_timestamp_ms": N}` for sinks (each partition to its first record at
-    /// or after N), or `None` to reset everything (sources forget their offsets; sinks go back to
-    /// the log start).
-    ///
-    /// # Errors
-    /// [`Error::WrongState`] unless paused; [`Error::Data`] for a malformed body.
-    pub async fn alter_offsets(&self, name: &str, change: Option<&Value>) -> Result<String> {
-        let kind = {
-            let connectors = self.connectors.lock().await;
-            let c = connectors
-                .get(name)
-                .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
-            if !*c.paused.borrow() {
-                return Err(Error::WrongState {
-                    name: name.to_string(),
-                    state: "RUNNING".into(),
-                    needed: "pause it before changing its offsets (PUT /connectors/NAME/pause)",
-                });
-            }
-            c.config.plugin.kind()
-        };
-        // Tasks hold positions in memory: stop them before the change, start them after.
-        let mut connectors = self.connectors.lock().await;
-        let old = connectors
-            .remove(name)
-            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
-        let (raw, running_config, persisted) = (old.raw.clone(), old.config.clone(), old.persisted);
-        stop(old).await;
-        let outcome = match kind {
-            ConnectorKind::Source => self.alter_source_offsets(name, change).await,
-            ConnectorKind::Sink => {
-                self.alter_sink_offsets(name, &running_config.topics, change)
-                    .await
-            }
-        };
-        connectors.insert(
-            name.to_string(),
-            self.launch(raw, running_config, persisted, true).await,
-        );
-        outcome
-    }
-
-    async fn alter_source_offsets(&self, name: &str, change: Option<&Value>) -> Result<String> {
-        let changes: Vec<(Value, Option<Value>)> = match change {
-            None => self
-                .shared
-                .offsets
-                .get(name)
-                .into_iter()
-                .map(|(partition, _)| (partition, None))
-                .collect(),
-            Some(body) => parse_offsets_body(body)?
-                .into_iter()
-                .map(|(partition, offset)| (partition, offset.filter(|o| !o.is_null())))
-                .collect(),
-        };
-        let count = changes.len();
-        self.shared
-            .offsets
-            .alter(&self.shared.broker, name, changes)
-            .await?;
-        Ok(format!("changed the offsets of {count} source partitions"))
-    }
-
-    async fn alter_sink_offsets(
-        &self,
-        name: &str,
-        topics: &[String],
-        change: Option<&Value>,
-    ) -> Result<String> {
-        let group = group_id(name);
-        let broker = &self.shared.broker;
-        let timestamp = change
-            .and_then(|b| b.get("to_timestamp_ms"))
-            .and_then(Value::as_i64);
-        match (change, timestamp) {
-            (None, _) | (Some(_), Some(_)) => {
-                let target = timestamp.map_or(ResetTarget::Earliest, ResetTarget::Timestamp);
-                let mut moved = 0;
-                for topic in topics {
-                    moved += broker
-                        .reset_group_offsets(&group, topic, target, false)
-                        .await?
-                        .len();
-                }
-                Ok(format!("reset {moved} partitions"))
-            }
-            (Some(body), None) => {
-                let mut offsets = Vec::new();
-                for (partition, offset) in parse_offsets_body(body)? {
-                    let topic = partition.get("kafka_topic").and_then(Value::as_str);
-                    let number = partition.get("kafka_partition").and_then(Value::as_u64);
-                    let (Some(topic), Some(number)) = (topic, number) else {
-                        return Err(Error::data(format!(
-                            "a sink partition is {{\"kafka_topic\": ..., \"kafka_partition\": ...}}, got {partition}"
-                        )));
-                    };
-                    if !topics.iter().any(|t| t == topic) {
-                        return Err(Error::data(format!(
-                            "connector {name:?} does not read topic {topic:?}"
-                        )));
-                    }
-                    let tp = TopicPartition::new(topic, number as u32);
-                    let next = match offset.as_ref().and_then(|o| o.get("kafka_offset")) {
-                        Some(v) => v.as_u64().ok_or_else(|| {
-                            Error::data(format!("kafka_offset must be a number, got {v}"))
-                        })?,
-                        None => {
-                            broker
-                                .topic(topic)?
-                                .partition(number as u32)?
-                                .log()
-                                .stats()
-                                .log_start_offset
-                        }
-                    };
-                    offsets.push((tp, next));
-                }
-                let count = offsets.len();
-                broker.commit_offsets(&group, &offsets).await?;
-                Ok(format!("changed the offsets of {count} partitions"))
-            }
-        }
-    }
-
     /// Stops every connector (sources stop, sinks flush and commit) and waits for the tasks.
+    ///
+    /// # Cancel safety
+    /// Dropping it stops only the waiting: the tasks were told to stop and go on stopping
+    /// (sinks commit what they flushed), but nothing waits for them any more.
     pub async fn shutdown(&self) {
         let mut connectors = self.connectors.lock().await;
         self.root.cancel();
@@ -758,25 +631,4 @@ async fn stop(runtime: ConnectorRuntime) {
             tracing::warn!(connector = %runtime.config.name, "a task did not stop within 30 s");
         }
     }
-}
-
-fn parse_offsets_body(body: &Value) -> Result<Vec<(Value, Option<Value>)>> {
-    let entries = body
-        .get("offsets")
-        .and_then(Value::as_array)
-        .ok_or_else(|| {
-            Error::data("expected {\"offsets\": [{\"partition\": ..., \"offset\": ...}]}")
-        })?;
-    let mut out = HashMap::new();
-    for entry in entries {
-        let partition = entry
-            .get("partition")
-            .cloned()
-            .ok_or_else(|| Error::data(format!("an offsets entry needs `partition`: {entry}")))?;
-        out.insert(
-            partition.to_string(),
-            (partition, entry.get("offset").cloned()),
-        );
-    }
-    Ok(out.into_values().collect())
 }

@@ -12,9 +12,9 @@ use logbrook_core::{
 };
 use tokio::time::Instant;
 
-use super::errors::{Backoff, BadRecord, DeadLetter, Origin, Stage, handle_bad_record};
+use super::errors::{Backoff, BadRecord, Origin, Stage, handle_bad_record};
 use super::{TaskScope, TaskState};
-use crate::api::{OriginalBytes, Record, SinkContext};
+use crate::api::{OriginalBytes, Record, Sink, SinkContext};
 use crate::converters::Converter;
 use crate::error::Result;
 use crate::transforms::apply_chain;
@@ -26,242 +26,293 @@ pub fn group_id(connector: &str) -> String {
 
 /// Runs one sink task over `partitions` until its token is cancelled or it fails.
 pub(crate) async fn run(scope: TaskScope, partitions: Vec<TopicPartition>) {
-    let outcome = run_inner(&scope, partitions).await;
+    let outcome = match SinkTask::open(&scope, partitions).await {
+        Ok(task) => task.run().await,
+        Err(e) => Err(e),
+    };
     scope.finish(outcome);
 }
 
-async fn run_inner(scope: &TaskScope, partitions: Vec<TopicPartition>) -> Result<()> {
-    let config = &scope.config;
-    let token = scope.token.clone();
-    let broker = scope.worker.broker.clone();
-    let mut consumer = Consumer::new(
-        broker.clone(),
-        ConsumerConfig {
-            group_id: Some(group_id(&config.name)),
-            auto_offset_reset: OffsetReset::Earliest,
-            // Bigger puts: a sink's cost is mostly per batch (a transaction, a COPY, an upload).
-            fetch_max_bytes: 4 << 20,
-            ..ConsumerConfig::default()
-        },
-    );
-    consumer.assign(partitions)?;
-    let mut backoff = Backoff::new(scope);
-    let context = SinkContext {
-        connector: config.name.clone(),
-        task: scope.task,
-        topics: config.topics.clone(),
-    };
-    let mut sink = loop {
-        match config.plugin.open_sink(&config.own, context.clone()).await {
-            Ok(sink) => break sink,
-            Err(e) => {
-                backoff
-                    .wait_or_fail(e, "opening the sink", scope, &token)
-                    .await?
-            }
-        }
-    };
-    backoff.reset();
-    scope.set_state(TaskState::Running);
-    let (key_kind, key_schemas) = config.key_converter;
-    let (value_kind, value_schemas) = config.value_converter;
-    let key_converter = Converter::new(key_kind, key_schemas);
-    let value_converter = Converter::new(value_kind, value_schemas);
-    let dead_letters = Producer::new(broker.clone(), ProducerConfig::default());
-    let flush_interval = Duration::from_millis(scope.worker.config.offset_flush_interval_ms);
-    let mut last_flush = Instant::now();
-    let mut unflushed = false;
-    // The log partition of records whose topic or partition a transform changed, so offsets the
-    // sink reports for them reach the right partition.
-    let mut origins: HashMap<(String, u32), TopicPartition> = HashMap::new();
+/// An open sink and what feeds it: the consumer of its partitions, the converters, the
+/// dead-letter producer, and how far the committed offsets are behind.
+struct SinkTask<'a> {
+    scope: &'a TaskScope,
+    sink: Box<dyn Sink>,
+    consumer: Consumer,
+    dead_letters: Producer,
+    backoff: Backoff,
+    key_converter: Converter,
+    value_converter: Converter,
+    group: String,
+    /// The log partition of records whose topic or partition a transform changed, so offsets
+    /// the sink reports for them reach the right partition.
+    origins: HashMap<(String, u32), TopicPartition>,
+    /// Positions are past the committed offsets: records were put, or markers skipped.
+    unflushed: bool,
+    last_flush: Instant,
+    flush_interval: Duration,
+}
 
-    let outcome: Result<()> = async {
-        loop {
-            if scope.is_paused() {
-                if unflushed {
-                    unflushed = flush(
-                        scope,
-                        &mut *sink,
-                        &dead_letters,
-                        &mut consumer,
-                        &mut backoff,
-                        &origins,
-                    )
-                    .await?;
+impl<'a> SinkTask<'a> {
+    /// Assigns the partitions (reading from the group's committed offsets) and opens the sink,
+    /// retrying as the connector's `errors` settings allow.
+    async fn open(scope: &'a TaskScope, partitions: Vec<TopicPartition>) -> Result<Self> {
+        let config = &scope.config;
+        let broker = scope.worker.broker.clone();
+        let group = group_id(&config.name);
+        let mut consumer = Consumer::new(
+            broker.clone(),
+            ConsumerConfig {
+                group_id: Some(group.clone()),
+                auto_offset_reset: OffsetReset::Earliest,
+                // Bigger puts: a sink's cost is mostly per batch (a transaction, a COPY, an upload).
+                fetch_max_bytes: 4 << 20,
+                ..ConsumerConfig::default()
+            },
+        );
+        consumer.assign(partitions)?;
+        let mut backoff = Backoff::new(scope);
+        let context = SinkContext {
+            connector: config.name.clone(),
+            task: scope.task,
+            topics: config.topics.clone(),
+        };
+        let sink = loop {
+            match config.plugin.open_sink(&config.own, context.clone()).await {
+                Ok(sink) => break sink,
+                Err(e) => {
+                    backoff
+                        .wait_or_fail(e, "opening the sink", scope, &scope.token)
+                        .await?
                 }
-                if !scope.wait_while_paused().await {
+            }
+        };
+        backoff.reset();
+        let (key_kind, key_schemas) = config.key_converter;
+        let (value_kind, value_schemas) = config.value_converter;
+        Ok(Self {
+            scope,
+            sink,
+            consumer,
+            dead_letters: Producer::new(broker, ProducerConfig::default()),
+            backoff,
+            key_converter: Converter::new(key_kind, key_schemas),
+            value_converter: Converter::new(value_kind, value_schemas),
+            group,
+            origins: HashMap::new(),
+            unflushed: false,
+            last_flush: Instant::now(),
+            flush_interval: Duration::from_millis(scope.worker.config.offset_flush_interval_ms),
+        })
+    }
+
+    /// Polls, puts and flushes until the token is cancelled (then flushes a last time) or an
+    /// error stops it (then commits nothing: positions may be past a record that failed).
+    async fn run(mut self) -> Result<()> {
+        self.scope.set_state(TaskState::Running);
+        let outcome = self.poll_and_put().await;
+        let finished = if self.unflushed && outcome.is_ok() {
+            // What was put is flushed and committed, so a graceful stop repeats nothing.
+            self.flush().await
+        } else {
+            Ok(())
+        };
+        if let Err(e) = self.sink.close().await {
+            tracing::warn!(connector = %self.scope.config.name, task = self.scope.task, error = %e, "closing the sink failed");
+        }
+        outcome.and(finished)
+    }
+
+    async fn poll_and_put(&mut self) -> Result<()> {
+        let token = self.scope.token.clone();
+        loop {
+            if self.scope.is_paused() {
+                if self.unflushed {
+                    self.flush().await?;
+                }
+                if !self.scope.wait_while_paused().await {
                     return Ok(());
                 }
             }
-            let wait = flush_interval
-                .saturating_sub(last_flush.elapsed())
+            let wait = self
+                .flush_interval
+                .saturating_sub(self.last_flush.elapsed())
                 .min(Duration::from_millis(200));
             let polled = tokio::select! {
                 () = token.cancelled() => return Ok(()),
-                polled = consumer.poll(wait) => polled?,
+                polled = self.consumer.poll(wait) => polled?,
             };
-            if polled.is_empty() && !unflushed {
-                // Transaction markers and aborted batches move positions without records:
-                // commit them too, so the group's lag reaches zero.
-                let group = group_id(&config.name);
-                unflushed = consumer.assignment().iter().any(|tp| {
-                    consumer
-                        .position(tp)
-                        .is_some_and(|p| broker.committed_offset(&group, tp).is_none_or(|c| c < p))
-                });
+            if polled.is_empty() {
+                self.note_skipped_markers();
+            } else {
+                self.put(&polled).await?;
             }
-            if !polled.is_empty() {
-                scope.metrics.add_in(polled.len() as u64);
-                let mut batch = Vec::with_capacity(polled.len());
-                let mut sources = Vec::with_capacity(polled.len());
-                for raw in &polled {
-                    match to_record(scope, raw, key_converter, value_converter) {
-                        Ok(Some(record)) => {
-                            let partition = record.partition.unwrap_or(raw.partition);
-                            if (record.topic != *raw.topic || partition != raw.partition)
-                                && !origins.contains_key(&(record.topic.clone(), partition))
-                            {
-                                origins.insert(
-                                    (record.topic.clone(), partition),
-                                    TopicPartition::new(raw.topic.to_string(), raw.partition),
-                                );
-                            }
-                            batch.push(record);
-                            sources.push(raw);
-                        }
-                        Ok(None) => {}
-                        Err((stage, error)) => {
-                            if let Some(letter) =
-                                handle_bad_record(scope, stage, bad_record(raw), &error)?
-                            {
-                                send_dead_letter(scope, &dead_letters, letter).await?;
-                            }
-                        }
-                    }
-                }
-                if !batch.is_empty() {
-                    let rejected = loop {
-                        match sink.put(&batch).await {
-                            Ok(rejected) => break rejected,
-                            Err(e) => backoff.wait_or_fail(e, "put", scope, &token).await?,
-                        }
-                    };
-                    backoff.reset();
-                    let rejected_count = rejected.len() as u64;
-                    for rejection in rejected {
-                        let Some(raw) = sources.get(rejection.index) else {
-                            continue;
-                        };
-                        if let Some(letter) = handle_bad_record(
-                            scope,
-                            Stage::Sink,
-                            bad_record(raw),
-                            &rejection.error,
-                        )? {
-                            send_dead_letter(scope, &dead_letters, letter).await?;
-                        }
-                    }
-                    scope
-                        .metrics
-                        .add_out((batch.len() as u64).saturating_sub(rejected_count));
-                }
-                unflushed = true;
+            if self.unflushed && self.last_flush.elapsed() >= self.flush_interval {
+                self.flush().await?;
+                self.last_flush = Instant::now();
             }
-            if unflushed && last_flush.elapsed() >= flush_interval {
-                unflushed = flush(
-                    scope,
-                    &mut *sink,
-                    &dead_letters,
-                    &mut consumer,
-                    &mut backoff,
-                    &origins,
-                )
-                .await?;
-                last_flush = Instant::now();
-            }
-            let lag: u64 = consumer
-                .end_offsets()
-                .iter()
-                .map(|(tp, end)| end.saturating_sub(consumer.position(tp).unwrap_or(*end)))
-                .sum();
-            scope.metrics.set_lag(lag);
+            self.report_lag();
         }
     }
-    .await;
-    // Stopping: what was put is flushed and committed, so a graceful stop repeats nothing.
-    // After an error nothing is committed: positions may already be past a record that failed.
-    let finished = if unflushed && outcome.is_ok() {
-        flush(
-            scope,
-            &mut *sink,
-            &dead_letters,
-            &mut consumer,
-            &mut backoff,
-            &origins,
-        )
-        .await
-        .map(|_| ())
-    } else {
-        Ok(())
-    };
-    if let Err(e) = sink.close().await {
-        tracing::warn!(connector = %config.name, task = scope.task, error = %e, "closing the sink failed");
-    }
-    outcome.and(finished)
-}
 
-/// Flushes the sink and the dead letters, then commits the consumer offsets, short of what the
-/// sink still holds. Returns whether it still holds records (so flushing must go on).
-async fn flush(
-    scope: &TaskScope,
-    sink: &mut dyn crate::api::Sink,
-    dead_letters: &Producer,
-    consumer: &mut Consumer,
-    backoff: &mut Backoff,
-    origins: &HashMap<(String, u32), TopicPartition>,
-) -> Result<bool> {
-    // Not cancellable: a stopping task still gets its data durable and its offsets committed.
-    let never = tokio_util::sync::CancellationToken::new();
-    loop {
-        match sink.flush().await {
-            Ok(()) => break,
-            Err(e) => backoff.wait_or_fail(e, "flush", scope, &never).await?,
+    /// Transaction markers and aborted batches move positions without records: commit them
+    /// too, so the group's lag reaches zero.
+    fn note_skipped_markers(&mut self) {
+        if self.unflushed {
+            return;
         }
+        let broker = &self.scope.worker.broker;
+        self.unflushed = self.consumer.assignment().iter().any(|tp| {
+            self.consumer.position(tp).is_some_and(|p| {
+                broker
+                    .committed_offset(&self.group, tp)
+                    .is_none_or(|c| c < p)
+            })
+        });
     }
-    backoff.reset();
-    dead_letters.flush().await?;
-    let pending = sink.pending_offsets();
-    if pending.is_empty() {
-        consumer.commit().await?;
-        return Ok(false);
+
+    /// Converts and transforms `polled`, puts it into the sink, and dead-letters (or fails on)
+    /// what could not be converted or the sink rejected.
+    async fn put(&mut self, polled: &[ConsumerRecord]) -> Result<()> {
+        let scope = self.scope;
+        scope.metrics.add_in(polled.len() as u64);
+        let mut batch = Vec::with_capacity(polled.len());
+        let mut sources = Vec::with_capacity(polled.len());
+        for raw in polled {
+            match to_record(scope, raw, self.key_converter, self.value_converter) {
+                Ok(Some(record)) => {
+                    let partition = record.partition.unwrap_or(raw.partition);
+                    if record.topic != *raw.topic || partition != raw.partition {
+                        self.origins
+                            .entry((record.topic.clone(), partition))
+                            .or_insert_with(|| {
+                                TopicPartition::new(raw.topic.to_string(), raw.partition)
+                            });
+                    }
+                    batch.push(record);
+                    sources.push(raw);
+                }
+                Ok(None) => {}
+                Err((stage, error)) => self.dead_letter_or_fail(stage, raw, &error).await?,
+            }
+        }
+        self.unflushed = true;
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let rejected = loop {
+            match self.sink.put(&batch).await {
+                Ok(rejected) => break rejected,
+                Err(e) => {
+                    self.backoff
+                        .wait_or_fail(e, "put", scope, &scope.token)
+                        .await?
+                }
+            }
+        };
+        self.backoff.reset();
+        let rejected_count = rejected.len() as u64;
+        for rejection in rejected {
+            if let Some(raw) = sources.get(rejection.index) {
+                self.dead_letter_or_fail(Stage::Sink, raw, &rejection.error)
+                    .await?;
+            }
+        }
+        scope
+            .metrics
+            .add_out((batch.len() as u64).saturating_sub(rejected_count));
+        Ok(())
     }
-    let mut held: HashMap<TopicPartition, u64> = HashMap::new();
-    for (topic, partition, offset) in pending {
-        let tp = origins
-            .get(&(topic.clone(), partition))
-            .cloned()
-            .unwrap_or_else(|| TopicPartition::new(topic, partition));
-        held.entry(tp)
-            .and_modify(|first| *first = (*first).min(offset))
-            .or_insert(offset);
+
+    /// Dead-letters `raw` or fails, as the connector's `errors.tolerance` says.
+    async fn dead_letter_or_fail(
+        &mut self,
+        stage: Stage,
+        raw: &ConsumerRecord,
+        error: &crate::Error,
+    ) -> Result<()> {
+        let Some(letter) = handle_bad_record(self.scope, stage, bad_record(raw), error)? else {
+            return Ok(());
+        };
+        self.scope.worker.ensure_topic(&letter.topic)?;
+        // Delivery is awaited at the next flush, before offsets are committed.
+        let _delivery = self
+            .dead_letters
+            .send(ProducerRecord {
+                topic: letter.topic,
+                partition: None,
+                key: letter.key,
+                value: letter.value,
+                headers: letter.headers,
+                timestamp: None,
+            })
+            .await?;
+        Ok(())
     }
-    let group = group_id(&scope.config.name);
-    let broker = &scope.worker.broker;
-    let offsets: Vec<(TopicPartition, u64)> = consumer
-        .assignment()
-        .into_iter()
-        .filter_map(|tp| {
-            let position = consumer.position(&tp)?;
-            let upto = held.get(&tp).map_or(position, |first| position.min(*first));
-            let committed = broker.committed_offset(&group, &tp);
-            // Never backwards: what was committed stays covered.
-            (committed.is_none_or(|c| c < upto)).then_some((tp, upto))
-        })
-        .collect();
-    if !offsets.is_empty() {
-        broker.commit_offsets(&group, &offsets).await?;
+
+    /// Flushes the sink and the dead letters, then commits the consumer offsets, short of what
+    /// the sink still holds (then flushing goes on: `unflushed` stays set).
+    async fn flush(&mut self) -> Result<()> {
+        // Not cancellable: a stopping task still gets its data durable and its offsets committed.
+        let never = tokio_util::sync::CancellationToken::new();
+        loop {
+            match self.sink.flush().await {
+                Ok(()) => break,
+                Err(e) => {
+                    self.backoff
+                        .wait_or_fail(e, "flush", self.scope, &never)
+                        .await?
+                }
+            }
+        }
+        self.backoff.reset();
+        self.dead_letters.flush().await?;
+        let pending = self.sink.pending_offsets();
+        if pending.is_empty() {
+            self.consumer.commit().await?;
+            self.unflushed = false;
+            return Ok(());
+        }
+        let mut held: HashMap<TopicPartition, u64> = HashMap::new();
+        for (topic, partition, offset) in pending {
+            let tp = self
+                .origins
+                .get(&(topic.clone(), partition))
+                .cloned()
+                .unwrap_or_else(|| TopicPartition::new(topic, partition));
+            held.entry(tp)
+                .and_modify(|first| *first = (*first).min(offset))
+                .or_insert(offset);
+        }
+        let broker = &self.scope.worker.broker;
+        let offsets: Vec<(TopicPartition, u64)> = self
+            .consumer
+            .assignment()
+            .into_iter()
+            .filter_map(|tp| {
+                let position = self.consumer.position(&tp)?;
+                let upto = held.get(&tp).map_or(position, |first| position.min(*first));
+                let committed = broker.committed_offset(&self.group, &tp);
+                // Never backwards: what was committed stays covered.
+                (committed.is_none_or(|c| c < upto)).then_some((tp, upto))
+            })
+            .collect();
+        if !offsets.is_empty() {
+            broker.commit_offsets(&self.group, &offsets).await?;
+        }
+        self.unflushed = true;
+        Ok(())
     }
-    Ok(true)
+
+    fn report_lag(&self) {
+        let lag: u64 = self
+            .consumer
+            .end_offsets()
+            .iter()
+            .map(|(tp, end)| end.saturating_sub(self.consumer.position(tp).unwrap_or(*end)))
+            .sum();
+        self.scope.metrics.set_lag(lag);
+    }
 }
 
 fn to_record(
@@ -305,24 +356,4 @@ fn bad_record(raw: &ConsumerRecord) -> BadRecord<'_> {
         value: raw.value.clone(),
         headers: raw.headers.clone(),
     }
-}
-
-async fn send_dead_letter(
-    scope: &TaskScope,
-    producer: &Producer,
-    letter: DeadLetter,
-) -> Result<()> {
-    scope.worker.ensure_topic(&letter.topic)?;
-    // Delivery is awaited at the next flush, before offsets are committed.
-    let _delivery = producer
-        .send(ProducerRecord {
-            topic: letter.topic,
-            partition: None,
-            key: letter.key,
-            value: letter.value,
-            headers: letter.headers,
-            timestamp: None,
-        })
-        .await?;
-    Ok(())
 }
