@@ -6,11 +6,13 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 use clap::Subcommand;
+use logbrook_client::{Client, Cluster};
 use logbrook_connect::config::read_config_file;
 use logbrook_connect::{ConfigOrigin, ConnectorConfig, ConnectorKind, Worker, WorkerConfig};
 use serde_json::{Map, Value};
 
 use crate::plugins::registry;
+use crate::target::ClusterArgs;
 
 /// `logbrook connect` subcommands.
 #[derive(Debug, Subcommand)]
@@ -27,6 +29,11 @@ pub enum ConnectCommand {
         /// Connector files (TOML, or JSON when named `*.json`).
         #[arg(value_name = "CONNECTOR.toml")]
         connectors: Vec<PathBuf>,
+        /// `--bootstrap-server` (or `bootstrap_servers` in the worker file) runs on a
+        /// Kafka-protocol cluster instead of the data directory; connector files are then
+        /// submitted to the cluster's `connect-configs` topic.
+        #[command(flatten)]
+        cluster: ClusterArgs,
     },
     /// Check connector files without running anything; exits non-zero on the first bad file.
     Validate {
@@ -48,7 +55,17 @@ pub async fn run(data_dir: &Path, command: ConnectCommand) -> Result<()> {
             worker,
             rest_listen,
             connectors,
-        } => run_worker(data_dir, worker.as_deref(), rest_listen, &connectors).await,
+            cluster,
+        } => {
+            run_worker(
+                data_dir,
+                worker.as_deref(),
+                rest_listen,
+                &connectors,
+                &cluster,
+            )
+            .await
+        }
         ConnectCommand::Validate { connectors } => {
             for (path, _, config) in load_connectors(&connectors)? {
                 println!(
@@ -101,6 +118,7 @@ async fn run_worker(
     worker_file: Option<&Path>,
     rest_listen: Option<SocketAddr>,
     connector_files: &[PathBuf],
+    cluster: &ClusterArgs,
 ) -> Result<()> {
     let mut worker_config = match worker_file {
         Some(path) => WorkerConfig::from_file(path)?,
@@ -125,15 +143,28 @@ async fn run_worker(
     } else {
         None
     };
-    let data_dir = worker_config
-        .data_dir
+    let bootstrap = cluster
+        .bootstrap_server
         .clone()
-        .unwrap_or_else(|| data_dir.to_path_buf());
-    let broker = crate::open_writable(&data_dir, true).await?;
-    let worker = match Worker::start(broker.clone(), registry(), worker_config.clone()).await {
+        .or_else(|| worker_config.bootstrap_servers.clone());
+    let log = match &bootstrap {
+        Some(bootstrap) => Client::Cluster(
+            Cluster::connect(bootstrap, cluster.properties.clone())
+                .await
+                .with_context(|| format!("connecting to the cluster at {bootstrap}"))?,
+        ),
+        None => {
+            let data_dir = worker_config
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| data_dir.to_path_buf());
+            Client::Embedded(crate::open_writable(&data_dir, true).await?)
+        }
+    };
+    let worker = match Worker::start(log.clone(), registry(), worker_config.clone()).await {
         Ok(worker) => worker,
         Err(e) => {
-            broker.close().await?;
+            log.close().await?;
             return Err(e).context("starting the connect worker");
         }
     };
@@ -144,7 +175,7 @@ async fn run_worker(
     for (path, raw, _) in connectors {
         if let Err(e) = worker.run_file(raw, &ConfigOrigin::File(path)).await {
             worker.shutdown().await;
-            broker.close().await?;
+            log.close().await?;
             return Err(e.into());
         }
     }
@@ -176,7 +207,7 @@ async fn run_worker(
     if let Some(server) = server {
         let _ = server.await;
     }
-    broker.close().await?;
+    log.close().await?;
     println!("logbrook connect: stopped");
     Ok(())
 }

@@ -44,6 +44,18 @@ pub struct PartitionOffsets {
     pub segments: Option<usize>,
 }
 
+impl From<Broker> for Client {
+    fn from(broker: Broker) -> Self {
+        Self::Embedded(broker)
+    }
+}
+
+impl From<Cluster> for Client {
+    fn from(cluster: Cluster) -> Self {
+        Self::Cluster(cluster)
+    }
+}
+
 impl Client {
     /// Every topic's name, sorted, internal (`__`) ones included.
     ///

@@ -40,6 +40,11 @@ pub struct Worker {
 impl Worker {
     /// Starts `logbrook connect run --worker WORKER CONNECTORS...` and waits for its REST URL.
     pub fn start(lb: &Logbrook, connectors: &[&Path]) -> Self {
+        Self::start_with(lb, &[], connectors)
+    }
+
+    /// As [`Worker::start`], with more `connect run` arguments (`--bootstrap-server ...`).
+    pub fn start_with(lb: &Logbrook, extra: &[&str], connectors: &[&Path]) -> Self {
         let worker = worker_file(lb);
         let mut args: Vec<String> = vec![
             "connect".into(),
@@ -47,6 +52,7 @@ impl Worker {
             "--worker".into(),
             worker.display().to_string(),
         ];
+        args.extend(extra.iter().map(|a| a.to_string()));
         args.extend(connectors.iter().map(|p| p.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
         let mut child = lb

@@ -29,6 +29,30 @@ pub struct WorkerConfig {
     pub topic_partitions: u32,
     /// Data directory of the log; overrides `--data-dir`.
     pub data_dir: Option<PathBuf>,
+    /// A Kafka-protocol cluster (`HOST:PORT[,HOST:PORT...]`) to run on instead of the data
+    /// directory; `--bootstrap-server` overrides it.
+    #[serde(alias = "bootstrap.servers")]
+    pub bootstrap_servers: Option<String>,
+    /// The Connect cluster's name, as Kafka Connect's `group.id`: source tasks' transactional
+    /// ids start with it (`{group_id}-{connector}-{task}`).
+    #[serde(default = "default_group_id", alias = "group.id")]
+    pub group_id: String,
+    /// Topic of connector configs (Kafka Connect's `config.storage.topic`). Default
+    /// `connect-configs` on a cluster, `__connect_configs` on the embedded log.
+    #[serde(alias = "config.storage.topic")]
+    pub config_storage_topic: Option<String>,
+    /// Topic of source offsets (`offset.storage.topic`). Default `connect-offsets` on a
+    /// cluster, `__connect_offsets` on the embedded log.
+    #[serde(alias = "offset.storage.topic")]
+    pub offset_storage_topic: Option<String>,
+    /// Topic of connector and task states (`status.storage.topic`), written on a cluster.
+    /// Default `connect-status`.
+    #[serde(alias = "status.storage.topic")]
+    pub status_storage_topic: Option<String>,
+}
+
+fn default_group_id() -> String {
+    "connect-cluster".into()
 }
 
 fn default_rest_listen() -> SocketAddr {
@@ -55,6 +79,11 @@ impl Default for WorkerConfig {
             offset_flush_interval_ms: default_offset_flush_interval_ms(),
             topic_partitions: default_topic_partitions(),
             data_dir: None,
+            bootstrap_servers: None,
+            group_id: default_group_id(),
+            config_storage_topic: None,
+            offset_storage_topic: None,
+            status_storage_topic: None,
         }
     }
 }

@@ -6,6 +6,7 @@
 //! committed), sinks flush and commit; [`Worker::shutdown`] waits for all of it.
 
 mod errors;
+mod log;
 mod metrics;
 mod offsets;
 mod sink_task;
@@ -16,7 +17,8 @@ use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use logbrook_core::{Broker, TopicConfig, TopicPartition};
+use logbrook_client::Client;
+use logbrook_core::TopicPartition;
 use serde_json::{Map, Value};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
@@ -30,7 +32,8 @@ pub use stores::{CONFIGS_TOPIC, OFFSETS_TOPIC, OffsetStore};
 use crate::api::{ConnectorKind, Registry};
 use crate::config::{ConnectorConfig, WorkerConfig};
 use crate::error::{ConfigOrigin, Error, Result};
-use stores::{ConfigStore, StoredConnector};
+use log::WorkerLog;
+use stores::{ConfigStore, StateTopics, StatusWriter, StoredConnector};
 
 /// A task's state, as `GET /connectors/{name}/status` reports it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -86,6 +89,9 @@ pub(crate) struct TaskScope {
 
 impl TaskScope {
     pub(crate) fn set_state(&self, state: TaskState) {
+        if let Some(status) = &self.worker.status {
+            status.task(&self.config.name, self.task, &state);
+        }
         *self.state.lock().unwrap_or_else(|e| e.into_inner()) = state;
     }
 
@@ -135,24 +141,26 @@ impl TaskScope {
 
 /// State shared by the worker and its tasks.
 pub(crate) struct WorkerShared {
-    pub(crate) broker: Broker,
+    pub(crate) log: WorkerLog,
     pub(crate) config: WorkerConfig,
     pub(crate) offsets: OffsetStore,
-    topic_lock: Mutex<()>,
+    /// On a cluster: where connector and task states are published.
+    status: Option<StatusWriter>,
+    topic_lock: tokio::sync::Mutex<()>,
 }
 
 impl WorkerShared {
-    /// Creates a topic the worker writes to if it is missing.
-    pub(crate) fn ensure_topic(&self, topic: &str) -> Result<()> {
-        self.ensure_partitions(topic, 1)
+    /// Creates a topic the worker writes to if it is missing; returns its partition count.
+    pub(crate) async fn ensure_topic(&self, topic: &str) -> Result<u32> {
+        self.ensure_partitions(topic, 1).await
     }
 
     /// Creates a topic the worker writes to if it is missing, with at least `needed`
     /// partitions; an existing topic with fewer is an error that says how many are needed.
-    pub(crate) fn ensure_partitions(&self, topic: &str, needed: u32) -> Result<()> {
-        let _guard = self.topic_lock.lock().unwrap_or_else(|e| e.into_inner());
-        if let Ok(existing) = self.broker.topic(topic) {
-            let count = existing.partition_count();
+    /// Returns its partition count.
+    pub(crate) async fn ensure_partitions(&self, topic: &str, needed: u32) -> Result<u32> {
+        let _guard = self.topic_lock.lock().await;
+        if let Some(count) = self.log.partition_count(topic).await? {
             if count < needed {
                 return Err(Error::fatal(format!(
                     "topic {topic:?} has {count} partition(s) and this connector writes records for partition {}: \
@@ -160,16 +168,12 @@ impl WorkerShared {
                     needed - 1
                 )));
             }
-            return Ok(());
+            return Ok(count);
         }
         let partitions = self.config.topic_partitions.max(needed);
-        let config = TopicConfig {
-            partitions,
-            ..TopicConfig::default()
-        };
-        self.broker.create_topic(topic, config)?;
+        self.log.create_topic(topic, partitions, false).await?;
         tracing::info!(topic, partitions, "created topic");
-        Ok(())
+        Ok(self.log.partition_count(topic).await?.unwrap_or(partitions))
     }
 }
 
@@ -205,7 +209,8 @@ impl std::fmt::Debug for Worker {
 }
 
 impl Worker {
-    /// Starts a worker on an open broker and restarts the connectors created over REST before.
+    /// Starts a worker on a log (an open [`logbrook_core::Broker`], or a [`logbrook_client::Cluster`])
+    /// and restarts the connectors stored there (created over REST; on a cluster, files too).
     ///
     /// # Errors
     /// Reading the internal topics failed.
@@ -214,18 +219,28 @@ impl Worker {
     /// Not cancel safe: dropped midway, stored connectors it already restarted run on with no
     /// worker to stop them. Await it to completion.
     pub async fn start(
-        broker: Broker,
+        log: impl Into<Client>,
         registry: Registry,
         config: WorkerConfig,
     ) -> Result<Arc<Self>> {
-        let offsets = OffsetStore::load(&broker).await?;
-        let (configs, stored) = ConfigStore::load(&broker).await?;
+        let log = WorkerLog(log.into());
+        let on_cluster = log.embedded().is_none();
+        let topics = StateTopics::new(&config, on_cluster);
+        let offsets = OffsetStore::load(&log, &topics.offsets).await?;
+        let (configs, stored) = ConfigStore::load(&log, &topics.configs).await?;
+        let status = if on_cluster {
+            let worker_id = config.rest_listen.to_string();
+            Some(StatusWriter::start(&log, &topics.status, worker_id).await?)
+        } else {
+            None
+        };
         let worker = Arc::new(Self {
             shared: Arc::new(WorkerShared {
-                broker,
+                log,
                 config,
                 offsets,
-                topic_lock: Mutex::new(()),
+                status,
+                topic_lock: tokio::sync::Mutex::new(()),
             }),
             registry,
             configs,
@@ -266,9 +281,9 @@ impl Worker {
         &self.metrics
     }
 
-    /// The broker it runs on.
-    pub fn broker(&self) -> &Broker {
-        &self.shared.broker
+    /// The log it runs on.
+    pub fn log(&self) -> &Client {
+        &self.shared.log.0
     }
 
     /// Validates a raw config without running it.
@@ -283,8 +298,9 @@ impl Worker {
         Ok(ConnectorConfig::resolve(raw, origin, &self.registry)?)
     }
 
-    /// Runs a connector from a file (not persisted: the file is the source of truth). Replaces
-    /// a connector of the same name.
+    /// Runs a connector from a file. Replaces a connector of the same name. On the embedded
+    /// log the file is the source of truth (nothing is stored); on a cluster the config is
+    /// submitted to the configs topic, as over REST, where every worker of the cluster reads it.
     ///
     /// # Errors
     /// Config errors naming the file and key.
@@ -296,7 +312,12 @@ impl Worker {
     pub async fn run_file(&self, raw: Map<String, Value>, origin: &ConfigOrigin) -> Result<String> {
         let config = self.validate(&raw, origin)?;
         let name = config.name.clone();
-        self.put_inner(&name, raw, config, false, false).await?;
+        if self.shared.log.embedded().is_none() {
+            self.store(&name, &raw).await?;
+            self.put_inner(&name, raw, config, true, false).await?;
+        } else {
+            self.put_inner(&name, raw, config, false, false).await?;
+        }
         Ok(name)
     }
 
@@ -314,6 +335,12 @@ impl Worker {
         raw.insert("name".into(), Value::String(name.to_string()));
         let origin = ConfigOrigin::Rest(name.to_string());
         let config = self.validate(&raw, &origin)?;
+        let paused = self.store(name, &raw).await?;
+        self.put_inner(name, raw, config, true, paused).await
+    }
+
+    /// Stores a connector's config, keeping whether it is paused; returns that.
+    async fn store(&self, name: &str, raw: &Map<String, Value>) -> Result<bool> {
         let paused = {
             let connectors = self.connectors.lock().await;
             connectors.get(name).is_some_and(|c| *c.paused.borrow())
@@ -327,7 +354,7 @@ impl Worker {
                 }),
             )
             .await?;
-        self.put_inner(name, raw, config, true, paused).await
+        Ok(paused)
     }
 
     async fn put_inner(
@@ -384,10 +411,21 @@ impl Worker {
             state: Arc::new(Mutex::new(TaskState::Unassigned)),
         };
         let plan = self.plan_tasks(&config).await;
+        if let (Some(status), Ok(_)) = (&self.shared.status, &plan) {
+            let state = if paused {
+                TaskState::Paused
+            } else {
+                TaskState::Running
+            };
+            status.connector(&config.name, &state);
+        }
         match plan {
             Err(e) => {
                 let message = config.secrets.redact(&e.to_string());
                 tracing::error!(connector = %config.name, error = %message, "connector failed to start");
+                if let Some(status) = &self.shared.status {
+                    status.connector(&config.name, &TaskState::Failed(message.clone()));
+                }
                 runtime.failure = Some(message);
             }
             Ok(TaskPlan::Source(task_configs)) => {
@@ -412,7 +450,7 @@ impl Worker {
 
     async fn plan_tasks(&self, config: &ConnectorConfig) -> Result<TaskPlan> {
         if let Some(topic) = &config.errors.dead_letter_topic {
-            self.shared.ensure_topic(topic)?;
+            self.shared.ensure_topic(topic).await?;
         }
         match config.plugin.kind() {
             ConnectorKind::Source => {
@@ -426,10 +464,10 @@ impl Worker {
                         Error::fatal(format!("finding the partitions the source needs: {e}"))
                     })?;
                 for (name, partitions) in needed {
-                    self.shared.ensure_partitions(&name, partitions)?;
+                    self.shared.ensure_partitions(&name, partitions).await?;
                 }
                 if !topic.is_empty() {
-                    self.shared.ensure_topic(topic)?;
+                    self.shared.ensure_topic(topic).await?;
                 }
                 Ok(TaskPlan::Source(
                     config.plugin.source_tasks(&config.own, config.tasks)?,
@@ -438,8 +476,7 @@ impl Worker {
             ConnectorKind::Sink => {
                 let mut partitions = Vec::new();
                 for topic in &config.topics {
-                    self.shared.ensure_topic(topic)?;
-                    let count = self.shared.broker.topic(topic)?.partition_count();
+                    let count = self.shared.ensure_topic(topic).await?;
                     partitions.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
                 }
                 let tasks = config.tasks.min(partitions.len()).max(1);
@@ -533,6 +570,14 @@ impl Worker {
                 .await?;
         }
         c.paused.send_replace(paused);
+        if let Some(status) = &self.shared.status {
+            let state = if paused {
+                TaskState::Paused
+            } else {
+                TaskState::Running
+            };
+            status.connector(name, &state);
+        }
         tracing::info!(connector = name, paused, "connector target state changed");
         Ok(())
     }
@@ -607,6 +652,9 @@ impl Worker {
         }
         self.tracker.close();
         self.tracker.wait().await;
+        if let Some(status) = &self.shared.status {
+            status.flush().await;
+        }
     }
 
     /// The worker's token; cancelled at shutdown.

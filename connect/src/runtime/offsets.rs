@@ -77,7 +77,7 @@ impl Worker {
     /// [`Error::UnknownConnector`].
     ///
     /// # Cancel safety
-    /// Safe: it only reads.
+    /// Safe: it only reads. (It holds the connector table while it asks a cluster.)
     pub async fn offsets(&self, name: &str) -> Result<ConnectorOffsets> {
         let connectors = self.connectors.lock().await;
         let c = connectors
@@ -93,19 +93,25 @@ impl Worker {
                     .collect(),
             ),
             ConnectorKind::Sink => {
-                let group = group_id(name);
-                let broker = &self.shared.broker;
-                let mut out = Vec::new();
+                let log = &self.shared.log;
+                let mut partitions = Vec::new();
                 for topic in &c.config.topics {
-                    let count = broker.topic(topic).map_or(0, |t| t.partition_count());
-                    for p in 0..count {
-                        let partition = TopicPartition::new(topic.as_str(), p);
-                        if let Some(next) = broker.committed_offset(&group, &partition) {
-                            out.push(SinkOffset { partition, next });
-                        }
-                    }
+                    let count = log.partition_count(topic).await?.unwrap_or(0);
+                    partitions.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
                 }
-                ConnectorOffsets::Sink(out)
+                let committed = log.committed(&group_id(name), &partitions).await?;
+                ConnectorOffsets::Sink(
+                    partitions
+                        .into_iter()
+                        .zip(committed)
+                        .filter_map(|(partition, next)| {
+                            Some(SinkOffset {
+                                partition,
+                                next: next?,
+                            })
+                        })
+                        .collect(),
+                )
             }
         })
     }
@@ -191,7 +197,7 @@ impl Worker {
         let count = changes.len();
         self.shared
             .offsets
-            .alter(&self.shared.broker, name, changes)
+            .alter(&self.shared.log, name, changes)
             .await?;
         Ok(count)
     }
@@ -203,7 +209,7 @@ impl Worker {
         change: OffsetChange,
     ) -> Result<usize> {
         let group = group_id(name);
-        let broker = &self.shared.broker;
+        let log = &self.shared.log;
         let partitions = match change {
             OffsetChange::Sink(partitions) => partitions,
             reset => {
@@ -213,7 +219,8 @@ impl Worker {
                 };
                 let mut moved = 0;
                 for topic in topics {
-                    moved += broker
+                    moved += log
+                        .0
                         .reset_group_offsets(&group, topic, target, false)
                         .await?
                         .len();
@@ -231,18 +238,11 @@ impl Worker {
             }
             let next = match next {
                 Some(next) => next,
-                None => {
-                    broker
-                        .topic(&tp.topic)?
-                        .partition(tp.partition)?
-                        .log()
-                        .stats()
-                        .log_start_offset
-                }
+                None => log.log_start(&tp).await?,
             };
             offsets.push((tp, next));
         }
-        broker.commit_offsets(&group, &offsets).await?;
+        log.commit(&group, &offsets).await?;
         Ok(offsets.len())
     }
 }

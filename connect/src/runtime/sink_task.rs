@@ -6,13 +6,12 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use logbrook_core::{
-    Consumer, ConsumerConfig, ConsumerRecord, OffsetReset, Producer, ProducerConfig,
-    ProducerRecord, TopicPartition,
-};
+use logbrook_client::Consumer;
+use logbrook_core::{ConsumerRecord, ProducerRecord, TopicPartition};
 use tokio::time::Instant;
 
 use super::errors::{Backoff, BadRecord, Origin, Stage, handle_bad_record};
+use super::log::LogProducer;
 use super::{TaskScope, TaskState};
 use crate::api::{OriginalBytes, Record, Sink, SinkContext};
 use crate::converters::Converter;
@@ -39,11 +38,15 @@ struct SinkTask<'a> {
     scope: &'a TaskScope,
     sink: Box<dyn Sink>,
     consumer: Consumer,
-    dead_letters: Producer,
+    partitions: Vec<TopicPartition>,
+    /// The group's committed offsets, as this task last committed (or found) them.
+    committed: HashMap<TopicPartition, u64>,
+    dead_letters: LogProducer,
     backoff: Backoff,
     key_converter: Converter,
     value_converter: Converter,
-    group: String,
+    /// When the lag was last reported (on a cluster, reading it asks the brokers).
+    lag_reported: Option<Instant>,
     /// The log partition of records whose topic or partition a transform changed, so offsets
     /// the sink reports for them reach the right partition.
     origins: HashMap<(String, u32), TopicPartition>,
@@ -58,19 +61,17 @@ impl<'a> SinkTask<'a> {
     /// retrying as the connector's `errors` settings allow.
     async fn open(scope: &'a TaskScope, partitions: Vec<TopicPartition>) -> Result<Self> {
         let config = &scope.config;
-        let broker = scope.worker.broker.clone();
+        let log = &scope.worker.log;
         let group = group_id(&config.name);
-        let mut consumer = Consumer::new(
-            broker.clone(),
-            ConsumerConfig {
-                group_id: Some(group.clone()),
-                auto_offset_reset: OffsetReset::Earliest,
-                // Bigger puts: a sink's cost is mostly per batch (a transaction, a COPY, an upload).
-                fetch_max_bytes: 4 << 20,
-                ..ConsumerConfig::default()
-            },
-        );
-        consumer.assign(partitions)?;
+        // Bigger puts: a sink's cost is mostly per batch (a transaction, a COPY, an upload).
+        let mut consumer = log.consumer(Some(&group), 4 << 20)?;
+        consumer.assign(partitions.clone()).await?;
+        let committed = partitions
+            .iter()
+            .cloned()
+            .zip(log.committed(&group, &partitions).await?)
+            .filter_map(|(tp, offset)| Some((tp, offset?)))
+            .collect();
         let mut backoff = Backoff::new(scope);
         let context = SinkContext {
             connector: config.name.clone(),
@@ -94,11 +95,13 @@ impl<'a> SinkTask<'a> {
             scope,
             sink,
             consumer,
-            dead_letters: Producer::new(broker, ProducerConfig::default()),
+            partitions,
+            committed,
+            dead_letters: log.producer(None).await?,
             backoff,
             key_converter: Converter::new(key_kind, key_schemas),
             value_converter: Converter::new(value_kind, value_schemas),
-            group,
+            lag_reported: None,
             origins: HashMap::new(),
             unflushed: false,
             last_flush: Instant::now(),
@@ -151,7 +154,15 @@ impl<'a> SinkTask<'a> {
                 self.flush().await?;
                 self.last_flush = Instant::now();
             }
-            self.report_lag();
+            let cluster = self.scope.worker.log.embedded().is_none();
+            if !cluster
+                || self
+                    .lag_reported
+                    .is_none_or(|at| at.elapsed() >= Duration::from_secs(1))
+            {
+                self.report_lag().await;
+                self.lag_reported = Some(Instant::now());
+            }
         }
     }
 
@@ -161,13 +172,10 @@ impl<'a> SinkTask<'a> {
         if self.unflushed {
             return;
         }
-        let broker = &self.scope.worker.broker;
-        self.unflushed = self.consumer.assignment().iter().any(|tp| {
-            self.consumer.position(tp).is_some_and(|p| {
-                broker
-                    .committed_offset(&self.group, tp)
-                    .is_none_or(|c| c < p)
-            })
+        self.unflushed = self.partitions.iter().any(|tp| {
+            self.consumer
+                .position(tp)
+                .is_some_and(|p| self.committed.get(tp).is_none_or(|c| *c < p))
         });
     }
 
@@ -234,10 +242,9 @@ impl<'a> SinkTask<'a> {
         let Some(letter) = handle_bad_record(self.scope, stage, bad_record(raw), error)? else {
             return Ok(());
         };
-        self.scope.worker.ensure_topic(&letter.topic)?;
+        self.scope.worker.ensure_topic(&letter.topic).await?;
         // Delivery is awaited at the next flush, before offsets are committed.
-        let _delivery = self
-            .dead_letters
+        self.dead_letters
             .send(ProducerRecord {
                 topic: letter.topic,
                 partition: None,
@@ -268,11 +275,6 @@ impl<'a> SinkTask<'a> {
         self.backoff.reset();
         self.dead_letters.flush().await?;
         let pending = self.sink.pending_offsets();
-        if pending.is_empty() {
-            self.consumer.commit().await?;
-            self.unflushed = false;
-            return Ok(());
-        }
         let mut held: HashMap<TopicPartition, u64> = HashMap::new();
         for (topic, partition, offset) in pending {
             let tp = self
@@ -284,30 +286,32 @@ impl<'a> SinkTask<'a> {
                 .and_modify(|first| *first = (*first).min(offset))
                 .or_insert(offset);
         }
-        let broker = &self.scope.worker.broker;
         let offsets: Vec<(TopicPartition, u64)> = self
-            .consumer
-            .assignment()
-            .into_iter()
+            .partitions
+            .iter()
             .filter_map(|tp| {
-                let position = self.consumer.position(&tp)?;
-                let upto = held.get(&tp).map_or(position, |first| position.min(*first));
-                let committed = broker.committed_offset(&self.group, &tp);
+                let position = self.consumer.position(tp)?;
+                let upto = held.get(tp).map_or(position, |first| position.min(*first));
                 // Never backwards: what was committed stays covered.
-                (committed.is_none_or(|c| c < upto)).then_some((tp, upto))
+                let ahead = self.committed.get(tp).is_none_or(|c| *c < upto);
+                ahead.then(|| (tp.clone(), upto))
             })
             .collect();
         if !offsets.is_empty() {
-            broker.commit_offsets(&self.group, &offsets).await?;
+            self.consumer.commit(&offsets).await?;
+            self.committed.extend(offsets);
         }
-        self.unflushed = true;
+        // While the sink holds records, flushing goes on without new ones.
+        self.unflushed = !held.is_empty();
         Ok(())
     }
 
-    fn report_lag(&self) {
-        let lag: u64 = self
-            .consumer
-            .end_offsets()
+    async fn report_lag(&mut self) {
+        // On a cluster this asks the brokers: a lag that cannot be read now is reported later.
+        let Ok(ends) = self.consumer.end_offsets().await else {
+            return;
+        };
+        let lag: u64 = ends
             .iter()
             .map(|(tp, end)| end.saturating_sub(self.consumer.position(tp).unwrap_or(*end)))
             .sum();

@@ -4,12 +4,16 @@
 
 use std::collections::HashMap;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
-use logbrook_core::{Transaction, partition_for_key};
+use logbrook_client::{Client, ClusterProducer, ProducerSettings};
+use logbrook_core::{Broker, Header, ProducerRecord, Transaction, partition_for_key};
 use serde_json::Value;
 
 use super::errors::{Backoff, BadRecord, DeadLetter, Origin, Stage, handle_bad_record};
-use super::stores::{OFFSETS_TOPIC, OffsetStore};
+use super::log::CLUSTER_TIMEOUT;
+use super::stores::OffsetStore;
 use super::{TaskScope, TaskState};
 use crate::api::{SourceContext, SourceRecord};
 use crate::converters::Converter;
@@ -30,6 +34,10 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
     let topic = config.topic.clone().unwrap_or_default();
     let token = scope.token.clone();
     let mut backoff = Backoff::new(scope);
+    if scope.worker.log.embedded().is_none() {
+        // Another worker's task may have run this one before: start from what it committed.
+        scope.worker.offsets.refresh(&scope.worker.log).await?;
+    }
     let mut source = loop {
         let context = SourceContext::new(
             &config.name,
@@ -52,7 +60,7 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
     };
     backoff.reset();
     scope.set_state(TaskState::Running);
-    let mut writer = BatchWriter::new(scope);
+    let mut writer = BatchWriter::new(scope, Output::open(scope).await?);
     let outcome = async {
         loop {
             if !scope.wait_while_paused().await {
@@ -77,8 +85,8 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
             }
             scope.metrics.add_in(records.len() as u64);
             for record in records {
-                writer.add(record)?;
-                if writer.transaction.size_bytes() >= MAX_TRANSACTION_BYTES {
+                writer.add(record).await?;
+                if writer.output.size_bytes() >= MAX_TRANSACTION_BYTES {
                     writer.commit().await?;
                 }
             }
@@ -100,7 +108,7 @@ struct BatchWriter<'a> {
     scope: &'a TaskScope,
     key_converter: Converter,
     value_converter: Converter,
-    transaction: Transaction,
+    output: Output,
     offsets: Vec<(Value, Value)>,
     records: u64,
     /// Partition counts of the topics written so far: one lookup per topic, not per record.
@@ -109,14 +117,14 @@ struct BatchWriter<'a> {
 }
 
 impl<'a> BatchWriter<'a> {
-    fn new(scope: &'a TaskScope) -> Self {
+    fn new(scope: &'a TaskScope, output: Output) -> Self {
         let (key_kind, key_schemas) = scope.config.key_converter;
         let (value_kind, value_schemas) = scope.config.value_converter;
         Self {
             scope,
             key_converter: Converter::new(key_kind, key_schemas),
             value_converter: Converter::new(value_kind, value_schemas),
-            transaction: Transaction::new(),
+            output,
             offsets: Vec::new(),
             records: 0,
             partition_counts: HashMap::new(),
@@ -124,7 +132,7 @@ impl<'a> BatchWriter<'a> {
         }
     }
 
-    fn add(&mut self, source_record: SourceRecord) -> Result<()> {
+    async fn add(&mut self, source_record: SourceRecord) -> Result<()> {
         let SourceRecord {
             record,
             source_partition,
@@ -143,19 +151,12 @@ impl<'a> BatchWriter<'a> {
         };
         let outcome = match error {
             Some(message) => Err((Stage::Source, Error::data(message), None)),
-            None => self.convert(record),
+            None => self.convert(record).await,
         };
         match outcome {
             Ok(None) => {}
-            Ok(Some((topic, partition, timestamp, key, value, headers))) => {
-                self.transaction.send(
-                    &topic,
-                    partition,
-                    timestamp,
-                    key.as_deref(),
-                    value.as_deref(),
-                    &headers,
-                );
+            Ok(Some(record)) => {
+                self.output.send(record).await?;
                 self.records += 1;
             }
             Err((stage, error, returned)) => {
@@ -173,7 +174,7 @@ impl<'a> BatchWriter<'a> {
                     headers: record.headers.clone(),
                 };
                 if let Some(letter) = handle_bad_record(self.scope, stage, bad, &error)? {
-                    self.dead_letter(letter)?;
+                    self.dead_letter(letter).await?;
                 }
             }
         }
@@ -190,21 +191,12 @@ impl<'a> BatchWriter<'a> {
         Ok(())
     }
 
-    #[allow(clippy::type_complexity)]
-    fn convert(
+    /// The record as it goes into the log (with its partition), `None` when a transform
+    /// dropped it; the error keeps the record for the dead-letter topic.
+    async fn convert(
         &mut self,
         record: crate::api::Record,
-    ) -> Result<
-        Option<(
-            String,
-            u32,
-            i64,
-            Option<Bytes>,
-            Option<Bytes>,
-            Vec<logbrook_core::Header>,
-        )>,
-        (Stage, Error, Option<Box<crate::api::Record>>),
-    > {
+    ) -> Result<Option<ProducerRecord>, (Stage, Error, Option<Box<crate::api::Record>>)> {
         let mut record = record;
         if record.topic.is_empty() {
             record.topic = self.scope.config.topic.clone().unwrap_or_default();
@@ -234,7 +226,7 @@ impl<'a> BatchWriter<'a> {
             };
             (key, value)
         };
-        let partitions = match self.ensure_topic(&record.topic) {
+        let partitions = match self.ensure_topic(&record.topic).await {
             Ok(partitions) => partitions,
             Err(e) => return Err((Stage::Produce, e, Some(Box::new(record)))),
         };
@@ -254,41 +246,40 @@ impl<'a> BatchWriter<'a> {
                 self.round_robin % partitions
             }
         };
-        let timestamp = record.timestamp.unwrap_or_else(logbrook_core::now_ms);
-        Ok(Some((
-            record.topic,
-            partition,
-            timestamp,
+        Ok(Some(ProducerRecord {
+            topic: record.topic,
+            partition: Some(partition),
             key,
             value,
-            record.headers,
-        )))
+            headers: record.headers,
+            timestamp: Some(record.timestamp.unwrap_or_else(logbrook_core::now_ms)),
+        }))
     }
 
     /// The partition count of a topic, creating it (as Kafka Connect's topic creation does) when
     /// a source or a `route` transform names a new one.
-    fn ensure_topic(&mut self, topic: &str) -> Result<u32> {
+    async fn ensure_topic(&mut self, topic: &str) -> Result<u32> {
         if let Some(count) = self.partition_counts.get(topic) {
             return Ok(*count);
         }
-        self.scope.worker.ensure_topic(topic)?;
-        let count = self.scope.worker.broker.topic(topic)?.partition_count();
+        let count = self.scope.worker.ensure_topic(topic).await?;
         self.partition_counts.insert(topic.to_string(), count);
         Ok(count)
     }
 
-    fn dead_letter(&mut self, letter: DeadLetter) -> Result<()> {
-        let partitions = self.ensure_topic(&letter.topic)?;
+    async fn dead_letter(&mut self, letter: DeadLetter) -> Result<()> {
+        let partitions = self.ensure_topic(&letter.topic).await?;
         self.round_robin = self.round_robin.wrapping_add(1);
-        self.transaction.send(
-            &letter.topic,
-            self.round_robin % partitions,
-            logbrook_core::now_ms(),
-            letter.key.as_deref(),
-            letter.value.as_deref(),
-            &letter.headers,
-        );
-        Ok(())
+        self.output
+            .send(ProducerRecord {
+                topic: letter.topic,
+                partition: Some(self.round_robin % partitions),
+                key: letter.key,
+                value: letter.value,
+                headers: letter.headers,
+                timestamp: Some(logbrook_core::now_ms()),
+            })
+            .await
     }
 
     /// Commits records, dead letters and offsets together. Nothing happens for an empty batch.
@@ -299,23 +290,17 @@ impl<'a> BatchWriter<'a> {
         let name = &self.scope.config.name;
         let now = logbrook_core::now_ms();
         for (partition, offset) in &self.offsets {
-            let key = OffsetStore::key(name, partition);
-            let value = offset.to_string();
-            self.transaction.send(
-                OFFSETS_TOPIC,
-                0,
-                now,
-                Some(&key),
-                Some(value.as_bytes()),
-                &[],
-            );
+            let record = ProducerRecord {
+                topic: self.scope.worker.offsets.topic().to_string(),
+                partition: Some(0),
+                key: Some(Bytes::from(OffsetStore::key(name, partition))),
+                value: Some(Bytes::from(offset.to_string())),
+                headers: Vec::new(),
+                timestamp: Some(now),
+            };
+            self.output.send(record).await?;
         }
-        let transaction = std::mem::take(&mut self.transaction);
-        self.scope
-            .worker
-            .broker
-            .commit_transaction(transaction)
-            .await?;
+        self.output.commit().await?;
         let offsets = std::mem::take(&mut self.offsets);
         self.scope.worker.offsets.committed(name, offsets);
         self.scope
@@ -323,4 +308,125 @@ impl<'a> BatchWriter<'a> {
             .add_out(std::mem::take(&mut self.records));
         Ok(())
     }
+}
+
+/// Where a source task's batches go, each whole or not at all with the offsets it covers.
+enum Output {
+    /// The embedded log: a batch gathers in a transaction written at commit.
+    Embedded {
+        broker: Broker,
+        transaction: Transaction,
+    },
+    /// A cluster: a transactional producer of the task's own, as Kafka Connect's exactly-once
+    /// sources (KIP-618): id `{group_id}-{connector}-{task}`, so the task's next incarnation,
+    /// here or on another worker, fences this one and aborts what it left open.
+    Cluster {
+        producer: Arc<ClusterProducer>,
+        in_transaction: bool,
+        bytes: usize,
+        sent: u64,
+    },
+}
+
+impl Output {
+    async fn open(scope: &TaskScope) -> Result<Self> {
+        Ok(match &scope.worker.log.0 {
+            Client::Embedded(broker) => Self::Embedded {
+                broker: broker.clone(),
+                transaction: Transaction::new(),
+            },
+            Client::Cluster(cluster) => {
+                let id = format!(
+                    "{}-{}-{}",
+                    scope.worker.config.group_id, scope.config.name, scope.task
+                );
+                let settings = ProducerSettings {
+                    transactional_id: Some(id),
+                    ..ProducerSettings::default()
+                };
+                let producer = Arc::new(cluster.producer(&settings)?);
+                producer.init_transactions(CLUSTER_TIMEOUT).await?;
+                Self::Cluster {
+                    producer,
+                    in_transaction: false,
+                    bytes: 0,
+                    sent: 0,
+                }
+            }
+        })
+    }
+
+    /// Bytes of the open batch.
+    fn size_bytes(&self) -> usize {
+        match self {
+            Self::Embedded { transaction, .. } => transaction.size_bytes(),
+            Self::Cluster { bytes, .. } => *bytes,
+        }
+    }
+
+    /// Adds `record` (its partition chosen) to the open batch.
+    async fn send(&mut self, record: ProducerRecord) -> Result<()> {
+        match self {
+            Self::Embedded { transaction, .. } => transaction.send(
+                &record.topic,
+                record.partition.unwrap_or(0),
+                record.timestamp.unwrap_or_else(logbrook_core::now_ms),
+                record.key.as_deref(),
+                record.value.as_deref(),
+                &record.headers,
+            ),
+            Self::Cluster {
+                producer,
+                in_transaction,
+                bytes,
+                sent,
+            } => {
+                if !*in_transaction {
+                    producer.begin_transaction()?;
+                    *in_transaction = true;
+                }
+                *bytes += record_bytes(&record);
+                producer.send(&record, *sent).await?;
+                *sent += 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Commits the open batch.
+    async fn commit(&mut self) -> Result<()> {
+        match self {
+            Self::Embedded {
+                broker,
+                transaction,
+            } => {
+                broker
+                    .commit_transaction(std::mem::take(transaction))
+                    .await?;
+            }
+            Self::Cluster {
+                producer,
+                in_transaction,
+                bytes,
+                ..
+            } => {
+                if *in_transaction {
+                    producer.commit_transaction(CLUSTER_TIMEOUT).await?;
+                    *in_transaction = false;
+                    *bytes = 0;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn record_bytes(record: &ProducerRecord) -> usize {
+    record.key.as_ref().map_or(0, Bytes::len)
+        + record.value.as_ref().map_or(0, Bytes::len)
+        + record
+            .headers
+            .iter()
+            .map(|h: &Header| h.key.len() + h.value.as_ref().map_or(0, Bytes::len))
+            .sum::<usize>()
 }

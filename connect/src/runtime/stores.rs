@@ -1,52 +1,74 @@
-//! The worker's durable state, in compacted internal topics read whole at start:
-//! `__connect_offsets` (source offsets) and `__connect_configs` (connectors created over REST,
-//! and whether they are paused).
+//! The worker's durable state, in compacted topics read whole at start: source offsets
+//! (`__connect_offsets` on the embedded log, `connect-offsets` on a cluster) and connectors
+//! created over REST with whether they are paused (`__connect_configs`, `connect-configs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
-use logbrook_core::{
-    Broker, CleanupPolicy, Consumer, ConsumerConfig, FlushPolicy, ProducerRecord, SeekTo,
-    TopicConfig, TopicPartition,
-};
+use logbrook_core::{ProducerRecord, SeekTo, TopicPartition};
 use serde_json::{Map, Value, json};
 
+use super::log::WorkerLog;
+use crate::config::WorkerConfig;
 use crate::error::{Error, Result};
 
-/// Internal topic of source offsets: key `["connector", {source partition}]`, value the offset.
+/// Internal topic of source offsets on the embedded log: key `["connector", {source
+/// partition}]`, value the offset (Kafka Connect's format).
 pub const OFFSETS_TOPIC: &str = "__connect_offsets";
-/// Internal topic of connector configs: key the name, value `{"config": {...}, "paused": bool}`.
+/// Internal topic of connector configs on the embedded log: key the name, value
+/// `{"config": {...}, "paused": bool}`.
 pub const CONFIGS_TOPIC: &str = "__connect_configs";
 
-fn ensure_internal_topic(broker: &Broker, name: &str) -> Result<()> {
-    if broker.topic(name).is_ok() {
-        return Ok(());
-    }
-    let config = TopicConfig {
-        cleanup_policy: CleanupPolicy::Compact,
-        flush: FlushPolicy::Always,
-        retention_ms: None,
-        ..TopicConfig::default()
-    };
-    match broker.create_topic(name, config) {
-        Ok(_) | Err(logbrook_core::Error::TopicExists(_)) => Ok(()),
-        Err(e) => Err(e.into()),
+/// The worker's state topics: the worker file's, else the defaults of the log it runs on.
+#[derive(Debug, Clone)]
+pub(crate) struct StateTopics {
+    pub(crate) configs: String,
+    pub(crate) offsets: String,
+    pub(crate) status: String,
+}
+
+impl StateTopics {
+    pub(crate) fn new(config: &WorkerConfig, on_cluster: bool) -> Self {
+        let pick = |given: &Option<String>, cluster: &str, embedded: &str| {
+            given
+                .clone()
+                .unwrap_or_else(|| if on_cluster { cluster } else { embedded }.to_string())
+        };
+        Self {
+            configs: pick(
+                &config.config_storage_topic,
+                "connect-configs",
+                CONFIGS_TOPIC,
+            ),
+            offsets: pick(
+                &config.offset_storage_topic,
+                "connect-offsets",
+                OFFSETS_TOPIC,
+            ),
+            status: pick(
+                &config.status_storage_topic,
+                "connect-status",
+                "__connect_status",
+            ),
+        }
     }
 }
 
-/// Reads a compacted topic whole: the latest value of each key (`None` for a tombstone).
-async fn read_latest(broker: &Broker, topic: &str) -> Result<BTreeMap<Bytes, Option<Bytes>>> {
-    let partitions = broker.topic(topic)?.partition_count();
-    let mut consumer = Consumer::new(broker.clone(), ConsumerConfig::default());
-    consumer.assign(
-        (0..partitions)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect(),
-    )?;
-    consumer.seek_all(SeekTo::Earliest)?;
-    let ends: HashMap<TopicPartition, u64> = consumer.end_offsets().into_iter().collect();
+/// Reads a compacted topic whole, up to its end now: the latest value of each key (`None`
+/// for a tombstone). Only committed records (a source task's open transaction is not read).
+async fn read_latest(log: &WorkerLog, topic: &str) -> Result<BTreeMap<Bytes, Option<Bytes>>> {
+    let partitions = log.partition_count(topic).await?.unwrap_or(0);
+    let mut consumer = log.consumer(None, 1 << 20)?;
+    let assigned: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    consumer.assign(assigned.clone()).await?;
+    for tp in &assigned {
+        consumer.seek(tp, SeekTo::Earliest).await?;
+    }
+    let ends: HashMap<TopicPartition, u64> = consumer.end_offsets().await?.into_iter().collect();
     let mut latest = BTreeMap::new();
     loop {
         let done = ends
@@ -64,40 +86,54 @@ async fn read_latest(broker: &Broker, topic: &str) -> Result<BTreeMap<Bytes, Opt
     Ok(latest)
 }
 
-async fn append(broker: &Broker, topic: &str, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
-    let producer = logbrook_core::Producer::new(broker.clone(), Default::default());
-    let record = ProducerRecord {
-        topic: topic.to_string(),
-        partition: Some(0),
-        key: Some(Bytes::from(key)),
-        value: value.map(Bytes::from),
-        headers: Vec::new(),
-        timestamp: None,
-    };
-    producer.send(record).await?.await?;
-    Ok(())
+async fn append(log: &WorkerLog, topic: &str, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
+    let mut producer = log.producer(None).await?;
+    producer
+        .send(ProducerRecord {
+            topic: topic.to_string(),
+            partition: Some(0),
+            key: Some(Bytes::from(key)),
+            value: value.map(Bytes::from),
+            headers: Vec::new(),
+            timestamp: None,
+        })
+        .await?;
+    producer.flush().await
 }
 
 /// One connector's offsets: source partition (as JSON text) -> (partition, offset).
 type PartitionOffsets = BTreeMap<String, (Value, Value)>;
 
 /// Source offsets of every connector, as last committed.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct OffsetStore {
+    topic: String,
     offsets: Mutex<HashMap<String, PartitionOffsets>>,
 }
 
 impl OffsetStore {
-    /// Loads `__connect_offsets`, creating it if needed.
-    pub(crate) async fn load(broker: &Broker) -> Result<Self> {
-        ensure_internal_topic(broker, OFFSETS_TOPIC)?;
-        let store = Self::default();
-        for (key, value) in read_latest(broker, OFFSETS_TOPIC).await? {
+    /// Loads the offsets topic, creating it if needed.
+    pub(crate) async fn load(log: &WorkerLog, topic: &str) -> Result<Self> {
+        log.create_topic(topic, 1, true).await?;
+        let store = Self {
+            topic: topic.to_string(),
+            offsets: Mutex::default(),
+        };
+        store.refresh(log).await?;
+        Ok(store)
+    }
+
+    /// The topic the offsets live in.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
+    }
+
+    /// Reads the offsets topic again, for what other workers' tasks committed.
+    pub(crate) async fn refresh(&self, log: &WorkerLog) -> Result<()> {
+        let topic = self.topic.as_str();
+        for (key, value) in read_latest(log, topic).await? {
             let Ok(Value::Array(parts)) = serde_json::from_slice::<Value>(&key) else {
-                tracing::warn!(
-                    topic = OFFSETS_TOPIC,
-                    "skipping an offset with an unreadable key"
-                );
+                tracing::warn!(topic, "skipping an offset with an unreadable key");
                 continue;
             };
             let (Some(Value::String(connector)), Some(partition)) = (parts.first(), parts.get(1))
@@ -105,9 +141,9 @@ impl OffsetStore {
                 continue;
             };
             let offset = value.and_then(|v| serde_json::from_slice::<Value>(&v).ok());
-            store.apply(connector, partition.clone(), offset);
+            self.apply(connector, partition.clone(), offset);
         }
-        Ok(store)
+        Ok(())
     }
 
     fn apply(&self, connector: &str, partition: Value, offset: Option<Value>) {
@@ -151,19 +187,13 @@ impl OffsetStore {
     /// Writes (or with `None`, removes) offsets of a stopped connector.
     pub(crate) async fn alter(
         &self,
-        broker: &Broker,
+        log: &WorkerLog,
         connector: &str,
         changes: Vec<(Value, Option<Value>)>,
     ) -> Result<()> {
         for (partition, offset) in changes {
             let value = offset.as_ref().map(|o| o.to_string().into_bytes());
-            append(
-                broker,
-                OFFSETS_TOPIC,
-                Self::key(connector, &partition),
-                value,
-            )
-            .await?;
+            append(log, &self.topic, Self::key(connector, &partition), value).await?;
             self.apply(connector, partition, offset);
         }
         Ok(())
@@ -180,23 +210,25 @@ pub(crate) struct StoredConnector {
 /// Connectors created over REST.
 #[derive(Debug)]
 pub(crate) struct ConfigStore {
-    broker: Broker,
+    log: WorkerLog,
+    topic: String,
 }
 
 impl ConfigStore {
-    /// Loads `__connect_configs`, creating it if needed.
-    pub(crate) async fn load(broker: &Broker) -> Result<(Self, BTreeMap<String, StoredConnector>)> {
-        ensure_internal_topic(broker, CONFIGS_TOPIC)?;
+    /// Loads the configs topic, creating it if needed.
+    pub(crate) async fn load(
+        log: &WorkerLog,
+        topic: &str,
+    ) -> Result<(Self, BTreeMap<String, StoredConnector>)> {
+        log.create_topic(topic, 1, true).await?;
         let mut connectors = BTreeMap::new();
-        for (key, value) in read_latest(broker, CONFIGS_TOPIC).await? {
+        for (key, value) in read_latest(log, topic).await? {
             let name = String::from_utf8_lossy(&key).into_owned();
             let Some(value) = value else {
                 continue;
             };
             let stored: Value = serde_json::from_slice(&value).map_err(|e| {
-                Error::fatal(format!(
-                    "{CONFIGS_TOPIC}: config of {name:?} is not JSON: {e}"
-                ))
+                Error::fatal(format!("{topic}: config of {name:?} is not JSON: {e}"))
             })?;
             let config = stored
                 .get("config")
@@ -211,7 +243,8 @@ impl ConfigStore {
         }
         Ok((
             Self {
-                broker: broker.clone(),
+                log: log.clone(),
+                topic: topic.to_string(),
             },
             connectors,
         ))
@@ -224,6 +257,97 @@ impl ConfigStore {
                 .to_string()
                 .into_bytes()
         });
-        append(&self.broker, CONFIGS_TOPIC, name.as_bytes().to_vec(), value).await
+        append(&self.log, &self.topic, name.as_bytes().to_vec(), value).await
+    }
+}
+
+/// Connector and task states, written to the status topic on a cluster so that every worker,
+/// and tooling that reads Kafka Connect's status topic, sees them: keys
+/// `status-connector-NAME` and `status-task-NAME-ID`, values `{"state", "trace", "worker_id",
+/// "generation"}` as Kafka Connect writes them. Written in the background: a state change never
+/// waits on the cluster.
+#[derive(Debug)]
+pub(crate) struct StatusWriter {
+    sender: tokio::sync::mpsc::UnboundedSender<StatusMessage>,
+    worker_id: String,
+}
+
+#[derive(Debug)]
+enum StatusMessage {
+    State { key: String, value: Value },
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+impl StatusWriter {
+    /// Creates the status topic if needed and starts writing.
+    pub(crate) async fn start(log: &WorkerLog, topic: &str, worker_id: String) -> Result<Self> {
+        log.create_topic(topic, 1, true).await?;
+        let mut producer = log.producer(None).await?;
+        let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            while let Some(message) = receiver.recv().await {
+                let mut waiting = Vec::new();
+                let mut next = Some(message);
+                while let Some(message) = next {
+                    match message {
+                        StatusMessage::State { key, value } => {
+                            let record = ProducerRecord {
+                                topic: topic.clone(),
+                                partition: Some(0),
+                                key: Some(Bytes::from(key)),
+                                value: Some(Bytes::from(value.to_string())),
+                                headers: Vec::new(),
+                                timestamp: None,
+                            };
+                            if let Err(e) = producer.send(record).await {
+                                tracing::warn!(topic, error = %e, "writing a status failed");
+                            }
+                        }
+                        StatusMessage::Flush(done) => waiting.push(done),
+                    }
+                    next = receiver.try_recv().ok();
+                }
+                if let Err(e) = producer.flush().await {
+                    tracing::warn!(topic, error = %e, "writing statuses failed");
+                }
+                for done in waiting {
+                    let _ = done.send(());
+                }
+            }
+        });
+        Ok(Self { sender, worker_id })
+    }
+
+    /// Records a task's state.
+    pub(crate) fn task(&self, connector: &str, task: usize, state: &super::TaskState) {
+        self.write(format!("status-task-{connector}-{task}"), state);
+    }
+
+    /// Records a connector's own state.
+    pub(crate) fn connector(&self, connector: &str, state: &super::TaskState) {
+        self.write(format!("status-connector-{connector}"), state);
+    }
+
+    fn write(&self, key: String, state: &super::TaskState) {
+        let trace = match state {
+            super::TaskState::Failed(message) => Value::String(message.clone()),
+            _ => Value::Null,
+        };
+        let value = json!({
+            "state": state.name(),
+            "trace": trace,
+            "worker_id": self.worker_id,
+            "generation": 0,
+        });
+        let _ = self.sender.send(StatusMessage::State { key, value });
+    }
+
+    /// Waits until every state recorded so far is written.
+    pub(crate) async fn flush(&self) {
+        let (done, written) = tokio::sync::oneshot::channel();
+        if self.sender.send(StatusMessage::Flush(done)).is_ok() {
+            let _ = written.await;
+        }
     }
 }
