@@ -122,3 +122,179 @@ fn file_connectors_on_serve_resume_exactly_once_after_kill_9() {
     );
     drop(server);
 }
+
+/// Appends `count` lines to file `file` of `dir`, ids `file * 1_000_000 + n` after `from`.
+fn append_to(dir: &std::path::Path, file: usize, from: usize, count: usize) {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join(format!("part-{file}.jsonl")))
+        .unwrap();
+    let mut text = String::new();
+    for n in from..from + count {
+        text.push_str(&format!("{{\"id\":{}}}\n", file * 1_000_000 + n));
+    }
+    f.write_all(text.as_bytes()).unwrap();
+}
+
+/// The workers every task of `name` runs on, once all of them report RUNNING on workers of
+/// `among` (any, when empty).
+fn running_on(
+    worker: &Worker,
+    name: &str,
+    tasks: usize,
+    among: &BTreeSet<String>,
+) -> BTreeSet<String> {
+    let mut found = BTreeSet::new();
+    wait_for(
+        &format!("{tasks} running tasks of {name} on {among:?}"),
+        60,
+        || {
+            let (_, status) = worker.get(&format!("/connectors/{name}/status"));
+            let list = status["tasks"].as_array().cloned().unwrap_or_default();
+            found = list
+                .iter()
+                .map(|t| t["worker_id"].as_str().unwrap_or_default().to_string())
+                .collect();
+            list.len() == tasks
+                && list.iter().all(|t| t["state"] == "RUNNING")
+                && (among.is_empty() || found.is_subset(among))
+        },
+    );
+    found
+}
+
+#[test]
+fn three_workers_share_the_tasks_and_move_them_when_one_dies_one_stops_and_one_joins() {
+    const FILES: usize = 4;
+    let lb = Logbrook::new();
+    let server = Server::start(&lb);
+    let on_cluster = ["--bootstrap-server", server.bootstrap.as_str()];
+    let mut create = vec!["topic", "create", "data", "--partitions", "4"];
+    create.extend_from_slice(&on_cluster);
+    lb.ok(&create);
+    let input = lb.root().join("in");
+    let output = lb.root().join("out");
+    std::fs::create_dir_all(&input).unwrap();
+    std::fs::create_dir_all(&output).unwrap();
+    let mut written = [0usize; FILES];
+    let mut feed = |count: usize| {
+        for (file, next) in written.iter_mut().enumerate() {
+            append_to(&input, file, *next, count);
+            *next += count;
+        }
+    };
+    feed(3_000);
+    let source = connector_file(
+        &lb,
+        "source.toml",
+        &format!(
+            "name = \"in\"\nconnector = \"file-source\"\ntopic = \"data\"\npath = \"{}\"\nformat = \"json\"\ntasks = {FILES}\nbatch_max_records = 300\n",
+            input.display()
+        ),
+    );
+    let sink = connector_file(
+        &lb,
+        "sink.toml",
+        &format!(
+            "name = \"out\"\nconnector = \"file-sink\"\ntopics = [\"data\"]\npath = \"{}\"\ntasks = 4\n",
+            output.display()
+        ),
+    );
+
+    // The files go to one worker; the others learn the connectors from the cluster.
+    let mut workers = vec![Worker::start_with(&lb, &on_cluster, &[&source, &sink])];
+    workers.push(Worker::start_with(&lb, &on_cluster, &[]));
+    workers.push(Worker::start_with(&lb, &on_cluster, &[]));
+    let any = BTreeSet::new();
+    let mut busy = running_on(&workers[2], "in", FILES, &any);
+    busy.extend(running_on(&workers[2], "out", 4, &any));
+    assert!(busy.len() >= 2, "8 tasks on one worker of three: {busy:?}");
+    for worker in &workers {
+        assert_eq!(
+            worker.get("/connectors").1,
+            serde_json::json!(["in", "out"])
+        );
+    }
+    let id = |worker: &Worker| worker.url.trim_start_matches("http://").to_string();
+    // The victims run tasks: the first is killed, the second stopped.
+    workers.sort_by_key(|w| !busy.contains(&id(w)));
+    let mut workers = workers.into_iter();
+    let (victim, stopped, survivor) = (
+        workers.next().unwrap(),
+        workers.next().unwrap(),
+        workers.next().unwrap(),
+    );
+    let in_output = |output: &std::path::Path| {
+        let mut seen = BTreeSet::new();
+        for entry in std::fs::read_dir(output).unwrap() {
+            seen.extend(lines_of(&entry.unwrap().path()).iter().map(|l| id_of(l)));
+        }
+        seen.len()
+    };
+
+    // Data flows while a worker dies, another stops cleanly and a new one joins.
+    let before = in_output(&output);
+    feed(40_000);
+    wait_for("the sinks to move", 30, || in_output(&output) > before);
+    victim.kill9();
+    let at_kill = in_output(&output);
+    feed(3_000);
+    assert_eq!(stopped.stop().code, Some(0));
+    feed(3_000);
+    let joined = Worker::start_with(&lb, &on_cluster, &[]);
+    feed(3_000);
+    let alive: BTreeSet<String> = [id(&survivor), id(&joined)].into_iter().collect();
+    for name in ["in", "out"] {
+        let tasks = if name == "in" { FILES } else { 4 };
+        // A dead worker's tasks move once the group notices (its session timeout).
+        running_on(&joined, name, tasks, &alive);
+    }
+
+    let total: usize = written.iter().sum();
+    let expected: BTreeSet<usize> = written
+        .iter()
+        .enumerate()
+        .flat_map(|(file, count)| (0..*count).map(move |n| file * 1_000_000 + n))
+        .collect();
+    assert!(
+        at_kill < total,
+        "the kill landed after everything was written"
+    );
+    wait_for("every id in the sink's files", 120, || {
+        in_output(&output) == total
+    });
+    assert_eq!(survivor.stop().code, Some(0));
+    assert_eq!(joined.stop().code, Some(0));
+
+    // Exactly once in the topic, although a worker died mid-transaction: each id once, and
+    // each file's lines in order within their partition.
+    let mut consume = vec!["consume", "data", "--format", "json"];
+    consume.extend_from_slice(&on_cluster);
+    let records: Vec<Value> = lb
+        .ok(&consume)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let ids: Vec<usize> = records
+        .iter()
+        .map(|r| id_of(r["value"].as_str().unwrap()))
+        .collect();
+    let mut copies = std::collections::BTreeMap::new();
+    for (record, id) in records.iter().zip(&ids) {
+        copies
+            .entry(*id)
+            .or_insert_with(Vec::new)
+            .push((record["partition"].clone(), record["offset"].clone()));
+    }
+    let twice: Vec<_> = copies.iter().filter(|(_, at)| at.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "{} ids are in the topic more than once, the first at (partition, offset) {:?}",
+        twice.len(),
+        twice.first()
+    );
+    assert_eq!(ids.len(), total, "records in the topic");
+    assert_eq!(ids.iter().copied().collect::<BTreeSet<_>>(), expected);
+    drop(server);
+}

@@ -247,7 +247,7 @@ async fn status_json(worker: &Worker, name: &str) -> ApiResult<Value> {
         .map(|(id, state)| {
             let mut task = state_json(state);
             task["id"] = json!(id);
-            task["worker_id"] = json!(worker_id);
+            task["worker_id"] = json!(status.task_workers.get(id).unwrap_or(&worker_id));
             task
         })
         .collect();

@@ -5,6 +5,7 @@
 //! Stopping a connector cancels its tasks: sources stop polling (their last batch is already
 //! committed), sinks flush and commit; [`Worker::shutdown`] waits for all of it.
 
+mod distributed;
 mod errors;
 mod log;
 mod metrics;
@@ -74,6 +75,8 @@ pub struct ConnectorStatus {
     pub state: TaskState,
     /// Each task's state.
     pub tasks: Vec<TaskState>,
+    /// The worker (its REST address) each task runs on; empty when unknown.
+    pub task_workers: Vec<String>,
 }
 
 /// What a task needs from its connector and worker.
@@ -186,9 +189,44 @@ struct ConnectorRuntime {
     persisted: bool,
     paused: watch::Sender<bool>,
     token: CancellationToken,
-    tasks: Vec<(Arc<Mutex<TaskState>>, tokio::task::JoinHandle<()>)>,
+    tasks: Vec<TaskSlot>,
     /// Why no task could start, if so.
     failure: Option<String>,
+}
+
+/// One of a connector's tasks: its work, and whether it runs on this worker (on a cluster,
+/// each task runs on the worker that owns its slot).
+struct TaskSlot {
+    work: TaskWork,
+    local: Option<LocalTask>,
+}
+
+/// What a task does: a source task's config, or a sink task's partitions.
+#[derive(Clone)]
+enum TaskWork {
+    Source(Value),
+    Sink(Vec<TopicPartition>),
+}
+
+/// A task running on this worker.
+struct LocalTask {
+    state: Arc<Mutex<TaskState>>,
+    token: CancellationToken,
+    handle: tokio::task::JoinHandle<()>,
+}
+
+impl LocalTask {
+    /// Stops the task and waits for it; a task that does not stop in time is abandoned (its
+    /// offsets are safe either way).
+    async fn stop(self, connector: &str) {
+        self.token.cancel();
+        if tokio::time::timeout(Duration::from_secs(30), self.handle)
+            .await
+            .is_err()
+        {
+            tracing::warn!(connector, "a task did not stop within 30 s");
+        }
+    }
 }
 
 /// Runs connectors.
@@ -200,6 +238,8 @@ pub struct Worker {
     metrics: Arc<Metrics>,
     root: CancellationToken,
     tracker: TaskTracker,
+    /// On a cluster: the task slots this worker owns and the other workers' task states.
+    cluster: Option<Arc<distributed::ClusterView>>,
 }
 
 impl std::fmt::Debug for Worker {
@@ -248,6 +288,7 @@ impl Worker {
             metrics: Arc::new(Metrics::default()),
             root: CancellationToken::new(),
             tracker: TaskTracker::new(),
+            cluster: on_cluster.then(Arc::default),
         });
         for (name, connector) in stored {
             let origin = ConfigOrigin::Rest(name.clone());
@@ -262,6 +303,9 @@ impl Worker {
             if let Err(e) = outcome {
                 tracing::error!(connector = %name, error = %e, "stored connector does not start");
             }
+        }
+        if let Client::Cluster(cluster) = &worker.shared.log.0 {
+            distributed::join(&worker, cluster).await?;
         }
         Ok(worker)
     }
@@ -390,65 +434,97 @@ impl Worker {
         persisted: bool,
         paused: bool,
     ) -> ConnectorRuntime {
-        let (paused_tx, paused_rx) = watch::channel(paused);
-        let token = self.root.child_token();
         let mut runtime = ConnectorRuntime {
             raw,
             config: config.clone(),
             persisted,
-            paused: paused_tx,
-            token: token.clone(),
+            paused: watch::Sender::new(paused),
+            token: self.root.child_token(),
             tasks: Vec::new(),
             failure: None,
         };
-        let scope = |task: usize| TaskScope {
-            worker: self.shared.clone(),
-            config: config.clone(),
-            task,
-            token: token.child_token(),
-            metrics: self.metrics.task(&config.name, task),
-            paused: paused_rx.clone(),
-            state: Arc::new(Mutex::new(TaskState::Unassigned)),
-        };
         let plan = self.plan_tasks(&config).await;
-        if let (Some(status), Ok(_)) = (&self.shared.status, &plan) {
-            let state = if paused {
-                TaskState::Paused
-            } else {
-                TaskState::Running
-            };
-            status.connector(&config.name, &state);
-        }
+        let status = self.shared.status.as_ref();
         match plan {
             Err(e) => {
                 let message = config.secrets.redact(&e.to_string());
                 tracing::error!(connector = %config.name, error = %message, "connector failed to start");
-                if let Some(status) = &self.shared.status {
+                if let Some(status) = status {
                     status.connector(&config.name, &TaskState::Failed(message.clone()));
                 }
                 runtime.failure = Some(message);
             }
-            Ok(TaskPlan::Source(task_configs)) => {
-                for (i, task_config) in task_configs.into_iter().enumerate() {
-                    let scope = scope(i);
-                    let state = scope.state.clone();
-                    let handle = self.tracker.spawn(source_task::run(scope, task_config));
-                    runtime.tasks.push((state, handle));
+            Ok(work) => {
+                if let Some(status) = status {
+                    let state = if paused {
+                        TaskState::Paused
+                    } else {
+                        TaskState::Running
+                    };
+                    status.connector(&config.name, &state);
                 }
-            }
-            Ok(TaskPlan::Sink(assignments)) => {
-                for (i, partitions) in assignments.into_iter().enumerate() {
-                    let scope = scope(i);
-                    let state = scope.state.clone();
-                    let handle = self.tracker.spawn(sink_task::run(scope, partitions));
-                    runtime.tasks.push((state, handle));
-                }
+                runtime.tasks = work
+                    .into_iter()
+                    .map(|work| TaskSlot { work, local: None })
+                    .collect();
+                self.start_owned_tasks(&mut runtime);
             }
         }
         runtime
     }
 
-    async fn plan_tasks(&self, config: &ConnectorConfig) -> Result<TaskPlan> {
+    /// Whether task `task` of `connector` runs here: always on the embedded log; on a cluster
+    /// when this worker owns its slot.
+    fn owns(&self, connector: &str, task: usize) -> bool {
+        self.cluster
+            .as_ref()
+            .is_none_or(|cluster| cluster.owns(connector, task))
+    }
+
+    /// Starts the tasks of `runtime` that run here and are not running.
+    fn start_owned_tasks(&self, runtime: &mut ConnectorRuntime) {
+        let config = &runtime.config;
+        for (task, slot) in runtime.tasks.iter_mut().enumerate() {
+            if slot.local.is_some() || !self.owns(&config.name, task) {
+                continue;
+            }
+            let scope = TaskScope {
+                worker: self.shared.clone(),
+                config: config.clone(),
+                task,
+                token: runtime.token.child_token(),
+                metrics: self.metrics.task(&config.name, task),
+                paused: runtime.paused.subscribe(),
+                state: Arc::new(Mutex::new(TaskState::Unassigned)),
+            };
+            let (state, token) = (scope.state.clone(), scope.token.clone());
+            let handle = match slot.work.clone() {
+                TaskWork::Source(task_config) => {
+                    self.tracker.spawn(source_task::run(scope, task_config))
+                }
+                TaskWork::Sink(partitions) => self.tracker.spawn(sink_task::run(scope, partitions)),
+            };
+            slot.local = Some(LocalTask {
+                state,
+                token,
+                handle,
+            });
+        }
+    }
+
+    /// Stops the tasks of `runtime` that no longer run here.
+    async fn stop_unowned_tasks(&self, runtime: &mut ConnectorRuntime) {
+        for (task, slot) in runtime.tasks.iter_mut().enumerate() {
+            if !self.owns(&runtime.config.name, task)
+                && let Some(local) = slot.local.take()
+            {
+                local.stop(&runtime.config.name).await;
+                tracing::info!(connector = %runtime.config.name, task, "task moved to another worker");
+            }
+        }
+    }
+
+    async fn plan_tasks(&self, config: &ConnectorConfig) -> Result<Vec<TaskWork>> {
         if let Some(topic) = &config.errors.dead_letter_topic {
             self.shared.ensure_topic(topic).await?;
         }
@@ -469,9 +545,8 @@ impl Worker {
                 if !topic.is_empty() {
                     self.shared.ensure_topic(topic).await?;
                 }
-                Ok(TaskPlan::Source(
-                    config.plugin.source_tasks(&config.own, config.tasks)?,
-                ))
+                let task_configs = config.plugin.source_tasks(&config.own, config.tasks)?;
+                Ok(task_configs.into_iter().map(TaskWork::Source).collect())
             }
             ConnectorKind::Sink => {
                 let mut partitions = Vec::new();
@@ -484,7 +559,7 @@ impl Worker {
                 for (i, tp) in partitions.into_iter().enumerate() {
                     assignments[i % tasks].push(tp);
                 }
-                Ok(TaskPlan::Sink(assignments))
+                Ok(assignments.into_iter().map(TaskWork::Sink).collect())
             }
         }
     }
@@ -532,15 +607,29 @@ impl Worker {
             (None, true) => TaskState::Paused,
             (None, false) => TaskState::Running,
         };
+        let (tasks, task_workers) = c
+            .tasks
+            .iter()
+            .enumerate()
+            .map(|(task, slot)| match (&slot.local, &self.cluster) {
+                (Some(local), _) => (
+                    local
+                        .state
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .clone(),
+                    self.shared.config.rest_listen.to_string(),
+                ),
+                (None, Some(cluster)) => cluster.remote_state(name, task),
+                (None, None) => (TaskState::Unassigned, String::new()),
+            })
+            .unzip();
         Ok(ConnectorStatus {
             name: name.to_string(),
             kind: c.config.plugin.kind(),
             state,
-            tasks: c
-                .tasks
-                .iter()
-                .map(|(state, _)| state.lock().unwrap_or_else(|e| e.into_inner()).clone())
-                .collect(),
+            tasks,
+            task_workers,
         })
     }
 
@@ -655,6 +744,10 @@ impl Worker {
         if let Some(status) = &self.shared.status {
             status.flush().await;
         }
+        // Only now: the slots go to other workers once what ran here has stopped.
+        if let Some(cluster) = &self.cluster {
+            cluster.leave().await;
+        }
     }
 
     /// The worker's token; cancelled at shutdown.
@@ -663,20 +756,11 @@ impl Worker {
     }
 }
 
-enum TaskPlan {
-    Source(Vec<Value>),
-    Sink(Vec<Vec<TopicPartition>>),
-}
-
 async fn stop(runtime: ConnectorRuntime) {
     runtime.token.cancel();
-    for (_, handle) in runtime.tasks {
-        // A task that does not stop in time is abandoned; its offsets are safe either way.
-        if tokio::time::timeout(Duration::from_secs(30), handle)
-            .await
-            .is_err()
-        {
-            tracing::warn!(connector = %runtime.config.name, "a task did not stop within 30 s");
+    for slot in runtime.tasks {
+        if let Some(local) = slot.local {
+            local.stop(&runtime.config.name).await;
         }
     }
 }

@@ -34,10 +34,22 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
     let topic = config.topic.clone().unwrap_or_default();
     let token = scope.token.clone();
     let mut backoff = Backoff::new(scope);
-    if scope.worker.log.embedded().is_none() {
-        // Another worker's task may have run this one before: start from what it committed.
-        scope.worker.offsets.refresh(&scope.worker.log).await?;
-    }
+    // Fencing first: once this task's producer is initialized, an earlier incarnation (on a
+    // worker that died, or still stopping) can commit nothing more, so the offsets read next
+    // are final.
+    // Both may wait long on a cluster (for a dead worker's open transaction to be aborted):
+    // a stopping task does not wait for them.
+    let fence_and_read = async {
+        let output = Output::open(scope).await?;
+        if scope.worker.log.embedded().is_none() {
+            scope.worker.offsets.refresh(&scope.worker.log).await?;
+        }
+        Ok::<_, Error>(output)
+    };
+    let output = tokio::select! {
+        () = token.cancelled() => return Ok(()),
+        output = fence_and_read => output?,
+    };
     let mut source = loop {
         let context = SourceContext::new(
             &config.name,
@@ -60,7 +72,7 @@ async fn run_inner(scope: &TaskScope, task_config: Value) -> Result<()> {
     };
     backoff.reset();
     scope.set_state(TaskState::Running);
-    let mut writer = BatchWriter::new(scope, Output::open(scope).await?);
+    let mut writer = BatchWriter::new(scope, output);
     let outcome = async {
         loop {
             if !scope.wait_while_paused().await {

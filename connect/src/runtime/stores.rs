@@ -56,6 +56,39 @@ impl StateTopics {
     }
 }
 
+/// Reads a topic from its start on, as it grows: how a worker of a cluster follows what
+/// the others write.
+pub(crate) struct Follower {
+    consumer: logbrook_client::Consumer,
+}
+
+impl Follower {
+    pub(crate) async fn new(log: &WorkerLog, topic: &str) -> Result<Self> {
+        let partitions = log.partition_count(topic).await?.unwrap_or(0);
+        let mut consumer = log.consumer(None, 1 << 20)?;
+        let assigned: Vec<TopicPartition> = (0..partitions)
+            .map(|p| TopicPartition::new(topic, p))
+            .collect();
+        consumer.assign(assigned.clone()).await?;
+        for tp in &assigned {
+            consumer.seek(tp, SeekTo::Earliest).await?;
+        }
+        Ok(Self { consumer })
+    }
+
+    /// The next records' keys and values (none after a while without any).
+    pub(crate) async fn next(&mut self) -> Result<Vec<(Bytes, Option<Bytes>)>> {
+        let records = self
+            .consumer
+            .poll_available(Duration::from_millis(500))
+            .await?;
+        Ok(records
+            .into_iter()
+            .filter_map(|r| Some((r.key?, r.value)))
+            .collect())
+    }
+}
+
 /// Reads a compacted topic whole, up to its end now: the latest value of each key (`None`
 /// for a tombstone). Only committed records (a source task's open transaction is not read).
 async fn read_latest(log: &WorkerLog, topic: &str) -> Result<BTreeMap<Bytes, Option<Bytes>>> {
@@ -207,6 +240,24 @@ pub(crate) struct StoredConnector {
     pub(crate) paused: bool,
 }
 
+impl StoredConnector {
+    /// A config record's value.
+    pub(crate) fn parse(topic: &str, name: &str, value: &[u8]) -> Result<Self> {
+        let stored: Value = serde_json::from_slice(value)
+            .map_err(|e| Error::fatal(format!("{topic}: config of {name:?} is not JSON: {e}")))?;
+        let config = stored
+            .get("config")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        let paused = stored
+            .get("paused")
+            .and_then(Value::as_bool)
+            .unwrap_or(false);
+        Ok(Self { config, paused })
+    }
+}
+
 /// Connectors created over REST.
 #[derive(Debug)]
 pub(crate) struct ConfigStore {
@@ -227,19 +278,8 @@ impl ConfigStore {
             let Some(value) = value else {
                 continue;
             };
-            let stored: Value = serde_json::from_slice(&value).map_err(|e| {
-                Error::fatal(format!("{topic}: config of {name:?} is not JSON: {e}"))
-            })?;
-            let config = stored
-                .get("config")
-                .and_then(Value::as_object)
-                .cloned()
-                .unwrap_or_default();
-            let paused = stored
-                .get("paused")
-                .and_then(Value::as_bool)
-                .unwrap_or(false);
-            connectors.insert(name, StoredConnector { config, paused });
+            let stored = StoredConnector::parse(topic, &name, &value)?;
+            connectors.insert(name, stored);
         }
         Ok((
             Self {
@@ -248,6 +288,11 @@ impl ConfigStore {
             },
             connectors,
         ))
+    }
+
+    /// The configs topic.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Stores (or with `None`, deletes) a connector.
@@ -270,6 +315,7 @@ impl ConfigStore {
 pub(crate) struct StatusWriter {
     sender: tokio::sync::mpsc::UnboundedSender<StatusMessage>,
     worker_id: String,
+    topic: String,
 }
 
 #[derive(Debug)]
@@ -284,6 +330,7 @@ impl StatusWriter {
         log.create_topic(topic, 1, true).await?;
         let mut producer = log.producer(None).await?;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
+        let own_topic = topic.to_string();
         let topic = topic.to_string();
         tokio::spawn(async move {
             while let Some(message) = receiver.recv().await {
@@ -316,7 +363,16 @@ impl StatusWriter {
                 }
             }
         });
-        Ok(Self { sender, worker_id })
+        Ok(Self {
+            sender,
+            worker_id,
+            topic: own_topic,
+        })
+    }
+
+    /// The status topic.
+    pub(crate) fn topic(&self) -> &str {
+        &self.topic
     }
 
     /// Records a task's state.
