@@ -298,3 +298,111 @@ fn three_workers_share_the_tasks_and_move_them_when_one_dies_one_stops_and_one_j
     assert_eq!(ids.iter().copied().collect::<BTreeSet<_>>(), expected);
     drop(server);
 }
+
+/// The `id` in the value of every line of every object, in key order.
+fn ids_in_objects(bucket: &common::s3::Bucket) -> Vec<i64> {
+    bucket
+        .json_objects()
+        .iter()
+        .flat_map(|(_, lines)| {
+            lines.iter().map(|line| {
+                let value = match &line["value"] {
+                    Value::String(text) => serde_json::from_str(text).unwrap(),
+                    other => other.clone(),
+                };
+                value["id"].as_i64().unwrap()
+            })
+        })
+        .collect()
+}
+
+#[test]
+fn postgres_source_and_s3_sink_on_serve_keep_every_row_once_when_a_worker_dies() {
+    use common::postgres::{create_database, psql, server_url};
+    const ROWS: i64 = 20_000;
+    let url = create_database(&server_url(), &format!("lb_cluster_{}", std::process::id()));
+    psql(&url, "CREATE TABLE events (id int PRIMARY KEY, body text)");
+    let insert = |from: i64, to: i64| {
+        psql(
+            &url,
+            &format!(
+                "INSERT INTO events SELECT g, repeat('x', 100) FROM generate_series({from}, {}) g",
+                to - 1
+            ),
+        );
+    };
+    insert(1, ROWS / 2);
+    let bucket = common::s3::Bucket::new("cluster");
+    let lb = Logbrook::new();
+    let server = Server::start(&lb);
+    let on_cluster = ["--bootstrap-server", server.bootstrap.as_str()];
+    let source = connector_file(
+        &lb,
+        "source.toml",
+        &format!(
+            "name = \"pg\"\nconnector = \"postgres-source\"\ntopic = \"events\"\nurl = \"{url}\"\n\
+             table = \"public.events\"\nmode = \"incrementing\"\nincrementing_column = \"id\"\n\
+             batch_rows = 500\npoll_interval_ms = 50\n"
+        ),
+    );
+    let sink = connector_file(
+        &lb,
+        "sink.toml",
+        &format!(
+            "name = \"archive\"\nconnector = \"s3-sink\"\ntopics = [\"events\"]\n{}\
+             prefix = \"arc\"\nflush_records = 1500\nflush_idle_ms = 400\n",
+            bucket.connector_keys()
+        ),
+    );
+    let first = Worker::start_with(&lb, &on_cluster, &[&source, &sink]);
+    let second = Worker::start_with(&lb, &on_cluster, &[]);
+    let any = BTreeSet::new();
+    let mut busy = running_on(&second, "pg", 1, &any);
+    busy.extend(running_on(&second, "archive", 1, &any));
+    wait_for("the first objects", 60, || bucket.keys().len() >= 2);
+
+    // Kill a worker that runs a task while rows flow; a third joins.
+    let id = |worker: &Worker| worker.url.trim_start_matches("http://").to_string();
+    let (victim, survivor) = if busy.contains(&id(&first)) {
+        (first, second)
+    } else {
+        (second, first)
+    };
+    insert(ROWS / 2, ROWS);
+    victim.kill9();
+    let joined = Worker::start_with(&lb, &on_cluster, &[]);
+    let alive: BTreeSet<String> = [id(&survivor), id(&joined)].into_iter().collect();
+    running_on(&joined, "pg", 1, &alive);
+    running_on(&joined, "archive", 1, &alive);
+    wait_for("every row in S3", 120, || {
+        ids_in_objects(&bucket)
+            .into_iter()
+            .collect::<BTreeSet<_>>()
+            .len() as i64
+            == ROWS - 1
+    });
+    std::thread::sleep(std::time::Duration::from_millis(800)); // room for a late duplicate
+    assert_eq!(survivor.stop().code, Some(0));
+    assert_eq!(joined.stop().code, Some(0));
+
+    let topic: Vec<i64> = lb
+        .consume_values("events", &on_cluster)
+        .iter()
+        .map(|v| {
+            serde_json::from_str::<Value>(v).unwrap()["id"]
+                .as_i64()
+                .unwrap()
+        })
+        .collect();
+    assert_eq!(
+        topic,
+        (1..ROWS).collect::<Vec<_>>(),
+        "each row once in the topic, in order"
+    );
+    assert_eq!(
+        ids_in_objects(&bucket),
+        (1..ROWS).collect::<Vec<_>>(),
+        "each row in exactly one object, objects in order"
+    );
+    drop(server);
+}
