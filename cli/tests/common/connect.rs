@@ -45,7 +45,22 @@ impl Worker {
 
     /// As [`Worker::start`], with more `connect run` arguments (`--bootstrap-server ...`).
     pub fn start_with(lb: &Logbrook, extra: &[&str], connectors: &[&Path]) -> Self {
+        Self::start_configured(lb, "", extra, connectors)
+    }
+
+    /// As [`Worker::start_with`], with more lines for the worker file.
+    pub fn start_configured(
+        lb: &Logbrook,
+        worker_lines: &str,
+        extra: &[&str],
+        connectors: &[&Path],
+    ) -> Self {
         let worker = worker_file(lb);
+        if !worker_lines.is_empty() {
+            let mut text = std::fs::read_to_string(&worker).unwrap();
+            text.push_str(worker_lines);
+            std::fs::write(&worker, text).unwrap();
+        }
         let mut args: Vec<String> = vec![
             "connect".into(),
             "run".into(),

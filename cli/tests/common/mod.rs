@@ -254,3 +254,4 @@ pub mod connect;
 pub mod postgres;
 pub mod s3;
 pub mod serve;
+pub mod tansu;

@@ -45,6 +45,12 @@ pub struct WorkerConfig {
     /// cluster, `__connect_offsets` on the embedded log.
     #[serde(alias = "offset.storage.topic")]
     pub offset_storage_topic: Option<String>,
+    /// Sources on a cluster write each batch and its offsets in one Kafka transaction
+    /// (Kafka Connect's `exactly.once.source.support`, here on by default). `false` for brokers
+    /// without transactions: then offsets are written once the records are acknowledged
+    /// (at-least-once: a crash can repeat the last batch).
+    #[serde(default = "default_true")]
+    pub exactly_once_source_support: bool,
     /// Topic of connector and task states (`status.storage.topic`), written on a cluster.
     /// Default `connect-status`.
     #[serde(alias = "status.storage.topic")]
@@ -84,6 +90,7 @@ impl Default for WorkerConfig {
             config_storage_topic: None,
             offset_storage_topic: None,
             status_storage_topic: None,
+            exactly_once_source_support: true,
         }
     }
 }

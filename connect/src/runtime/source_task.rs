@@ -301,18 +301,19 @@ impl<'a> BatchWriter<'a> {
         }
         let name = &self.scope.config.name;
         let now = logbrook_core::now_ms();
-        for (partition, offset) in &self.offsets {
-            let record = ProducerRecord {
+        let offsets = self
+            .offsets
+            .iter()
+            .map(|(partition, offset)| ProducerRecord {
                 topic: self.scope.worker.offsets.topic().to_string(),
                 partition: Some(0),
                 key: Some(Bytes::from(OffsetStore::key(name, partition))),
                 value: Some(Bytes::from(offset.to_string())),
                 headers: Vec::new(),
                 timestamp: Some(now),
-            };
-            self.output.send(record).await?;
-        }
-        self.output.commit().await?;
+            })
+            .collect();
+        self.output.commit(offsets).await?;
         let offsets = std::mem::take(&mut self.offsets);
         self.scope.worker.offsets.committed(name, offsets);
         self.scope
@@ -322,18 +323,21 @@ impl<'a> BatchWriter<'a> {
     }
 }
 
-/// Where a source task's batches go, each whole or not at all with the offsets it covers.
+/// Where a source task's batches go with the offsets they cover.
 enum Output {
     /// The embedded log: a batch gathers in a transaction written at commit.
     Embedded {
         broker: Broker,
         transaction: Transaction,
     },
-    /// A cluster: a transactional producer of the task's own, as Kafka Connect's exactly-once
-    /// sources (KIP-618): id `{group_id}-{connector}-{task}`, so the task's next incarnation,
-    /// here or on another worker, fences this one and aborts what it left open.
+    /// A cluster. Exactly-once (the default), as Kafka Connect's exactly-once sources
+    /// (KIP-618): a transactional producer of the task's own, id
+    /// `{group_id}-{connector}-{task}`, so the task's next incarnation, here or on another
+    /// worker, fences this one and aborts what it left open. At-least-once (for brokers without
+    /// transactions): the offsets are written once the records are acknowledged.
     Cluster {
         producer: Arc<ClusterProducer>,
+        exactly_once: bool,
         in_transaction: bool,
         bytes: usize,
         sent: u64,
@@ -348,18 +352,22 @@ impl Output {
                 transaction: Transaction::new(),
             },
             Client::Cluster(cluster) => {
+                let exactly_once = scope.worker.config.exactly_once_source_support;
                 let id = format!(
                     "{}-{}-{}",
                     scope.worker.config.group_id, scope.config.name, scope.task
                 );
                 let settings = ProducerSettings {
-                    transactional_id: Some(id),
+                    transactional_id: exactly_once.then_some(id),
                     ..ProducerSettings::default()
                 };
                 let producer = Arc::new(cluster.producer(&settings)?);
-                producer.init_transactions(CLUSTER_TIMEOUT).await?;
+                if exactly_once {
+                    producer.init_transactions(CLUSTER_TIMEOUT).await?;
+                }
                 Self::Cluster {
                     producer,
+                    exactly_once,
                     in_transaction: false,
                     bytes: 0,
                     sent: 0,
@@ -389,11 +397,12 @@ impl Output {
             ),
             Self::Cluster {
                 producer,
+                exactly_once,
                 in_transaction,
                 bytes,
                 sent,
             } => {
-                if !*in_transaction {
+                if *exactly_once && !*in_transaction {
                     producer.begin_transaction()?;
                     *in_transaction = true;
                 }
@@ -405,8 +414,28 @@ impl Output {
         Ok(())
     }
 
-    /// Commits the open batch.
-    async fn commit(&mut self) -> Result<()> {
+    /// Commits the open batch with `offsets`, the records that store how far it went.
+    async fn commit(&mut self, offsets: Vec<ProducerRecord>) -> Result<()> {
+        if let Self::Cluster {
+            producer,
+            exactly_once: false,
+            bytes,
+            ..
+        } = self
+        {
+            // The records first: offsets never cover records the cluster has not acknowledged.
+            let producer = producer.clone();
+            acknowledged(&producer).await?;
+            for record in &offsets {
+                producer.send(record, 0).await?;
+            }
+            acknowledged(&producer).await?;
+            *bytes = 0;
+            return Ok(());
+        }
+        for record in offsets {
+            self.send(record).await?;
+        }
         match self {
             Self::Embedded {
                 broker,
@@ -430,6 +459,18 @@ impl Output {
             }
         }
         Ok(())
+    }
+}
+
+/// Waits until everything `producer` sent is acknowledged; fails if anything was not.
+async fn acknowledged(producer: &Arc<ClusterProducer>) -> Result<()> {
+    producer.flush(CLUSTER_TIMEOUT).await?;
+    match producer.first_failure() {
+        Some(failure) => Err(Error::fatal(format!(
+            "the cluster did not acknowledge a record: {}",
+            failure.error
+        ))),
+        None => Ok(()),
     }
 }
 
