@@ -2,13 +2,14 @@
 //! next to `cat` and `dd conv=fsync` copying the same file in the same run.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail, ensure};
 use clap::Args;
-use logbrook_connect::runtime::ConnectorOffsets;
+use logbrook_client::{Client, Cluster};
+use logbrook_connect::runtime::{ConnectorOffsets, TASK_SLOTS};
 use logbrook_connect::{ConfigOrigin, Worker, WorkerConfig};
 use logbrook_core::Broker;
 use serde_json::{Value, json};
@@ -18,19 +19,27 @@ use crate::plugins::registry;
 /// Flags of `perf connect`.
 #[derive(Debug, Clone, Args)]
 pub struct PerfConnectArgs {
-    /// Lines in the generated input file.
+    /// Lines in the generated input.
     #[arg(long, default_value_t = 1_000_000)]
     records: u64,
     /// Bytes per line, newline included.
     #[arg(long, default_value_t = 100)]
     record_size: usize,
+    /// Also run the connectors through a Connect cluster of one and of `--workers` workers on
+    /// this Kafka-protocol cluster (e.g. `logbrook serve`), after the embedded run.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: Option<String>,
+    /// Workers of the larger cluster run (in this process); the input is split into this many
+    /// files, read by as many source tasks into as many partitions.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
 }
 
 struct Measured {
-    name: &'static str,
+    name: String,
     seconds: f64,
 }
 
@@ -40,6 +49,7 @@ struct Measured {
 /// I/O errors, `cat`/`dd` failures, connector failures, or an output that differs from the input.
 pub async fn run(data_dir: &Path, args: PerfConnectArgs) -> Result<()> {
     ensure!(args.record_size >= 2, "--record-size must be at least 2");
+    ensure!(args.workers >= 1, "--workers must be at least 1");
     let dir = data_dir.join("perf-connect");
     if dir.exists() {
         std::fs::remove_dir_all(&dir).with_context(|| format!("clearing {}", dir.display()))?;
@@ -49,7 +59,7 @@ pub async fn run(data_dir: &Path, args: PerfConnectArgs) -> Result<()> {
     let bytes = generate(&input, args.records, args.record_size)?;
     let mut results = vec![
         Measured {
-            name: "cat (page cache copy)",
+            name: "cat (page cache copy)".into(),
             seconds: copy_with(
                 "cat",
                 &[input.to_str().unwrap_or_default()],
@@ -57,7 +67,7 @@ pub async fn run(data_dir: &Path, args: PerfConnectArgs) -> Result<()> {
             )?,
         },
         Measured {
-            name: "dd bs=1M conv=fsync",
+            name: "dd bs=1M conv=fsync".into(),
             seconds: copy_with(
                 "dd",
                 &[
@@ -71,18 +81,40 @@ pub async fn run(data_dir: &Path, args: PerfConnectArgs) -> Result<()> {
             )?,
         },
     ];
-    let (source_seconds, sink_seconds) = run_connectors(&dir, &input, args.records, bytes).await?;
-    results.push(Measured {
-        name: "file-source -> topic",
-        seconds: source_seconds,
-    });
-    results.push(Measured {
-        name: "topic -> file-sink",
-        seconds: sink_seconds,
-    });
-    let same = std::fs::read(&input)? == std::fs::read(dir.join("output.txt"))?;
+    let mut runs = vec![(None, 1)];
+    if let Some(bootstrap) = &args.bootstrap_server {
+        runs.push((Some(bootstrap.clone()), 1));
+        if args.workers > 1 {
+            runs.push((Some(bootstrap.clone()), args.workers));
+        }
+    }
+    let mut all_match = true;
+    for (bootstrap, workers) in runs {
+        let label = match &bootstrap {
+            None => "embedded".to_string(),
+            Some(_) => format!(
+                "cluster, {workers} worker{}",
+                if workers > 1 { "s" } else { "" }
+            ),
+        };
+        let run_dir = dir.join(label.replace([' ', ','], "-"));
+        std::fs::create_dir_all(&run_dir)?;
+        let (source_seconds, sink_seconds, same) =
+            run_connectors(&run_dir, &input, bytes, bootstrap.as_deref(), workers)
+                .await
+                .with_context(|| format!("the {label} run"))?;
+        all_match &= same;
+        results.push(Measured {
+            name: format!("file-source -> topic ({label})"),
+            seconds: source_seconds,
+        });
+        results.push(Measured {
+            name: format!("topic -> file-sink ({label})"),
+            seconds: sink_seconds,
+        });
+    }
     std::fs::remove_dir_all(&dir).ok();
-    if !same {
+    if !all_match {
         bail!("the file sink's output differs from the input");
     }
     let mb = bytes as f64 / 1e6;
@@ -97,21 +129,21 @@ pub async fn run(data_dir: &Path, args: PerfConnectArgs) -> Result<()> {
             .collect();
         println!(
             "{}",
-            json!({"records": args.records, "bytes": bytes, "results": rows, "output_matches_input": same})
+            json!({"records": args.records, "bytes": bytes, "results": rows, "output_matches_input": all_match})
         );
         return Ok(());
     }
     println!(
-        "{} lines x {} B = {:.1} MB; output file identical to input: {same}",
+        "{} lines x {} B = {:.1} MB; output identical to input (as sorted lines): {all_match}",
         args.records, args.record_size, mb
     );
     println!(
-        "{:<24} {:>10} {:>14} {:>9} {:>9}",
+        "{:<44} {:>8} {:>12} {:>8} {:>8}",
         "", "MB/s", "records/s", "vs cat", "vs dd"
     );
     for m in &results {
         println!(
-            "{:<24} {:>10.0} {:>14.0} {:>8.2}x {:>8.2}x",
+            "{:<44} {:>8.0} {:>12.0} {:>7.2}x {:>7.2}x",
             m.name,
             mb / m.seconds,
             args.records as f64 / m.seconds,
@@ -152,56 +184,152 @@ fn copy_with(program: &str, args: &[&str], stdout: &Path) -> Result<f64> {
     Ok(started.elapsed().as_secs_f64())
 }
 
-async fn run_connectors(dir: &Path, input: &Path, records: u64, bytes: u64) -> Result<(f64, f64)> {
-    let broker = Broker::open(dir.join("data")).await?;
+/// Splits `input`'s lines over `parts` files in `dir`, in turn.
+fn split(input: &Path, dir: &Path, parts: usize) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let mut outs = (0..parts)
+        .map(|i| {
+            let file = std::fs::File::create(dir.join(format!("part-{i}.txt")))?;
+            Ok(std::io::BufWriter::with_capacity(1 << 20, file))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let text = std::fs::read(input)?;
+    for (i, line) in text.split_inclusive(|b| *b == b'\n').enumerate() {
+        outs[i % parts].write_all(line)?;
+    }
+    for out in outs {
+        out.into_inner().map_err(|e| e.into_error())?.sync_all()?;
+    }
+    Ok(())
+}
+
+/// Every line of the files in `dir`, sorted.
+fn sorted_lines(dir: &Path) -> Result<Vec<Vec<u8>>> {
+    let mut lines = Vec::new();
+    for entry in std::fs::read_dir(dir)? {
+        let text = std::fs::read(entry?.path())?;
+        lines.extend(
+            text.split(|b| *b == b'\n')
+                .filter(|l| !l.is_empty())
+                .map(<[u8]>::to_vec),
+        );
+    }
+    lines.sort_unstable();
+    Ok(lines)
+}
+
+/// Runs file-source then file-sink over `input` split into `workers` files, on the embedded
+/// log in `dir` or on the cluster at `bootstrap` with `workers` workers. Returns the source's
+/// and the sink's seconds, and whether the output holds exactly the input's lines.
+async fn run_connectors(
+    dir: &Path,
+    input: &Path,
+    bytes: u64,
+    bootstrap: Option<&str>,
+    workers: usize,
+) -> Result<(f64, f64, bool)> {
+    let in_dir = dir.join("in");
+    split(input, &in_dir, workers)?;
+    let out_dir = dir.join("out");
+    std::fs::create_dir_all(&out_dir)?;
+    let log = match bootstrap {
+        Some(bootstrap) => Client::Cluster(Cluster::connect(bootstrap, Vec::new()).await?),
+        None => Client::Embedded(Broker::open(dir.join("data")).await?),
+    };
+    // Names of their own: a cluster keeps topics and connectors of earlier runs.
+    let run = format!(
+        "{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)?
+            .as_millis()
+    );
+    let topic = format!("perf-connect-{run}");
     let config = WorkerConfig {
         rest_enabled: false,
+        topic_partitions: workers as u32,
+        group_id: format!("perf-connect-{run}"),
         ..WorkerConfig::default()
     };
-    let worker = Worker::start(broker.clone(), registry(), config).await?;
+    let mut cluster = Vec::with_capacity(workers);
+    for i in 0..workers {
+        let config = WorkerConfig {
+            // The worker's id in its group and in statuses.
+            rest_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 1 + i as u16)),
+            ..config.clone()
+        };
+        cluster.push(Worker::start(log.clone(), registry(), config).await?);
+    }
+    if bootstrap.is_some() {
+        // Measured from the group's assignment on, not from the workers' start.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        let settled = |cluster: &[std::sync::Arc<Worker>]| {
+            let slots: Vec<usize> = cluster.iter().filter_map(|w| w.task_slots()).collect();
+            slots.iter().all(|s| *s > 0) && slots.iter().sum::<usize>() == TASK_SLOTS as usize
+        };
+        while !settled(&cluster) {
+            ensure!(
+                Instant::now() < deadline,
+                "the workers' group did not assign the task slots in 60 s"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    let worker = &cluster[0];
+    let (source_name, sink_name) = (format!("perf-source-{run}"), format!("perf-sink-{run}"));
     let outcome = async {
         let source = json!({
-            "name": "perf-source", "connector": "file-source", "topic": "perf-connect",
-            "value_converter": "string", "path": input.display().to_string(),
+            "name": source_name, "connector": "file-source", "topic": topic,
+            "value_converter": "string", "path": in_dir.display().to_string(), "tasks": workers,
         });
         let bar = crate::perf::progress(bytes, "file-source");
         let started = Instant::now();
-        start_connector(&worker, source).await?;
+        start_connector(worker, source).await?;
         wait(
-            &worker,
-            "perf-source",
+            worker,
+            &source_name,
             &bar,
-            |offsets| offsets.source_position("position").unwrap_or(0),
+            |o| o.source_total("position"),
             bytes,
         )
         .await?;
         let source_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        let output: PathBuf = dir.join("output.txt");
+        // The sink is done at the topic's end (transaction markers take offsets too).
+        let end: u64 = log
+            .describe_topic(&topic)
+            .await?
+            .partitions
+            .iter()
+            .map(|p| p.log_end_offset)
+            .sum();
         let sink = json!({
-            "name": "perf-sink", "connector": "file-sink", "topics": ["perf-connect"],
-            "value_converter": "string", "format": "lines", "path": output.display().to_string(),
+            "name": sink_name, "connector": "file-sink", "topics": [topic],
+            "value_converter": "string", "format": "lines",
+            "path": format!("{}/", out_dir.display()), "tasks": workers,
         });
-        let bar = crate::perf::progress(records, "file-sink");
+        let bar = crate::perf::progress(end, "file-sink");
         let started = Instant::now();
-        start_connector(&worker, sink).await?;
-        wait(
-            &worker,
-            "perf-sink",
-            &bar,
-            ConnectorOffsets::sink_total,
-            records,
-        )
-        .await?;
+        start_connector(worker, sink).await?;
+        wait(worker, &sink_name, &bar, ConnectorOffsets::sink_total, end).await?;
         let sink_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok::<_, anyhow::Error>((source_seconds, sink_seconds))
     }
     .await;
-    worker.shutdown().await;
-    broker.close().await?;
-    outcome
+    if bootstrap.is_some() {
+        for name in [&source_name, &sink_name] {
+            worker.delete(name).await.ok();
+        }
+    }
+    for worker in &cluster {
+        worker.shutdown().await;
+    }
+    log.close().await?;
+    let (source_seconds, sink_seconds) = outcome?;
+    let same = sorted_lines(&in_dir)? == sorted_lines(&out_dir)?;
+    Ok((source_seconds, sink_seconds, same))
 }
 
 /// Starts a connector from a JSON config, as `connect run` does for a file.
@@ -238,6 +366,12 @@ pub(crate) async fn wait(
         {
             bail!("{name} failed: {message}");
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
+        // A cluster's offsets are lookups over the network: ask less often.
+        let pause = if matches!(worker.log(), Client::Cluster(_)) {
+            200
+        } else {
+            5
+        };
+        tokio::time::sleep(Duration::from_millis(pause)).await;
     }
 }

@@ -25,7 +25,7 @@ use super::{TaskState, Worker, stop};
 use crate::error::{ConfigOrigin, Result};
 
 /// Partitions of the task-slot topic: the most workers a cluster spreads tasks over.
-const TASK_SLOTS: u32 = 64;
+pub const TASK_SLOTS: u32 = 64;
 
 /// This worker's part of the cluster: the slots it owns and what the others report.
 #[derive(Debug, Default)]
@@ -43,6 +43,11 @@ impl ClusterView {
     pub(crate) fn owns(&self, connector: &str, task: usize) -> bool {
         let slots = self.slots.lock().unwrap_or_else(|e| e.into_inner());
         slots.contains(&slot_of(connector, task))
+    }
+
+    /// How many task slots this worker owns.
+    pub(crate) fn slot_count(&self) -> usize {
+        self.slots.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// The state of a task running elsewhere, as its worker last reported it.
@@ -266,7 +271,7 @@ impl Worker {
                 let origin = ConfigOrigin::Rest(name.to_string());
                 let outcome = match self.validate(&stored.config, &origin) {
                     Ok(config) => {
-                        self.put_inner(name, stored.config, config, true, stored.paused)
+                        self.put_inner(name, stored.config, config, true, Some(stored.paused))
                             .await
                     }
                     Err(e) => Err(e),

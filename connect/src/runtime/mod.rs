@@ -25,6 +25,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+pub use distributed::TASK_SLOTS;
 pub use metrics::{Metrics, TaskMetrics};
 pub use offsets::{ConnectorOffsets, OffsetChange, SinkOffset, SourceOffset};
 pub use sink_task::group_id;
@@ -295,7 +296,13 @@ impl Worker {
             let outcome = match worker.validate(&connector.config, &origin) {
                 Ok(config) => {
                     worker
-                        .put_inner(&name, connector.config, config, true, connector.paused)
+                        .put_inner(
+                            &name,
+                            connector.config,
+                            config,
+                            true,
+                            Some(connector.paused),
+                        )
                         .await
                 }
                 Err(e) => Err(e),
@@ -323,6 +330,12 @@ impl Worker {
     /// Per-task counters.
     pub fn metrics(&self) -> &Metrics {
         &self.metrics
+    }
+
+    /// On a cluster, how many of the [`TASK_SLOTS`] task slots this worker owns now (the
+    /// group's assignment, which comes a moment after start); `None` on the embedded log.
+    pub fn task_slots(&self) -> Option<usize> {
+        self.cluster.as_ref().map(|cluster| cluster.slot_count())
     }
 
     /// The log it runs on.
@@ -357,10 +370,10 @@ impl Worker {
         let config = self.validate(&raw, origin)?;
         let name = config.name.clone();
         if self.shared.log.embedded().is_none() {
-            self.store(&name, &raw).await?;
-            self.put_inner(&name, raw, config, true, false).await?;
+            self.put_inner(&name, raw, config, true, None).await?;
         } else {
-            self.put_inner(&name, raw, config, false, false).await?;
+            self.put_inner(&name, raw, config, false, Some(false))
+                .await?;
         }
         Ok(name)
     }
@@ -379,41 +392,37 @@ impl Worker {
         raw.insert("name".into(), Value::String(name.to_string()));
         let origin = ConfigOrigin::Rest(name.to_string());
         let config = self.validate(&raw, &origin)?;
-        let paused = self.store(name, &raw).await?;
-        self.put_inner(name, raw, config, true, paused).await
+        self.put_inner(name, raw, config, true, None).await
     }
 
-    /// Stores a connector's config, keeping whether it is paused; returns that.
-    async fn store(&self, name: &str, raw: &Map<String, Value>) -> Result<bool> {
-        let paused = {
-            let connectors = self.connectors.lock().await;
-            connectors.get(name).is_some_and(|c| *c.paused.borrow())
-        };
-        self.configs
-            .put(
-                name,
-                Some(&StoredConnector {
-                    config: raw.clone(),
-                    paused,
-                }),
-            )
-            .await?;
-        Ok(paused)
-    }
-
+    /// Starts (or replaces) a connector. With `paused` `None` its config is stored first,
+    /// keeping whether it was paused; under the connector table's lock, so a worker following
+    /// the configs topic finds it running when it reads the record back.
     async fn put_inner(
         &self,
         name: &str,
         raw: Map<String, Value>,
         config: ConnectorConfig,
         persisted: bool,
-        paused: bool,
+        paused: Option<bool>,
     ) -> Result<bool> {
         if self.root.is_cancelled() {
             return Err(Error::ShuttingDown);
         }
         let config = Arc::new(config);
         let mut connectors = self.connectors.lock().await;
+        let paused = match paused {
+            Some(paused) => paused,
+            None => {
+                let paused = connectors.get(name).is_some_and(|c| *c.paused.borrow());
+                let stored = StoredConnector {
+                    config: raw.clone(),
+                    paused,
+                };
+                self.configs.put(name, Some(&stored)).await?;
+                paused
+            }
+        };
         let created = match connectors.remove(name) {
             Some(old) => {
                 stop(old).await;
@@ -734,9 +743,13 @@ impl Worker {
     /// Dropping it stops only the waiting: the tasks were told to stop and go on stopping
     /// (sinks commit what they flushed), but nothing waits for them any more.
     pub async fn shutdown(&self) {
-        let mut connectors = self.connectors.lock().await;
-        self.root.cancel();
-        for (_, runtime) in std::mem::take(&mut *connectors) {
+        // Not held while stopping: a rebalance during shutdown stops tasks through the table.
+        let running = {
+            let mut connectors = self.connectors.lock().await;
+            self.root.cancel();
+            std::mem::take(&mut *connectors)
+        };
+        for (_, runtime) in running {
             stop(runtime).await;
         }
         self.tracker.close();

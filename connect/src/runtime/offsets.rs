@@ -46,6 +46,18 @@ impl ConnectorOffsets {
         }
     }
 
+    /// A source's offset field `field` summed over its partitions (0 for a sink).
+    #[must_use]
+    pub fn source_total(&self, field: &str) -> u64 {
+        match self {
+            Self::Source(offsets) => offsets
+                .iter()
+                .filter_map(|o| o.offset.get(field)?.as_u64())
+                .sum(),
+            Self::Sink(_) => 0,
+        }
+    }
+
     /// A source's offset field `field` as a number, in its first partition (`None` for a
     /// sink, or a source with no such number).
     #[must_use]
@@ -77,25 +89,35 @@ impl Worker {
     /// [`Error::UnknownConnector`].
     ///
     /// # Cancel safety
-    /// Safe: it only reads. (It holds the connector table while it asks a cluster.)
+    /// Safe: it only reads.
     pub async fn offsets(&self, name: &str) -> Result<ConnectorOffsets> {
-        let connectors = self.connectors.lock().await;
-        let c = connectors
-            .get(name)
-            .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
-        Ok(match c.config.plugin.kind() {
-            ConnectorKind::Source => ConnectorOffsets::Source(
-                self.shared
-                    .offsets
-                    .get(name)
-                    .into_iter()
-                    .map(|(partition, offset)| SourceOffset { partition, offset })
-                    .collect(),
-            ),
+        // Read outside the connector table's lock: on a cluster these are network lookups.
+        let (kind, topics) = {
+            let connectors = self.connectors.lock().await;
+            let c = connectors
+                .get(name)
+                .ok_or_else(|| Error::UnknownConnector(name.to_string()))?;
+            (c.config.plugin.kind(), c.config.topics.clone())
+        };
+        let log = &self.shared.log;
+        Ok(match kind {
+            ConnectorKind::Source => {
+                if log.embedded().is_none() {
+                    // The cluster's view: other workers' tasks commit too.
+                    self.shared.offsets.refresh(log).await?;
+                }
+                ConnectorOffsets::Source(
+                    self.shared
+                        .offsets
+                        .get(name)
+                        .into_iter()
+                        .map(|(partition, offset)| SourceOffset { partition, offset })
+                        .collect(),
+                )
+            }
             ConnectorKind::Sink => {
-                let log = &self.shared.log;
                 let mut partitions = Vec::new();
-                for topic in &c.config.topics {
+                for topic in &topics {
                     let count = log.partition_count(topic).await?.unwrap_or(0);
                     partitions.extend((0..count).map(|p| TopicPartition::new(topic.as_str(), p)));
                 }
