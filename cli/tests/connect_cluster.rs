@@ -10,24 +10,11 @@ use std::collections::BTreeSet;
 use std::io::Write;
 
 use common::Logbrook;
-use common::connect::{Worker, connector_file, lines_of, wait_for};
+use common::connect::{Worker, append_ids, connector_file, lines_of, wait_for};
 use common::serve::Server;
 use serde_json::Value;
 
 const TOTAL: usize = 30_000;
-
-fn append_ids(path: &std::path::Path, ids: std::ops::Range<usize>) {
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .unwrap();
-    let mut text = String::new();
-    for id in ids {
-        text.push_str(&format!("{{\"id\":{id},\"pad\":\"{}\"}}\n", "x".repeat(40)));
-    }
-    file.write_all(text.as_bytes()).unwrap();
-}
 
 fn id_of(line: &str) -> usize {
     serde_json::from_str::<Value>(line).unwrap()["id"]

@@ -228,3 +228,18 @@ pub fn lines_of(path: &Path) -> Vec<String> {
         .map(|text| text.lines().map(str::to_string).collect())
         .unwrap_or_default()
 }
+
+/// Appends `{"id": N, "pad": "xxx..."}` lines for `ids` to `path`.
+pub fn append_ids(path: &Path, ids: std::ops::Range<usize>) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut text = String::new();
+    for id in ids {
+        text.push_str(&format!("{{\"id\":{id},\"pad\":\"{}\"}}\n", "x".repeat(40)));
+    }
+    file.write_all(text.as_bytes()).unwrap();
+}

@@ -197,16 +197,19 @@ impl LogProducer {
     pub(crate) async fn flush(&self) -> Result<()> {
         match self {
             Self::Embedded(producer) => Ok(producer.flush().await?),
-            Self::Cluster { producer, .. } => {
-                producer.flush(CLUSTER_TIMEOUT).await?;
-                match producer.first_failure() {
-                    Some(failure) => Err(Error::fatal(format!(
-                        "the cluster did not acknowledge a record: {}",
-                        failure.error
-                    ))),
-                    None => Ok(()),
-                }
-            }
+            Self::Cluster { producer, .. } => acknowledged(producer).await,
         }
+    }
+}
+
+/// Waits until everything `producer` sent is acknowledged; fails if anything was not.
+pub(crate) async fn acknowledged(producer: &Arc<ClusterProducer>) -> Result<()> {
+    producer.flush(CLUSTER_TIMEOUT).await?;
+    match producer.first_failure() {
+        Some(failure) => Err(Error::fatal(format!(
+            "the cluster did not acknowledge a record: {}",
+            failure.error
+        ))),
+        None => Ok(()),
     }
 }

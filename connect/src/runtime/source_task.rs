@@ -12,7 +12,7 @@ use logbrook_core::{Broker, Header, ProducerRecord, Transaction, partition_for_k
 use serde_json::Value;
 
 use super::errors::{Backoff, BadRecord, DeadLetter, Origin, Stage, handle_bad_record};
-use super::log::CLUSTER_TIMEOUT;
+use super::log::{CLUSTER_TIMEOUT, acknowledged};
 use super::stores::OffsetStore;
 use super::{TaskScope, TaskState};
 use crate::api::{SourceContext, SourceRecord};
@@ -459,18 +459,6 @@ impl Output {
             }
         }
         Ok(())
-    }
-}
-
-/// Waits until everything `producer` sent is acknowledged; fails if anything was not.
-async fn acknowledged(producer: &Arc<ClusterProducer>) -> Result<()> {
-    producer.flush(CLUSTER_TIMEOUT).await?;
-    match producer.first_failure() {
-        Some(failure) => Err(Error::fatal(format!(
-            "the cluster did not acknowledge a record: {}",
-            failure.error
-        ))),
-        None => Ok(()),
     }
 }
 

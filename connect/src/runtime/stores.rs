@@ -56,6 +56,20 @@ impl StateTopics {
     }
 }
 
+/// A group-less consumer of every partition of `topic`, at its start.
+async fn from_start(log: &WorkerLog, topic: &str) -> Result<logbrook_client::Consumer> {
+    let partitions = log.partition_count(topic).await?.unwrap_or(0);
+    let mut consumer = log.consumer(None, 1 << 20)?;
+    let assigned: Vec<TopicPartition> = (0..partitions)
+        .map(|p| TopicPartition::new(topic, p))
+        .collect();
+    consumer.assign(assigned.clone()).await?;
+    for tp in &assigned {
+        consumer.seek(tp, SeekTo::Earliest).await?;
+    }
+    Ok(consumer)
+}
+
 /// Reads a topic from its start on, as it grows: how a worker of a cluster follows what
 /// the others write.
 pub(crate) struct Follower {
@@ -64,16 +78,9 @@ pub(crate) struct Follower {
 
 impl Follower {
     pub(crate) async fn new(log: &WorkerLog, topic: &str) -> Result<Self> {
-        let partitions = log.partition_count(topic).await?.unwrap_or(0);
-        let mut consumer = log.consumer(None, 1 << 20)?;
-        let assigned: Vec<TopicPartition> = (0..partitions)
-            .map(|p| TopicPartition::new(topic, p))
-            .collect();
-        consumer.assign(assigned.clone()).await?;
-        for tp in &assigned {
-            consumer.seek(tp, SeekTo::Earliest).await?;
-        }
-        Ok(Self { consumer })
+        Ok(Self {
+            consumer: from_start(log, topic).await?,
+        })
     }
 
     /// The next records' keys and values (none after a while without any).
@@ -92,15 +99,7 @@ impl Follower {
 /// Reads a compacted topic whole, up to its end now: the latest value of each key (`None`
 /// for a tombstone). Only committed records (a source task's open transaction is not read).
 async fn read_latest(log: &WorkerLog, topic: &str) -> Result<BTreeMap<Bytes, Option<Bytes>>> {
-    let partitions = log.partition_count(topic).await?.unwrap_or(0);
-    let mut consumer = log.consumer(None, 1 << 20)?;
-    let assigned: Vec<TopicPartition> = (0..partitions)
-        .map(|p| TopicPartition::new(topic, p))
-        .collect();
-    consumer.assign(assigned.clone()).await?;
-    for tp in &assigned {
-        consumer.seek(tp, SeekTo::Earliest).await?;
-    }
+    let mut consumer = from_start(log, topic).await?;
     let ends: HashMap<TopicPartition, u64> = consumer.end_offsets().await?.into_iter().collect();
     let mut latest = BTreeMap::new();
     loop {
