@@ -81,22 +81,8 @@ pub async fn run(data_dir: &Path, args: PerfConnectArgs) -> Result<()> {
             )?,
         },
     ];
-    let mut runs = vec![(None, 1)];
-    if let Some(bootstrap) = &args.bootstrap_server {
-        runs.push((Some(bootstrap.clone()), 1));
-        if args.workers > 1 {
-            runs.push((Some(bootstrap.clone()), args.workers));
-        }
-    }
     let mut all_match = true;
-    for (bootstrap, workers) in runs {
-        let label = match &bootstrap {
-            None => "embedded".to_string(),
-            Some(_) => format!(
-                "cluster, {workers} worker{}",
-                if workers > 1 { "s" } else { "" }
-            ),
-        };
+    for (bootstrap, workers, label) in runs(args.bootstrap_server.as_ref(), args.workers) {
         let run_dir = dir.join(label.replace([' ', ','], "-"));
         std::fs::create_dir_all(&run_dir)?;
         let (source_seconds, sink_seconds, same) =
@@ -232,51 +218,10 @@ async fn run_connectors(
     split(input, &in_dir, workers)?;
     let out_dir = dir.join("out");
     std::fs::create_dir_all(&out_dir)?;
-    let log = match bootstrap {
-        Some(bootstrap) => Client::Cluster(Cluster::connect(bootstrap, Vec::new()).await?),
-        None => Client::Embedded(Broker::open(dir.join("data")).await?),
-    };
-    // Names of their own: a cluster keeps topics and connectors of earlier runs.
-    let run = format!(
-        "{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)?
-            .as_millis()
-    );
-    let topic = format!("perf-connect-{run}");
-    let config = WorkerConfig {
-        rest_enabled: false,
-        topic_partitions: workers as u32,
-        group_id: format!("perf-connect-{run}"),
-        ..WorkerConfig::default()
-    };
-    let mut cluster = Vec::with_capacity(workers);
-    for i in 0..workers {
-        let config = WorkerConfig {
-            // The worker's id in its group and in statuses.
-            rest_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 1 + i as u16)),
-            ..config.clone()
-        };
-        cluster.push(Worker::start(log.clone(), registry(), config).await?);
-    }
-    if bootstrap.is_some() {
-        // Measured from the group's assignment on, not from the workers' start.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        let settled = |cluster: &[std::sync::Arc<Worker>]| {
-            let slots: Vec<usize> = cluster.iter().filter_map(|w| w.task_slots()).collect();
-            slots.iter().all(|s| *s > 0) && slots.iter().sum::<usize>() == TASK_SLOTS as usize
-        };
-        while !settled(&cluster) {
-            ensure!(
-                Instant::now() < deadline,
-                "the workers' group did not assign the task slots in 60 s"
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-    let worker = &cluster[0];
-    let (source_name, sink_name) = (format!("perf-source-{run}"), format!("perf-sink-{run}"));
+    let cluster = PerfWorkers::start(dir, bootstrap, workers).await?;
+    let topic = cluster.unique("perf-connect");
+    let (source_name, sink_name) = (cluster.unique("perf-source"), cluster.unique("perf-sink"));
+    let worker = cluster.first();
     let outcome = async {
         let source = json!({
             "name": source_name, "connector": "file-source", "topic": topic,
@@ -296,14 +241,7 @@ async fn run_connectors(
         let source_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
-        // The sink is done at the topic's end (transaction markers take offsets too).
-        let end: u64 = log
-            .describe_topic(&topic)
-            .await?
-            .partitions
-            .iter()
-            .map(|p| p.log_end_offset)
-            .sum();
+        let end = cluster.end_offset(&topic).await?;
         let sink = json!({
             "name": sink_name, "connector": "file-sink", "topics": [topic],
             "value_converter": "string", "format": "lines",
@@ -318,18 +256,123 @@ async fn run_connectors(
         Ok::<_, anyhow::Error>((source_seconds, sink_seconds))
     }
     .await;
-    if bootstrap.is_some() {
-        for name in [&source_name, &sink_name] {
-            worker.delete(name).await.ok();
-        }
-    }
-    for worker in &cluster {
-        worker.shutdown().await;
-    }
-    log.close().await?;
+    cluster.stop(&[&source_name, &sink_name]).await?;
     let (source_seconds, sink_seconds) = outcome?;
     let same = sorted_lines(&in_dir)? == sorted_lines(&out_dir)?;
     Ok((source_seconds, sink_seconds, same))
+}
+
+/// The runs a connector benchmark makes: the embedded log, then with `--bootstrap-server` a
+/// cluster of one worker and one of `workers`.
+pub(crate) fn runs(
+    bootstrap: Option<&String>,
+    workers: usize,
+) -> Vec<(Option<String>, usize, String)> {
+    let mut runs = vec![(None, 1, "embedded".to_string())];
+    if let Some(bootstrap) = bootstrap {
+        runs.push((Some(bootstrap.clone()), 1, "cluster, 1 worker".to_string()));
+        if workers > 1 {
+            runs.push((
+                Some(bootstrap.clone()),
+                workers,
+                format!("cluster, {workers} workers"),
+            ));
+        }
+    }
+    runs
+}
+
+/// The workers of one benchmark run: one on an embedded log in a directory of its own, or
+/// `count` in this process forming one Connect cluster on a Kafka-protocol cluster.
+pub(crate) struct PerfWorkers {
+    log: Client,
+    workers: Vec<std::sync::Arc<Worker>>,
+    /// Makes names unique: a cluster keeps the topics and groups of earlier runs.
+    run: String,
+}
+
+impl PerfWorkers {
+    /// Starts the workers; on a cluster, returns once every worker owns task slots, so the
+    /// figures do not include the group's first rebalance.
+    pub(crate) async fn start(dir: &Path, bootstrap: Option<&str>, count: usize) -> Result<Self> {
+        let log = match bootstrap {
+            Some(bootstrap) => Client::Cluster(Cluster::connect(bootstrap, Vec::new()).await?),
+            None => Client::Embedded(Broker::open(dir.join("data")).await?),
+        };
+        let run = format!(
+            "{}-{}",
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)?
+                .as_millis()
+        );
+        let mut workers = Vec::with_capacity(count);
+        for i in 0..count {
+            let config = WorkerConfig {
+                rest_enabled: false,
+                // The worker's id in its group and in statuses.
+                rest_listen: std::net::SocketAddr::from(([127, 0, 0, 1], 1 + i as u16)),
+                topic_partitions: count as u32,
+                group_id: format!("perf-{run}"),
+                ..WorkerConfig::default()
+            };
+            workers.push(Worker::start(log.clone(), registry(), config).await?);
+        }
+        if bootstrap.is_some() {
+            let deadline = Instant::now() + Duration::from_secs(60);
+            loop {
+                let slots: Vec<usize> = workers.iter().filter_map(|w| w.task_slots()).collect();
+                if slots.iter().all(|s| *s > 0)
+                    && slots.iter().sum::<usize>() == TASK_SLOTS as usize
+                {
+                    break;
+                }
+                ensure!(
+                    Instant::now() < deadline,
+                    "the workers' group did not assign the task slots in 60 s"
+                );
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+        Ok(Self { log, workers, run })
+    }
+
+    /// The worker connectors are started through (the others learn them from the cluster).
+    pub(crate) fn first(&self) -> &Worker {
+        &self.workers[0]
+    }
+
+    /// `base` made unique to this run.
+    pub(crate) fn unique(&self, base: &str) -> String {
+        format!("{base}-{}", self.run)
+    }
+
+    /// The sum of `topic`'s end offsets: where a sink that read everything has committed
+    /// (transaction markers take offsets too).
+    pub(crate) async fn end_offset(&self, topic: &str) -> Result<u64> {
+        Ok(self
+            .log
+            .describe_topic(topic)
+            .await?
+            .partitions
+            .iter()
+            .map(|p| p.log_end_offset)
+            .sum())
+    }
+
+    /// Deletes `connectors` on a cluster (so no later worker runs them), stops the workers and
+    /// closes the log.
+    pub(crate) async fn stop(self, connectors: &[&str]) -> Result<()> {
+        if matches!(self.log, Client::Cluster(_)) {
+            for name in connectors {
+                self.first().delete(name).await.ok();
+            }
+        }
+        for worker in &self.workers {
+            worker.shutdown().await;
+        }
+        Ok(self.log.close().await?)
+    }
 }
 
 /// Starts a connector from a JSON config, as `connect run` does for a file.

@@ -6,15 +6,12 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, bail};
 use clap::Args;
 use logbrook_connect::runtime::ConnectorOffsets;
-use logbrook_connect::{Worker, WorkerConfig};
-use logbrook_core::Broker;
 use serde_json::json;
 
-use crate::perf_connect::{start_connector, wait};
-use crate::plugins::registry;
+use crate::perf_connect::{PerfWorkers, runs, start_connector, wait};
 
 /// Flags of `perf postgres`.
 #[derive(Debug, Clone, Args)]
@@ -28,6 +25,14 @@ pub struct PerfPostgresArgs {
     /// Rows per source query and per sink COPY.
     #[arg(long, default_value_t = 10_000)]
     batch_rows: u64,
+    /// Also run the connectors through a Connect cluster of one and of `--workers` workers on
+    /// this Kafka-protocol cluster (e.g. `logbrook serve`), after the embedded run.
+    #[arg(long, value_name = "HOST:PORT")]
+    bootstrap_server: Option<String>,
+    /// Workers of the larger cluster run (in this process); its topic has as many partitions,
+    /// written by the one source task and read by as many sink tasks.
+    #[arg(long, default_value_t = 2)]
+    workers: usize,
     /// Print one JSON object instead of text.
     #[arg(long)]
     json: bool,
@@ -74,62 +79,98 @@ pub async fn run(data_dir: &Path, args: PerfPostgresArgs) -> Result<()> {
     )?;
     let copy_in = started.elapsed().as_secs_f64();
 
-    let (source, sink) = run_connectors(&dir, &args).await?;
-    let differing = psql(
-        &args.url,
-        "SELECT count(*) FROM logbrook_perf_src s FULL JOIN logbrook_perf_dst d USING (id) \
-         WHERE s IS DISTINCT FROM d",
-    )?;
+    let mut measured = Vec::new();
+    let mut failure = None;
+    for (bootstrap, workers, label) in runs(args.bootstrap_server.as_ref(), args.workers) {
+        psql(&args.url, "TRUNCATE logbrook_perf_dst")?;
+        let outcome = run_connectors(
+            &dir.join(label.replace([' ', ','], "-")),
+            &args,
+            bootstrap.as_deref(),
+            workers,
+        )
+        .await
+        .with_context(|| format!("the {label} run"));
+        let differing = psql(
+            &args.url,
+            "SELECT count(*) FROM logbrook_perf_src s FULL JOIN logbrook_perf_dst d USING (id) \
+             WHERE s IS DISTINCT FROM d",
+        )?;
+        match outcome {
+            Ok(_) if differing.trim() != "0" => {
+                failure = Some(anyhow::anyhow!(
+                    "{label}: {} rows differ between logbrook_perf_src and the sink's copy",
+                    differing.trim()
+                ));
+                break;
+            }
+            Ok((source, sink)) => measured.push((label, source, sink)),
+            Err(e) => {
+                failure = Some(e);
+                break;
+            }
+        }
+    }
     psql(
         &args.url,
         "DROP TABLE logbrook_perf_src, logbrook_perf_copy, logbrook_perf_dst",
     )?;
     std::fs::remove_dir_all(&dir).ok();
-    ensure!(
-        differing.trim() == "0",
-        "{differing} rows differ between logbrook_perf_src and the sink's copy"
-    );
+    if let Some(e) = failure {
+        return Err(e);
+    }
     let rate = |seconds: f64| rows as f64 / seconds;
     if args.json {
+        let runs: Vec<serde_json::Value> = measured
+            .iter()
+            .map(|(label, source, sink)| {
+                json!({
+                    "run": label,
+                    "source_rows_per_sec": rate(*source),
+                    "source_vs_copy": copy_out / source,
+                    "sink_rows_per_sec": rate(*sink),
+                    "sink_vs_copy": copy_in / sink,
+                })
+            })
+            .collect();
         println!(
             "{}",
             json!({
                 "rows": rows,
                 "psql_copy_out_rows_per_sec": rate(copy_out),
-                "source_rows_per_sec": rate(source),
-                "source_vs_copy": copy_out / source,
                 "psql_copy_in_rows_per_sec": rate(copy_in),
-                "sink_rows_per_sec": rate(sink),
-                "sink_vs_copy": copy_in / sink,
+                "runs": runs,
                 "sink_table_equals_source": true,
             })
         );
         return Ok(());
     }
-    println!("{rows} rows ({COLUMNS}); sink table equals the source table: true");
-    println!("{:<34} {:>12} {:>10}", "", "rows/s", "vs \\copy");
+    println!("{rows} rows ({COLUMNS}); sink table equals the source table after every run: true");
+    println!("{:<48} {:>12} {:>10}", "", "rows/s", "vs \\copy");
     println!(
-        "{:<34} {:>12.0}",
+        "{:<48} {:>12.0}",
         "psql \\copy table TO file",
         rate(copy_out)
     );
     println!(
-        "{:<34} {:>12.0} {:>9.2}x",
-        "postgres-source -> topic",
-        rate(source),
-        copy_out / source
-    );
-    println!(
-        "{:<34} {:>12.0}",
+        "{:<48} {:>12.0}",
         "psql \\copy table FROM file",
         rate(copy_in)
     );
-    println!(
-        "{:<34} {:>12.0} {:>9.2}x",
-        "topic -> postgres-sink",
-        rate(sink),
-        copy_in / sink
-    );
+    for (label, source, sink) in &measured {
+        println!(
+            "{:<48} {:>12.0} {:>9.2}x",
+            format!("postgres-source -> topic ({label})"),
+            rate(*source),
+            copy_out / source
+        );
+        println!(
+            "{:<48} {:>12.0} {:>9.2}x",
+            format!("topic -> postgres-sink ({label})"),
+            rate(*sink),
+            copy_in / sink
+        );
+    }
     Ok(())
 }
 
@@ -148,51 +189,51 @@ fn psql(url: &str, sql: &str) -> Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-async fn run_connectors(dir: &Path, args: &PerfPostgresArgs) -> Result<(f64, f64)> {
-    let broker = Broker::open(dir.join("data")).await?;
-    let config = WorkerConfig {
-        rest_enabled: false,
-        ..WorkerConfig::default()
-    };
-    let worker = Worker::start(broker.clone(), registry(), config).await?;
+async fn run_connectors(
+    dir: &Path,
+    args: &PerfPostgresArgs,
+    bootstrap: Option<&str>,
+    workers: usize,
+) -> Result<(f64, f64)> {
+    std::fs::create_dir_all(dir)?;
+    let cluster = PerfWorkers::start(dir, bootstrap, workers).await?;
+    let topic = cluster.unique("perf-postgres");
+    let (source_name, sink_name) = (
+        cluster.unique("perf-pg-source"),
+        cluster.unique("perf-pg-sink"),
+    );
+    let worker = cluster.first();
     let rows = args.rows;
     let outcome = async {
         let source = json!({
-            "name": "perf-pg-source", "connector": "postgres-source", "topic": "perf-postgres",
+            "name": source_name, "connector": "postgres-source", "topic": topic,
             "url": args.url, "table": "logbrook_perf_src", "mode": "incrementing",
             "incrementing_column": "id", "batch_rows": args.batch_rows,
         });
         let bar = crate::perf::progress(rows, "postgres-source");
         let started = Instant::now();
-        start_connector(&worker, source).await?;
+        start_connector(worker, source).await?;
         let incrementing =
             |offsets: &ConnectorOffsets| offsets.source_position("incrementing").unwrap_or(0);
-        wait(&worker, "perf-pg-source", &bar, incrementing, rows).await?;
+        wait(worker, &source_name, &bar, incrementing, rows).await?;
         let source_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
 
+        let end = cluster.end_offset(&topic).await?;
         let sink = json!({
-            "name": "perf-pg-sink", "connector": "postgres-sink", "topics": ["perf-postgres"],
+            "name": sink_name, "connector": "postgres-sink", "topics": [topic],
             "url": args.url, "table": "logbrook_perf_dst", "mode": "insert",
-            "batch_rows": args.batch_rows,
+            "batch_rows": args.batch_rows, "tasks": workers,
         });
-        let bar = crate::perf::progress(rows, "postgres-sink");
+        let bar = crate::perf::progress(end, "postgres-sink");
         let started = Instant::now();
-        start_connector(&worker, sink).await?;
-        wait(
-            &worker,
-            "perf-pg-sink",
-            &bar,
-            ConnectorOffsets::sink_total,
-            rows,
-        )
-        .await?;
+        start_connector(worker, sink).await?;
+        wait(worker, &sink_name, &bar, ConnectorOffsets::sink_total, end).await?;
         let sink_seconds = started.elapsed().as_secs_f64();
         bar.finish_and_clear();
         Ok::<_, anyhow::Error>((source_seconds, sink_seconds))
     }
     .await;
-    worker.shutdown().await;
-    broker.close().await?;
+    cluster.stop(&[&source_name, &sink_name]).await?;
     outcome
 }
