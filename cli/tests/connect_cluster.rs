@@ -237,6 +237,14 @@ fn three_workers_share_the_tasks_and_move_them_when_one_dies_one_stops_and_one_j
         // A dead worker's tasks move once the group notices (its session timeout).
         running_on(&joined, name, tasks, &alive);
     }
+    // A restart through one worker restarts the connector's tasks on every worker.
+    assert_eq!(joined.call("POST", "/connectors/in/restart", None).0, 204);
+    wait_for("the restart on both workers", 30, || {
+        [&survivor, &joined]
+            .iter()
+            .all(|w| w.stderr().contains("connector restarted connector=\"in\""))
+    });
+    running_on(&joined, "in", FILES, &alive);
 
     let total: usize = written.iter().sum();
     let expected: BTreeSet<usize> = written

@@ -20,7 +20,7 @@ use logbrook_client::{Cluster, GroupChange};
 use serde_json::Value;
 use tokio_util::sync::CancellationToken;
 
-use super::stores::{Follower, StoredConnector};
+use super::stores::{Follower, RESTART_PREFIX, StoredConnector};
 use super::{TaskState, Worker, stop};
 use crate::error::{ConfigOrigin, Result};
 
@@ -151,6 +151,8 @@ pub(crate) async fn join(worker: &Arc<Worker>, cluster: &Cluster) -> Result<()> 
 
 /// Applies every config record, this worker's own too, until shutdown.
 async fn follow_configs(worker: Arc<Worker>, mut follower: Follower, topic: String) {
+    // Restart requests from before this worker started are history: its tasks are new.
+    let started = logbrook_core::now_ms();
     loop {
         let records = tokio::select! {
             () = worker.root.cancelled() => return,
@@ -164,8 +166,19 @@ async fn follow_configs(worker: Arc<Worker>, mut follower: Follower, topic: Stri
                 continue;
             }
         };
-        for (key, value) in records {
+        for (key, value, timestamp) in records {
             let name = String::from_utf8_lossy(&key).into_owned();
+            if let Some(connector) = name.strip_prefix(RESTART_PREFIX) {
+                if value.is_some() && timestamp >= started {
+                    match worker.restart_here(connector).await {
+                        Ok(()) | Err(crate::Error::UnknownConnector(_)) => {}
+                        Err(e) => {
+                            tracing::warn!(connector, error = %e, "restarting the connector failed");
+                        }
+                    }
+                }
+                continue;
+            }
             let stored = match value.map(|v| StoredConnector::parse(&topic, &name, &v)) {
                 Some(Err(e)) => {
                     tracing::warn!(connector = name, error = %e, "skipping a config record");
@@ -191,7 +204,7 @@ async fn follow_statuses(worker: Arc<Worker>, view: Arc<ClusterView>, mut follow
             continue;
         };
         let mut states = view.states.lock().unwrap_or_else(|e| e.into_inner());
-        for (key, value) in records {
+        for (key, value, _) in records {
             let key = String::from_utf8_lossy(&key).into_owned();
             match value.and_then(|v| serde_json::from_slice::<Value>(&v).ok()) {
                 Some(record) => {

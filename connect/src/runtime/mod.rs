@@ -680,16 +680,29 @@ impl Worker {
         Ok(())
     }
 
-    /// Stops and starts a connector's tasks (clearing failures), keeping its config.
+    /// Stops and starts a connector's tasks (clearing failures), keeping its config. On a
+    /// cluster every worker restarts its tasks of the connector: the request goes through the
+    /// configs topic, which every worker follows.
     ///
     /// # Errors
-    /// [`Error::UnknownConnector`].
+    /// [`Error::UnknownConnector`]; on a cluster, writing the request failed.
     ///
     /// # Cancel safety
     /// Not cancel safe: dropped midway, the connector may be stopped and not started again. Await
     /// it to completion (the REST layer runs it on a task of its own, so a client hanging up does
     /// not drop it).
     pub async fn restart(&self, name: &str) -> Result<()> {
+        if self.cluster.is_some() {
+            if !self.connectors.lock().await.contains_key(name) {
+                return Err(Error::UnknownConnector(name.to_string()));
+            }
+            return self.configs.request_restart(name).await;
+        }
+        self.restart_here(name).await
+    }
+
+    /// Stops and starts the connector's tasks that run on this worker.
+    pub(crate) async fn restart_here(&self, name: &str) -> Result<()> {
         let mut connectors = self.connectors.lock().await;
         let old = connectors
             .remove(name)

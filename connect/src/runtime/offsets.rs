@@ -199,6 +199,10 @@ impl Worker {
             name.to_string(),
             self.launch(raw, running_config, persisted, true).await,
         );
+        if outcome.is_ok() && self.cluster.is_some() {
+            // Tasks on other workers hold positions in memory: they start again from the change.
+            self.configs.request_restart(name).await?;
+        }
         outcome
     }
 

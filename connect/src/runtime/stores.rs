@@ -83,15 +83,15 @@ impl Follower {
         })
     }
 
-    /// The next records' keys and values (none after a while without any).
-    pub(crate) async fn next(&mut self) -> Result<Vec<(Bytes, Option<Bytes>)>> {
+    /// The next records' keys, values and timestamps (none after a while without any).
+    pub(crate) async fn next(&mut self) -> Result<Vec<(Bytes, Option<Bytes>, i64)>> {
         let records = self
             .consumer
             .poll_available(Duration::from_millis(500))
             .await?;
         Ok(records
             .into_iter()
-            .filter_map(|r| Some((r.key?, r.value)))
+            .filter_map(|r| Some((r.key?, r.value, r.timestamp)))
             .collect())
     }
 }
@@ -232,6 +232,9 @@ impl OffsetStore {
     }
 }
 
+/// The key prefix of restart requests in the configs topic; not a connector.
+pub(crate) const RESTART_PREFIX: &str = "restart-connector-";
+
 /// A connector config as stored in `__connect_configs`.
 #[derive(Debug, Clone)]
 pub(crate) struct StoredConnector {
@@ -277,6 +280,9 @@ impl ConfigStore {
             let Some(value) = value else {
                 continue;
             };
+            if name.starts_with(RESTART_PREFIX) {
+                continue;
+            }
             let stored = StoredConnector::parse(topic, &name, &value)?;
             connectors.insert(name, stored);
         }
@@ -292,6 +298,20 @@ impl ConfigStore {
     /// The configs topic.
     pub(crate) fn topic(&self) -> &str {
         &self.topic
+    }
+
+    /// Asks every worker following the configs topic to restart its tasks of `name` (Kafka
+    /// Connect's `restart-connector-NAME` record).
+    pub(crate) async fn request_restart(&self, name: &str) -> Result<()> {
+        let key = format!("{RESTART_PREFIX}{name}").into_bytes();
+        let value = json!({ "requested_ms": logbrook_core::now_ms() });
+        append(
+            &self.log,
+            &self.topic,
+            key,
+            Some(value.to_string().into_bytes()),
+        )
+        .await
     }
 
     /// Stores (or with `None`, deletes) a connector.
