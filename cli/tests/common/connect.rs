@@ -222,11 +222,18 @@ pub fn wait_for(what: &str, seconds: u64, mut condition: impl FnMut() -> bool) {
     }
 }
 
-/// The lines of a file, or none if it does not exist yet.
+/// The complete lines of a file, or none if it does not exist yet.
 pub fn lines_of(path: &Path) -> Vec<String> {
-    std::fs::read_to_string(path)
-        .map(|text| text.lines().map(str::to_string).collect())
-        .unwrap_or_default()
+    // A sink may be writing the file: a last line with no newline yet is not complete.
+    let text = std::fs::read(path).unwrap_or_default();
+    let complete = text
+        .iter()
+        .rposition(|b| *b == b'\n')
+        .map_or(0, |end| end + 1);
+    String::from_utf8_lossy(&text[..complete])
+        .lines()
+        .map(str::to_string)
+        .collect()
 }
 
 /// Appends `{"id": N, "pad": "xxx..."}` lines for `ids` to `path`.
