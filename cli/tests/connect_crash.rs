@@ -8,7 +8,7 @@ mod common;
 use std::collections::BTreeSet;
 
 use common::Logbrook;
-use common::connect::{Worker, append_ids, connector_file, lines_of, wait_for};
+use common::connect::{Worker, append_ids, file_pipeline, lines_of, wait_for};
 use serde_json::Value;
 
 const TOTAL: usize = 40_000;
@@ -30,22 +30,7 @@ fn kill_9_and_restart_loses_nothing_and_the_source_duplicates_nothing() {
     let input = lb.root().join("in.jsonl");
     let output = lb.root().join("out.jsonl");
     append_ids(&input, 0..TOTAL / 2);
-    let source = connector_file(
-        &lb,
-        "source.toml",
-        &format!(
-            "name = \"in\"\nconnector = \"file-source\"\ntopic = \"data\"\npath = \"{}\"\nformat = \"json\"\nbatch_max_records = 500\n",
-            input.display()
-        ),
-    );
-    let sink = connector_file(
-        &lb,
-        "sink.toml",
-        &format!(
-            "name = \"out\"\nconnector = \"file-sink\"\ntopics = [\"data\"]\npath = \"{}\"\n",
-            output.display()
-        ),
-    );
+    let (source, sink) = file_pipeline(&lb, &input, &output);
 
     let worker = Worker::start(&lb, &[&source, &sink]);
     wait_for("some output", 30, || !lines_of(&output).is_empty());

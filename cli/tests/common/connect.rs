@@ -28,6 +28,28 @@ pub fn connector_file(lb: &Logbrook, name: &str, text: &str) -> PathBuf {
     path
 }
 
+/// Connector files `source.toml` (file-source `in`: JSON lines of `input` into topic `data`,
+/// 500-record batches) and `sink.toml` (file-sink `out`: `data` into `output`).
+pub fn file_pipeline(lb: &Logbrook, input: &Path, output: &Path) -> (PathBuf, PathBuf) {
+    let source = connector_file(
+        lb,
+        "source.toml",
+        &format!(
+            "name = \"in\"\nconnector = \"file-source\"\ntopic = \"data\"\npath = \"{}\"\nformat = \"json\"\nbatch_max_records = 500\n",
+            input.display()
+        ),
+    );
+    let sink = connector_file(
+        lb,
+        "sink.toml",
+        &format!(
+            "name = \"out\"\nconnector = \"file-sink\"\ntopics = [\"data\"]\npath = \"{}\"\n",
+            output.display()
+        ),
+    );
+    (source, sink)
+}
+
 /// A running `logbrook connect run`; killed when dropped.
 pub struct Worker {
     child: Option<Child>,

@@ -3,7 +3,7 @@
 //! offsets. Offsets never cover data the sink has not made durable: a sink that holds records
 //! across flushes reports them (`Sink::pending_offsets`) and the commit stops short of them.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use logbrook_client::Consumer;
@@ -47,6 +47,8 @@ struct SinkTask<'a> {
     value_converter: Converter,
     /// When the lag was last reported (on a cluster, reading it asks the brokers).
     lag_reported: Option<Instant>,
+    /// Dead-letter topics known to exist: checked once, not per bad record (a cluster lookup).
+    dead_letter_topics: HashSet<String>,
     /// The log partition of records whose topic or partition a transform changed, so offsets
     /// the sink reports for them reach the right partition.
     origins: HashMap<(String, u32), TopicPartition>,
@@ -102,6 +104,7 @@ impl<'a> SinkTask<'a> {
             key_converter: Converter::new(key_kind, key_schemas),
             value_converter: Converter::new(value_kind, value_schemas),
             lag_reported: None,
+            dead_letter_topics: HashSet::new(),
             origins: HashMap::new(),
             unflushed: false,
             last_flush: Instant::now(),
@@ -242,7 +245,10 @@ impl<'a> SinkTask<'a> {
         let Some(letter) = handle_bad_record(self.scope, stage, bad_record(raw), error)? else {
             return Ok(());
         };
-        self.scope.worker.ensure_topic(&letter.topic).await?;
+        if !self.dead_letter_topics.contains(&letter.topic) {
+            self.scope.worker.ensure_topic(&letter.topic).await?;
+            self.dead_letter_topics.insert(letter.topic.clone());
+        }
         // Delivery is awaited at the next flush, before offsets are committed.
         self.dead_letters
             .send(ProducerRecord {
