@@ -141,27 +141,17 @@ impl WorkerLog {
         Ok(self.0.consumer(group, fetch_max_bytes)?)
     }
 
-    /// A producer; on a cluster with `transactional_id`, a transactional one whose earlier
-    /// incarnations (the same task on a worker that died) are fenced and their open
-    /// transactions aborted.
-    pub(crate) async fn producer(&self, transactional_id: Option<String>) -> Result<LogProducer> {
+    /// A producer (not transactional: source tasks make their own, see `source_task`).
+    pub(crate) fn producer(&self) -> Result<LogProducer> {
         match &self.0 {
             Client::Embedded(broker) => Ok(LogProducer::Embedded(Producer::new(
                 broker.clone(),
                 Default::default(),
             ))),
-            Client::Cluster(cluster) => {
-                let transactional = transactional_id.is_some();
-                let settings = ProducerSettings {
-                    transactional_id,
-                    ..ProducerSettings::default()
-                };
-                let producer = Arc::new(cluster.producer(&settings)?);
-                if transactional {
-                    producer.init_transactions(CLUSTER_TIMEOUT).await?;
-                }
-                Ok(LogProducer::Cluster { producer, sent: 0 })
-            }
+            Client::Cluster(cluster) => Ok(LogProducer::Cluster {
+                producer: Arc::new(cluster.producer(&ProducerSettings::default())?),
+                sent: 0,
+            }),
         }
     }
 }

@@ -99,7 +99,7 @@ impl<'a> SinkTask<'a> {
             consumer,
             partitions,
             committed,
-            dead_letters: log.producer(None).await?,
+            dead_letters: log.producer()?,
             backoff,
             key_converter: Converter::new(key_kind, key_schemas),
             value_converter: Converter::new(value_kind, value_schemas),

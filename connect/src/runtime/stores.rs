@@ -119,7 +119,7 @@ async fn read_latest(log: &WorkerLog, topic: &str) -> Result<BTreeMap<Bytes, Opt
 }
 
 async fn append(log: &WorkerLog, topic: &str, key: Vec<u8>, value: Option<Vec<u8>>) -> Result<()> {
-    let mut producer = log.producer(None).await?;
+    let mut producer = log.producer()?;
     producer
         .send(ProducerRecord {
             topic: topic.to_string(),
@@ -347,7 +347,7 @@ impl StatusWriter {
     /// Creates the status topic if needed and starts writing.
     pub(crate) async fn start(log: &WorkerLog, topic: &str, worker_id: String) -> Result<Self> {
         log.create_topic(topic, 1, true).await?;
-        let mut producer = log.producer(None).await?;
+        let mut producer = log.producer()?;
         let (sender, mut receiver) = tokio::sync::mpsc::unbounded_channel();
         let own_topic = topic.to_string();
         let topic = topic.to_string();
